@@ -1,0 +1,1680 @@
+/*
+ * config.c - read, default and validate the mailtlsd configuration file.
+ *
+ * The file is INI style: "[name]" section headers, "key = value" lines, and
+ * "#" or ";" comments (a whole line, or the rest of a line after whitespace).
+ * Loading is two passes: every line is parsed into a per-section record that
+ * remembers where each key was set; then each service takes the [global]
+ * defaults, derives what the remote port implies and is validated.  Every
+ * error is collected as "FILE:LINE: message"; nothing is printed.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/base64.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/version.h>
+
+#include "config.h"
+
+#define LINE_LEN_MAX		4096	/* longest line accepted */
+#define ERRORS_MAX		100	/* errors reported per load */
+#define MAX_SESSIONS_MAX	1000000
+#define POOL_SIZE_MAX		64
+#define ERR_LEN			1024	/* one message from a value parser */
+
+enum key_id {
+	KEY_LISTEN,
+	KEY_REMOTE,
+	KEY_PROTOCOL,
+	KEY_TLS,
+	KEY_SERVER_NAME,
+	KEY_PIN_SHA256,
+	KEY_CA_FILE,
+	KEY_VERIFY,
+	KEY_MIN_TLS,
+	KEY_CLIENT_CERT,
+	KEY_CLIENT_KEY,
+	KEY_EHLO_NAME,
+	KEY_CONNECT_TIMEOUT,
+	KEY_HANDSHAKE_TIMEOUT,
+	KEY_IDLE_TIMEOUT,
+	KEY_SHUTDOWN_TIMEOUT,
+	KEY_POOL_SIZE,
+	KEY_POOL_MAX_AGE,
+	KEY_LOCAL_TLS,
+	KEY_LOCAL_CERT,
+	KEY_LOCAL_KEY,
+	KEY_ALLOW_REMOTE_CLIENTS,
+	KEY_USER,
+	KEY_PID_FILE,
+	KEY_STATE_DIR,
+	KEY_LOG_LEVEL,
+	KEY_MAX_SESSIONS,
+	KEY_COUNT
+};
+
+enum key_scope {
+	SCOPE_SERVICE,		/* only in a service section */
+	SCOPE_BOTH,		/* in a service, or in [global] as the default */
+	SCOPE_GLOBAL		/* only in [global] */
+};
+
+enum section_kind {
+	SECTION_GLOBAL,
+	SECTION_SERVICE,
+	SECTION_UNKNOWN		/* after a header that could not be read */
+};
+
+/* One "key = value" line being parsed. */
+struct kv {
+	enum key_id	 id;
+	const char	*key;
+	const char	*val;
+	int		 line;
+	char		 err[ERR_LEN];	/* why the value is bad */
+};
+
+/* One section as written, before defaults are resolved. */
+struct section {
+	enum section_kind	kind;
+	int			line;
+	int			keyline[KEY_COUNT]; /* first line of each key */
+	struct service_config	svc;
+};
+
+/* The state of one config_load(). */
+struct parser {
+	const char		*path;
+	struct config_errors	*errs;
+	int			 nerr;
+	struct config		*cfg;
+
+	struct section		 global;
+	int			 have_global;
+	struct section		 discard;
+	struct section		**services;
+	int			 n_services;
+	int			 cap_services;
+	int			 saw_service;	/* any non-global header */
+	struct section		*cur;		/* NULL before any header */
+};
+
+typedef int	key_parse_fn(struct config *, struct service_config *,
+		    struct kv *);
+
+/* One configuration key. */
+struct key_def {
+	const char	*name;
+	enum key_id	 id;
+	enum key_scope	 scope;
+	int		 repeatable;
+	key_parse_fn	*parse;
+	size_t		 off;		/* field in service_config ... */
+	size_t		 size;		/* ... copied from [global] */
+};
+
+/* A word a key accepts and the value it stands for. */
+struct choice {
+	const char	*word;
+	int		 value;
+};
+
+static const struct choice protocol_choices[] = {
+	{ "imap", MAIL_PROTO_IMAP },
+	{ "pop3", MAIL_PROTO_POP3 },
+	{ "smtp", MAIL_PROTO_SMTP },
+	{ NULL, 0 }
+};
+
+static const struct choice tls_choices[] = {
+	{ "implicit", TLS_MODE_IMPLICIT },
+	{ "starttls", TLS_MODE_STARTTLS },
+	{ NULL, 0 }
+};
+
+static const struct choice local_tls_choices[] = {
+	{ "none", LOCAL_TLS_NONE },
+	{ "starttls", LOCAL_TLS_STARTTLS },
+	{ "implicit", LOCAL_TLS_IMPLICIT },
+	{ NULL, 0 }
+};
+
+static const struct choice min_tls_choices[] = {
+	{ "1.2", TLS_VERSION_1_2 },
+	{ "1.3", TLS_VERSION_1_3 },
+	{ NULL, 0 }
+};
+
+static const struct choice log_level_choices[] = {
+	{ "error", LOG_LEVEL_ERROR },
+	{ "warn", LOG_LEVEL_WARN },
+	{ "info", LOG_LEVEL_INFO },
+	{ "debug", LOG_LEVEL_DEBUG },
+	{ NULL, 0 }
+};
+
+static const struct choice bool_choices[] = {
+	{ "yes", 1 },
+	{ "no", 0 },
+	{ NULL, 0 }
+};
+
+/* Ports with a default protocol and TLS mode. */
+static const struct port_default {
+	uint16_t		port;
+	enum mail_protocol	protocol;
+	enum tls_mode		tls;
+} port_defaults[] = {
+	{ 993, MAIL_PROTO_IMAP, TLS_MODE_IMPLICIT },
+	{ 143, MAIL_PROTO_IMAP, TLS_MODE_STARTTLS },
+	{ 995, MAIL_PROTO_POP3, TLS_MODE_IMPLICIT },
+	{ 110, MAIL_PROTO_POP3, TLS_MODE_STARTTLS },
+	{ 465, MAIL_PROTO_SMTP, TLS_MODE_IMPLICIT },
+	{ 587, MAIL_PROTO_SMTP, TLS_MODE_STARTTLS },
+	{ 25, MAIL_PROTO_SMTP, TLS_MODE_STARTTLS },
+	{ 26, MAIL_PROTO_SMTP, TLS_MODE_STARTTLS },
+	{ 0, MAIL_PROTO_NONE, TLS_MODE_NONE }
+};
+
+static void	parser_error(struct parser *, int, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+static int	kv_error(struct kv *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+/*
+ * ---- Not supported yet ----------------------------------------------------
+ * Settings the configuration language already has but the daemon does not
+ * implement yet.  Each is refused with a message saying "not supported yet";
+ * delete its case here when the feature lands.  The remote-port variant of
+ * "tls = starttls" is in not_supported_yet_port() just below.
+ */
+
+/* Why an accepted value of key cannot be used yet, or NULL. */
+static const char *
+not_supported_yet(enum key_id id, const struct service_config *svc)
+{
+	switch (id) {
+	case KEY_TLS:
+		if (svc->tls == TLS_MODE_STARTTLS)
+			return "tls = starttls is not supported yet";
+		break;
+	case KEY_POOL_SIZE:
+		if (svc->pool_size != 0)
+			return "pool_size other than 0 is not supported yet";
+		break;
+	case KEY_POOL_MAX_AGE:
+		return "pool_max_age is not supported yet";
+	case KEY_LOCAL_TLS:
+		if (svc->local_tls != LOCAL_TLS_NONE)
+			return "local_tls other than none is not supported yet";
+		break;
+	case KEY_LOCAL_CERT:
+		return "local_cert is not supported yet";
+	case KEY_LOCAL_KEY:
+		return "local_key is not supported yet";
+	case KEY_STATE_DIR:
+		return "state_dir is not supported yet";
+	case KEY_EHLO_NAME:
+		return "ehlo_name is not supported yet";
+	case KEY_MIN_TLS:
+#if !defined(MBEDTLS_SSL_PROTO_TLS1_3)
+		/* A limit of the build rather than a feature to come. */
+		if (svc->min_tls == TLS_VERSION_1_3)
+			return "min_tls = 1.3 needs mbedTLS 3 with TLS 1.3; "
+			    "this build has mbedTLS " MBEDTLS_VERSION_STRING;
+#endif
+		break;
+	default:
+		break;
+	}
+	return NULL;
+}
+
+/* Whether a remote port implies a TLS mode that is not supported yet. */
+static int
+not_supported_yet_port(uint16_t port)
+{
+	return config_default_tls(port) == TLS_MODE_STARTTLS;
+}
+
+/* ---- End of "not supported yet" ------------------------------------------ */
+
+/* Default protocol for a remote port, MAIL_PROTO_NONE when there is none. */
+enum mail_protocol
+config_default_protocol(uint16_t port)
+{
+	const struct port_default	*pd;
+
+	for (pd = port_defaults; pd->port != 0; pd++)
+		if (pd->port == port)
+			return pd->protocol;
+	return MAIL_PROTO_NONE;
+}
+
+/* Default TLS mode for a remote port, TLS_MODE_NONE when there is none. */
+enum tls_mode
+config_default_tls(uint16_t port)
+{
+	const struct port_default	*pd;
+
+	for (pd = port_defaults; pd->port != 0; pd++)
+		if (pd->port == port)
+			return pd->tls;
+	return TLS_MODE_NONE;
+}
+
+/* The name of a protocol, for logs and messages. */
+const char *
+config_protocol_name(enum mail_protocol proto)
+{
+	switch (proto) {
+	case MAIL_PROTO_IMAP:
+		return "imap";
+	case MAIL_PROTO_POP3:
+		return "pop3";
+	case MAIL_PROTO_SMTP:
+		return "smtp";
+	default:
+		return "none";
+	}
+}
+
+/* The name of a TLS mode, for logs and messages. */
+const char *
+config_tls_mode_name(enum tls_mode mode)
+{
+	switch (mode) {
+	case TLS_MODE_IMPLICIT:
+		return "implicit";
+	case TLS_MODE_STARTTLS:
+		return "starttls";
+	default:
+		return "none";
+	}
+}
+
+/* ---- Error lists ---------------------------------------------------------- */
+
+/* Format into a new string, or NULL when out of memory. */
+static char *
+vformat(const char *fmt, va_list ap)
+{
+	va_list	 ap2;
+	char	*s;
+	int	 n;
+
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0 || (s = malloc((size_t)n + 1)) == NULL)
+		return NULL;
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	return s;
+}
+
+/* Replace control characters, so a message is safe on a terminal or log. */
+static void
+sanitize(char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
+/* Append one formatted error. */
+void
+config_errors_add(struct config_errors *errs, const char *fmt, ...)
+{
+	va_list	  ap;
+	char	 *line, **lines;
+	int	  cap;
+
+	if (errs == NULL)
+		return;
+	va_start(ap, fmt);
+	line = vformat(fmt, ap);
+	va_end(ap);
+	if (line == NULL)
+		return;
+	sanitize(line);
+	if (errs->count == errs->cap) {
+		cap = errs->cap == 0 ? 8 : errs->cap * 2;
+		lines = realloc(errs->lines, (size_t)cap * sizeof(*lines));
+		if (lines == NULL) {
+			free(line);
+			return;
+		}
+		errs->lines = lines;
+		errs->cap = cap;
+	}
+	errs->lines[errs->count++] = line;
+}
+
+/* Free the error lines (not the struct itself); safe on an empty list. */
+void
+config_errors_clear(struct config_errors *errs)
+{
+	int	i;
+
+	if (errs == NULL)
+		return;
+	for (i = 0; i < errs->count; i++)
+		free(errs->lines[i]);
+	free(errs->lines);
+	errs->lines = NULL;
+	errs->count = 0;
+	errs->cap = 0;
+}
+
+/* Record an error at line of the file being loaded (0: the whole file). */
+static void
+parser_error(struct parser *p, int line, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg;
+
+	if (++p->nerr > ERRORS_MAX) {
+		if (p->nerr == ERRORS_MAX + 1)
+			config_errors_add(p->errs, "%s: too many errors, "
+			    "stopped reporting after %d", p->path, ERRORS_MAX);
+		return;
+	}
+	va_start(ap, fmt);
+	msg = vformat(fmt, ap);
+	va_end(ap);
+	if (msg == NULL)
+		return;
+	if (line > 0)
+		config_errors_add(p->errs, "%s:%d: %s", p->path, line, msg);
+	else
+		config_errors_add(p->errs, "%s: %s", p->path, msg);
+	free(msg);
+}
+
+/* Set the reason a value is bad; returns -1. */
+static int
+kv_error(struct kv *kv, const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(kv->err, sizeof(kv->err), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* ---- Value syntax --------------------------------------------------------- */
+
+/* Parse a decimal number in [min, max]; returns 0 or -1. */
+static int
+parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+	unsigned long	v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (unsigned long)(*s - '0');
+		if (v > max)
+			return -1;
+	}
+	if (v < min)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* Parse a port number 1..65535; returns 0 or -1. */
+static int
+parse_port(const char *s, uint16_t *port)
+{
+	unsigned	v;
+
+	if (parse_uint(s, 1, 65535, &v) == -1)
+		return -1;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+/* Whether s is a numeric IPv4 (af AF_INET) or IPv6 address. */
+static int
+is_ip(int af, const char *s)
+{
+	struct in6_addr	a;
+
+	return inet_pton(af, s, &a) == 1;
+}
+
+/* Whether one DNS label (len bytes) is well formed. */
+static int
+valid_label(const char *s, size_t len)
+{
+	size_t	i;
+
+	if (len == 0 || len > 63 || s[0] == '-' || s[len - 1] == '-')
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
+			return 0;
+	return 1;
+}
+
+/* Whether s is a DNS host name (and not something that looks numeric). */
+static int
+valid_hostname(const char *s)
+{
+	const char	*dot, *last = s;
+	size_t		 len;
+
+	if (strlen(s) > 253)
+		return 0;
+	for (;;) {
+		dot = strchr(s, '.');
+		len = dot != NULL ? (size_t)(dot - s) : strlen(s);
+		if (!valid_label(s, len))
+			return 0;
+		last = s;
+		if (dot == NULL)
+			break;
+		s = dot + 1;
+	}
+	/* No top-level domain is all digits: "1.2.3" is a bad address. */
+	return strspn(last, "0123456789") != strlen(last);
+}
+
+/* Whether s is a host name or a numeric IPv4 or IPv6 address. */
+static int
+valid_host(const char *s)
+{
+	return is_ip(AF_INET, s) || is_ip(AF_INET6, s) || valid_hostname(s);
+}
+
+/*
+ * Split "HOST:PORT" or "[HOST]:PORT".  Returns 0, or -1 with a reason in err.
+ */
+static int
+split_host_port(const char *text, char *host, size_t hostlen, uint16_t *port,
+    int *bracketed, char *err, size_t errlen)
+{
+	const char	*end, *colon;
+	size_t		 len;
+
+	*bracketed = text[0] == '[';
+	if (*bracketed) {
+		if ((end = strchr(text, ']')) == NULL) {
+			snprintf(err, errlen, "missing ']' after IPv6 address");
+			return -1;
+		}
+		text++;
+		colon = end + 1;
+		if (*colon != ':') {
+			snprintf(err, errlen, "expected ':PORT' after ']'");
+			return -1;
+		}
+	} else {
+		if ((colon = strrchr(text, ':')) == NULL) {
+			snprintf(err, errlen, "missing ':PORT'");
+			return -1;
+		}
+		end = colon;
+		if (memchr(text, ':', (size_t)(colon - text)) != NULL) {
+			snprintf(err, errlen, "write IPv6 addresses in "
+			    "brackets, as [ADDR]:PORT");
+			return -1;
+		}
+	}
+	len = (size_t)(end - text);
+	if (len == 0) {
+		snprintf(err, errlen, "missing address before ':PORT'");
+		return -1;
+	}
+	if (len >= hostlen) {
+		snprintf(err, errlen, "address or host name too long");
+		return -1;
+	}
+	if (colon[1] == '\0') {
+		snprintf(err, errlen, "missing port after ':'");
+		return -1;
+	}
+	if (parse_port(colon + 1, port) == -1) {
+		snprintf(err, errlen, "port must be a number from 1 to 65535");
+		return -1;
+	}
+	memcpy(host, text, len);
+	host[len] = '\0';
+	return 0;
+}
+
+/* Whether a socket address is a loopback address (IPv4-mapped included). */
+static int
+addr_is_loopback(const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in	*sin = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6	*sin6 = (const struct sockaddr_in6 *)ss;
+	const uint8_t			*b;
+
+	if (ss->ss_family == AF_INET)
+		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	if (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr))
+		return 1;
+	b = sin6->sin6_addr.s6_addr;
+	return IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) && b[12] == 127;
+}
+
+/*
+ * Parse "ADDR:PORT" / "[V6]:PORT" (numeric addresses only) into out.
+ * Returns 0, or -1 with a reason in err.
+ */
+int
+config_parse_listen(const char *text, struct listen_addr *out, char *err,
+    size_t errlen)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&out->addr;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&out->addr;
+	char			 host[INET6_ADDRSTRLEN + 1];
+	char			 norm[INET6_ADDRSTRLEN];
+	uint16_t		 port;
+	int			 v6;
+
+	memset(out, 0, sizeof(*out));
+	if (split_host_port(text, host, sizeof(host), &port, &v6, err,
+	    errlen) == -1)
+		return -1;
+	if (v6 && inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		out->addrlen = sizeof(*sin6);
+	} else if (!v6 && inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		out->addrlen = sizeof(*sin);
+	} else {
+		snprintf(err, errlen, "'%s' is not a numeric %s address "
+		    "(e.g. 127.0.0.1:1143 or [::1]:1143)", host,
+		    v6 ? "IPv6" : "IPv4");
+		return -1;
+	}
+	if (v6)
+		inet_ntop(AF_INET6, &sin6->sin6_addr, norm, sizeof(norm));
+	else
+		inet_ntop(AF_INET, &sin->sin_addr, norm, sizeof(norm));
+	snprintf(out->text, sizeof(out->text), v6 ? "[%s]:%u" : "%s:%u",
+	    norm, (unsigned)port);
+	out->is_loopback = addr_is_loopback(&out->addr);
+	return 0;
+}
+
+/*
+ * Parse "HOST:PORT" / "[V6]:PORT" for remote.  Returns 0, or -1 with a
+ * reason in err.
+ */
+int
+config_parse_remote(const char *text, char *host, size_t hostlen,
+    uint16_t *port, char *err, size_t errlen)
+{
+	char		buf[CONFIG_HOST_MAX];
+	uint16_t	p;
+	int		v6;
+
+	if (split_host_port(text, buf, sizeof(buf), &p, &v6, err,
+	    errlen) == -1)
+		return -1;
+	if (v6 && !is_ip(AF_INET6, buf)) {
+		snprintf(err, errlen, "'%s' is not an IPv6 address (only "
+		    "IPv6 addresses go in brackets)", buf);
+		return -1;
+	}
+	if (!v6 && !is_ip(AF_INET, buf) && !valid_hostname(buf)) {
+		snprintf(err, errlen, "'%s' is not a valid host name or IPv4 "
+		    "address", buf);
+		return -1;
+	}
+	if (strlen(buf) >= hostlen) {
+		snprintf(err, errlen, "host name too long");
+		return -1;
+	}
+	memcpy(host, buf, strlen(buf) + 1);
+	*port = p;
+	return 0;
+}
+
+/* ---- Value parsers, one per key -------------------------------------------- */
+
+/* Parse one of a table of words into *out. */
+static int
+parse_choice(struct kv *kv, const struct choice *choices, int *out)
+{
+	const struct choice	*c;
+	size_t			 n;
+
+	for (c = choices; c->word != NULL; c++) {
+		if (strcmp(kv->val, c->word) == 0) {
+			*out = c->value;
+			return 0;
+		}
+	}
+	n = (size_t)snprintf(kv->err, sizeof(kv->err), "invalid %s '%s' "
+	    "(expected", kv->key, kv->val);
+	for (c = choices; c->word != NULL && n < sizeof(kv->err); c++)
+		n += (size_t)snprintf(kv->err + n, sizeof(kv->err) - n, "%s%s",
+		    c == choices ? " " : c[1].word == NULL ? " or " : ", ",
+		    c->word);
+	if (n < sizeof(kv->err))
+		snprintf(kv->err + n, sizeof(kv->err) - n, ")");
+	return -1;
+}
+
+/* Parse yes or no. */
+static int
+parse_bool(struct kv *kv, int *out)
+{
+	return parse_choice(kv, bool_choices, out);
+}
+
+/* Parse a number in [min, max]. */
+static int
+parse_number(struct kv *kv, unsigned min, unsigned max, unsigned *out)
+{
+	if (parse_uint(kv->val, min, max, out) == -1)
+		return kv_error(kv, "invalid %s '%s' (expected a number from "
+		    "%u to %u)", kv->key, kv->val, min, max);
+	return 0;
+}
+
+/* Parse a timeout in seconds. */
+static int
+parse_seconds(struct kv *kv, unsigned *out)
+{
+	return parse_number(kv, 1, CONFIG_MAX_TIMEOUT, out);
+}
+
+/* Copy an absolute path. */
+static int
+parse_path(struct kv *kv, char *dst, size_t dstlen)
+{
+	if (kv->val[0] != '/')
+		return kv_error(kv, "invalid %s '%s' (expected an absolute "
+		    "path)", kv->key, kv->val);
+	if (strlen(kv->val) >= dstlen)
+		return kv_error(kv, "%s is too long (at most %zu characters)",
+		    kv->key, dstlen - 1);
+	memcpy(dst, kv->val, strlen(kv->val) + 1);
+	return 0;
+}
+
+/* Copy a host name or address. */
+static int
+parse_host(struct kv *kv, char *dst, size_t dstlen)
+{
+	if (strlen(kv->val) >= dstlen || !valid_host(kv->val))
+		return kv_error(kv, "invalid %s '%s' (expected a host name)",
+		    kv->key, kv->val);
+	memcpy(dst, kv->val, strlen(kv->val) + 1);
+	return 0;
+}
+
+/* listen = ADDR:PORT (repeatable). */
+static int
+parse_listen(struct config *cfg, struct service_config *svc, struct kv *kv)
+{
+	struct listen_addr	*la;
+	char			 err[256];
+
+	(void)cfg;
+	if (svc->n_listen == CONFIG_MAX_LISTEN)
+		return kv_error(kv, "too many listen lines (at most %d)",
+		    CONFIG_MAX_LISTEN);
+	la = &svc->listen[svc->n_listen];
+	if (config_parse_listen(kv->val, la, err, sizeof(err)) == -1)
+		return kv_error(kv, "invalid listen '%s': %s", kv->val, err);
+	la->line = kv->line;
+	svc->n_listen++;
+	return 0;
+}
+
+/* remote = HOST:PORT. */
+static int
+parse_remote(struct config *cfg, struct service_config *svc, struct kv *kv)
+{
+	char	err[256];
+
+	(void)cfg;
+	if (config_parse_remote(kv->val, svc->remote_host,
+	    sizeof(svc->remote_host), &svc->remote_port, err,
+	    sizeof(err)) == -1)
+		return kv_error(kv, "invalid remote '%s': %s", kv->val, err);
+	return 0;
+}
+
+/* protocol = imap | pop3 | smtp. */
+static int
+parse_protocol(struct config *cfg, struct service_config *svc, struct kv *kv)
+{
+	int	v;
+
+	(void)cfg;
+	if (parse_choice(kv, protocol_choices, &v) == -1)
+		return -1;
+	svc->protocol = (enum mail_protocol)v;
+	return 0;
+}
+
+/* tls = implicit | starttls. */
+static int
+parse_tls(struct config *cfg, struct service_config *svc, struct kv *kv)
+{
+	int	v;
+
+	(void)cfg;
+	if (parse_choice(kv, tls_choices, &v) == -1)
+		return -1;
+	svc->tls = (enum tls_mode)v;
+	return 0;
+}
+
+/* server_name = HOST. */
+static int
+parse_server_name(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	(void)cfg;
+	return parse_host(kv, svc->server_name, sizeof(svc->server_name));
+}
+
+/* pin_sha256 = BASE64 (repeatable). */
+static int
+parse_pin(struct config *cfg, struct service_config *svc, struct kv *kv)
+{
+	unsigned char	buf[64];
+	size_t		len = 0;
+	int		ret;
+
+	(void)cfg;
+	if (svc->n_pins == CONFIG_MAX_PINS)
+		return kv_error(kv, "too many pin_sha256 lines (at most %d)",
+		    CONFIG_MAX_PINS);
+	ret = mbedtls_base64_decode(buf, sizeof(buf), &len,
+	    (const unsigned char *)kv->val, strlen(kv->val));
+	if (ret != 0 && ret != MBEDTLS_ERR_BASE64_BUFFER_TOO_SMALL)
+		return kv_error(kv, "invalid pin_sha256 '%s' (not base64)",
+		    kv->val);
+	if (ret != 0 || len != 32)
+		return kv_error(kv, "invalid pin_sha256 '%s' (decodes to %zu "
+		    "bytes, a SHA-256 is 32)", kv->val, len);
+	memcpy(svc->pins[svc->n_pins++], buf, 32);
+	return 0;
+}
+
+/* ca_file = PATH. */
+static int
+parse_ca_file(struct config *cfg, struct service_config *svc, struct kv *kv)
+{
+	(void)cfg;
+	return parse_path(kv, svc->ca_file, sizeof(svc->ca_file));
+}
+
+/* verify = yes | no. */
+static int
+parse_verify(struct config *cfg, struct service_config *svc, struct kv *kv)
+{
+	(void)cfg;
+	return parse_bool(kv, &svc->verify);
+}
+
+/* min_tls = 1.2 | 1.3. */
+static int
+parse_min_tls(struct config *cfg, struct service_config *svc, struct kv *kv)
+{
+	int	v;
+
+	(void)cfg;
+	if (parse_choice(kv, min_tls_choices, &v) == -1)
+		return -1;
+	svc->min_tls = (enum tls_version)v;
+	return 0;
+}
+
+/* client_cert = PATH. */
+static int
+parse_client_cert(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	(void)cfg;
+	return parse_path(kv, svc->client_cert, sizeof(svc->client_cert));
+}
+
+/* client_key = PATH. */
+static int
+parse_client_key(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	(void)cfg;
+	return parse_path(kv, svc->client_key, sizeof(svc->client_key));
+}
+
+/* ehlo_name = HOST. */
+static int
+parse_ehlo_name(struct config *cfg, struct service_config *svc, struct kv *kv)
+{
+	(void)cfg;
+	return parse_host(kv, svc->ehlo_name, sizeof(svc->ehlo_name));
+}
+
+/* connect_timeout = SECONDS. */
+static int
+parse_connect_timeout(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	(void)cfg;
+	return parse_seconds(kv, &svc->connect_timeout);
+}
+
+/* handshake_timeout = SECONDS. */
+static int
+parse_handshake_timeout(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	(void)cfg;
+	return parse_seconds(kv, &svc->handshake_timeout);
+}
+
+/* idle_timeout = SECONDS. */
+static int
+parse_idle_timeout(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	(void)cfg;
+	return parse_seconds(kv, &svc->idle_timeout);
+}
+
+/* shutdown_timeout = SECONDS. */
+static int
+parse_shutdown_timeout(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	(void)cfg;
+	return parse_seconds(kv, &svc->shutdown_timeout);
+}
+
+/* pool_size = 0..64. */
+static int
+parse_pool_size(struct config *cfg, struct service_config *svc, struct kv *kv)
+{
+	(void)cfg;
+	return parse_number(kv, 0, POOL_SIZE_MAX, &svc->pool_size);
+}
+
+/* pool_max_age = SECONDS. */
+static int
+parse_pool_max_age(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	(void)cfg;
+	return parse_seconds(kv, &svc->pool_max_age);
+}
+
+/* local_tls = none | starttls | implicit. */
+static int
+parse_local_tls(struct config *cfg, struct service_config *svc, struct kv *kv)
+{
+	int	v;
+
+	(void)cfg;
+	if (parse_choice(kv, local_tls_choices, &v) == -1)
+		return -1;
+	svc->local_tls = (enum local_tls_mode)v;
+	return 0;
+}
+
+/* local_cert = PATH. */
+static int
+parse_local_cert(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	(void)cfg;
+	return parse_path(kv, svc->local_cert, sizeof(svc->local_cert));
+}
+
+/* local_key = PATH. */
+static int
+parse_local_key(struct config *cfg, struct service_config *svc, struct kv *kv)
+{
+	(void)cfg;
+	return parse_path(kv, svc->local_key, sizeof(svc->local_key));
+}
+
+/* allow_remote_clients = yes | no. */
+static int
+parse_allow_remote(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	(void)cfg;
+	return parse_bool(kv, &svc->allow_remote_clients);
+}
+
+/* user = NAME. */
+static int
+parse_user(struct config *cfg, struct service_config *svc, struct kv *kv)
+{
+	size_t	len = strlen(kv->val);
+
+	(void)svc;
+	if (len >= sizeof(cfg->user) || kv->val[0] == '-' ||
+	    strspn(kv->val, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != len)
+		return kv_error(kv, "invalid user '%s' (expected a user name)",
+		    kv->val);
+	memcpy(cfg->user, kv->val, len + 1);
+	return 0;
+}
+
+/* pid_file = PATH. */
+static int
+parse_pid_file(struct config *cfg, struct service_config *svc, struct kv *kv)
+{
+	(void)svc;
+	return parse_path(kv, cfg->pid_file, sizeof(cfg->pid_file));
+}
+
+/* state_dir = PATH. */
+static int
+parse_state_dir(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	(void)svc;
+	return parse_path(kv, cfg->state_dir, sizeof(cfg->state_dir));
+}
+
+/* log_level = error | warn | info | debug. */
+static int
+parse_log_level(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	int	v;
+
+	(void)svc;
+	if (parse_choice(kv, log_level_choices, &v) == -1)
+		return -1;
+	cfg->log_level = (enum log_level)v;
+	return 0;
+}
+
+/* max_sessions = 1..1000000. */
+static int
+parse_max_sessions(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	(void)svc;
+	return parse_number(kv, 1, MAX_SESSIONS_MAX, &cfg->max_sessions);
+}
+
+/* ---- The key table -------------------------------------------------------- */
+
+#define SVC_FIELD(f)	offsetof(struct service_config, f), \
+			sizeof(((struct service_config *)0)->f)
+#define NO_FIELD	0, 0
+
+static const struct key_def keys[] = {
+	{ "listen", KEY_LISTEN, SCOPE_SERVICE, 1, parse_listen, NO_FIELD },
+	{ "remote", KEY_REMOTE, SCOPE_SERVICE, 0, parse_remote, NO_FIELD },
+	{ "protocol", KEY_PROTOCOL, SCOPE_SERVICE, 0, parse_protocol,
+	    NO_FIELD },
+	{ "tls", KEY_TLS, SCOPE_SERVICE, 0, parse_tls, NO_FIELD },
+	{ "server_name", KEY_SERVER_NAME, SCOPE_SERVICE, 0, parse_server_name,
+	    NO_FIELD },
+	{ "pin_sha256", KEY_PIN_SHA256, SCOPE_SERVICE, 1, parse_pin,
+	    NO_FIELD },
+	{ "ca_file", KEY_CA_FILE, SCOPE_BOTH, 0, parse_ca_file,
+	    SVC_FIELD(ca_file) },
+	{ "verify", KEY_VERIFY, SCOPE_BOTH, 0, parse_verify,
+	    SVC_FIELD(verify) },
+	{ "min_tls", KEY_MIN_TLS, SCOPE_BOTH, 0, parse_min_tls,
+	    SVC_FIELD(min_tls) },
+	{ "client_cert", KEY_CLIENT_CERT, SCOPE_BOTH, 0, parse_client_cert,
+	    SVC_FIELD(client_cert) },
+	{ "client_key", KEY_CLIENT_KEY, SCOPE_BOTH, 0, parse_client_key,
+	    SVC_FIELD(client_key) },
+	{ "ehlo_name", KEY_EHLO_NAME, SCOPE_BOTH, 0, parse_ehlo_name,
+	    SVC_FIELD(ehlo_name) },
+	{ "connect_timeout", KEY_CONNECT_TIMEOUT, SCOPE_BOTH, 0,
+	    parse_connect_timeout, SVC_FIELD(connect_timeout) },
+	{ "handshake_timeout", KEY_HANDSHAKE_TIMEOUT, SCOPE_BOTH, 0,
+	    parse_handshake_timeout, SVC_FIELD(handshake_timeout) },
+	{ "idle_timeout", KEY_IDLE_TIMEOUT, SCOPE_BOTH, 0, parse_idle_timeout,
+	    SVC_FIELD(idle_timeout) },
+	{ "shutdown_timeout", KEY_SHUTDOWN_TIMEOUT, SCOPE_BOTH, 0,
+	    parse_shutdown_timeout, SVC_FIELD(shutdown_timeout) },
+	{ "pool_size", KEY_POOL_SIZE, SCOPE_BOTH, 0, parse_pool_size,
+	    SVC_FIELD(pool_size) },
+	{ "pool_max_age", KEY_POOL_MAX_AGE, SCOPE_BOTH, 0, parse_pool_max_age,
+	    SVC_FIELD(pool_max_age) },
+	{ "local_tls", KEY_LOCAL_TLS, SCOPE_BOTH, 0, parse_local_tls,
+	    SVC_FIELD(local_tls) },
+	{ "local_cert", KEY_LOCAL_CERT, SCOPE_BOTH, 0, parse_local_cert,
+	    SVC_FIELD(local_cert) },
+	{ "local_key", KEY_LOCAL_KEY, SCOPE_BOTH, 0, parse_local_key,
+	    SVC_FIELD(local_key) },
+	{ "allow_remote_clients", KEY_ALLOW_REMOTE_CLIENTS, SCOPE_BOTH, 0,
+	    parse_allow_remote, SVC_FIELD(allow_remote_clients) },
+	{ "user", KEY_USER, SCOPE_GLOBAL, 0, parse_user, NO_FIELD },
+	{ "pid_file", KEY_PID_FILE, SCOPE_GLOBAL, 0, parse_pid_file,
+	    NO_FIELD },
+	{ "state_dir", KEY_STATE_DIR, SCOPE_GLOBAL, 0, parse_state_dir,
+	    NO_FIELD },
+	{ "log_level", KEY_LOG_LEVEL, SCOPE_GLOBAL, 0, parse_log_level,
+	    NO_FIELD },
+	{ "max_sessions", KEY_MAX_SESSIONS, SCOPE_GLOBAL, 0,
+	    parse_max_sessions, NO_FIELD },
+	{ NULL, KEY_COUNT, SCOPE_SERVICE, 0, NULL, NO_FIELD }
+};
+
+/* Find a key by name, or NULL. */
+static const struct key_def *
+find_key(const char *name)
+{
+	const struct key_def	*k;
+
+	for (k = keys; k->name != NULL; k++)
+		if (strcmp(k->name, name) == 0)
+			return k;
+	return NULL;
+}
+
+/* ---- Defaults ------------------------------------------------------------- */
+
+/* Set every per-service default (the one place they are set). */
+static void
+service_defaults(struct service_config *svc)
+{
+	memset(svc, 0, sizeof(*svc));
+	snprintf(svc->ca_file, sizeof(svc->ca_file), "%s",
+	    CONFIG_DEFAULT_CA_FILE);
+	svc->verify = 1;
+	svc->min_tls = TLS_VERSION_1_2;
+	snprintf(svc->ehlo_name, sizeof(svc->ehlo_name), "%s",
+	    CONFIG_DEFAULT_EHLO_NAME);
+	svc->connect_timeout = CONFIG_DEFAULT_CONNECT_TIMEOUT;
+	svc->handshake_timeout = CONFIG_DEFAULT_HANDSHAKE_TIMEOUT;
+	svc->idle_timeout = CONFIG_DEFAULT_IDLE_TIMEOUT;
+	svc->shutdown_timeout = CONFIG_DEFAULT_SHUTDOWN_TIMEOUT;
+	svc->pool_size = 0;
+	svc->pool_max_age = CONFIG_DEFAULT_POOL_MAX_AGE;
+	svc->local_tls = LOCAL_TLS_NONE;
+	svc->allow_remote_clients = 0;
+}
+
+/* Set every global default. */
+static void
+global_defaults(struct config *cfg)
+{
+	cfg->user[0] = '\0';
+	cfg->pid_file[0] = '\0';
+	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s",
+	    CONFIG_DEFAULT_STATE_DIR);
+	cfg->log_level = LOG_LEVEL_INFO;
+	cfg->max_sessions = CONFIG_DEFAULT_MAX_SESSIONS;
+}
+
+/* Start a section record of the given kind. */
+static void
+section_init(struct section *sec, enum section_kind kind, const char *name,
+    int line)
+{
+	memset(sec, 0, sizeof(*sec));
+	sec->kind = kind;
+	sec->line = line;
+	service_defaults(&sec->svc);
+	snprintf(sec->svc.name, sizeof(sec->svc.name), "%s", name);
+	sec->svc.line = line;
+}
+
+/* ---- Lines ---------------------------------------------------------------- */
+
+/* Trim leading and trailing blanks in place. */
+static char *
+trim(char *s)
+{
+	char	*end;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	end = s + strlen(s);
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	*end = '\0';
+	return s;
+}
+
+/* Cut a "#" or ";" comment that starts the line or follows a blank. */
+static void
+strip_comment(char *s)
+{
+	size_t	i;
+
+	for (i = 0; s[i] != '\0'; i++) {
+		if ((s[i] == '#' || s[i] == ';') &&
+		    (i == 0 || s[i - 1] == ' ' || s[i - 1] == '\t')) {
+			s[i] = '\0';
+			return;
+		}
+	}
+}
+
+/* Whether a service name is 1..63 of [A-Za-z0-9._-]. */
+static int
+valid_service_name(const char *name)
+{
+	size_t	len = strlen(name);
+
+	return len > 0 && len < CONFIG_NAME_MAX &&
+	    strspn(name, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
+}
+
+/* Find a service section by name, or NULL. */
+static struct section *
+find_section(struct parser *p, const char *name)
+{
+	int	i;
+
+	for (i = 0; i < p->n_services; i++)
+		if (strcmp(p->services[i]->svc.name, name) == 0)
+			return p->services[i];
+	return NULL;
+}
+
+/* Start a new service section; NULL when out of memory. */
+static struct section *
+add_section(struct parser *p, const char *name, int line)
+{
+	struct section	**v, *sec;
+	int		  cap;
+
+	if (p->n_services == p->cap_services) {
+		cap = p->cap_services == 0 ? 8 : p->cap_services * 2;
+		v = realloc(p->services, (size_t)cap * sizeof(*v));
+		if (v == NULL)
+			return NULL;
+		p->services = v;
+		p->cap_services = cap;
+	}
+	if ((sec = malloc(sizeof(*sec))) == NULL)
+		return NULL;
+	section_init(sec, SECTION_SERVICE, name, line);
+	p->services[p->n_services++] = sec;
+	p->saw_service = 1;
+	return sec;
+}
+
+/* Parse what follows a bad header into a section that is then dropped. */
+static void
+discard_section(struct parser *p, enum section_kind kind, int line)
+{
+	section_init(&p->discard, kind, "", line);
+	if (kind != SECTION_GLOBAL)
+		p->saw_service = 1;
+	p->cur = &p->discard;
+}
+
+/* Handle the [global] header. */
+static void
+open_global(struct parser *p, int line)
+{
+	if (p->have_global) {
+		parser_error(p, line, "duplicate [global] section (first on "
+		    "line %d)", p->global.line);
+		discard_section(p, SECTION_GLOBAL, line);
+		return;
+	}
+	p->have_global = 1;
+	p->global.line = line;
+	p->global.svc.line = line;
+	p->cur = &p->global;
+}
+
+/* Handle a [service] header. */
+static void
+open_service(struct parser *p, const char *name, int line)
+{
+	struct section	*sec;
+
+	if (!valid_service_name(name)) {
+		parser_error(p, line, "invalid service name '%s' (1 to %d of "
+		    "A-Z a-z 0-9 . _ -)", name, CONFIG_NAME_MAX - 1);
+		discard_section(p, SECTION_SERVICE, line);
+	} else if (strcmp(name, "all") == 0) {
+		parser_error(p, line, "service name 'all' is reserved "
+		    "(mailtlsd -p all probes every service)");
+		discard_section(p, SECTION_SERVICE, line);
+	} else if ((sec = find_section(p, name)) != NULL) {
+		parser_error(p, line, "duplicate service '%s' (first defined "
+		    "on line %d)", name, sec->line);
+		discard_section(p, SECTION_SERVICE, line);
+	} else if ((sec = add_section(p, name, line)) == NULL) {
+		parser_error(p, line, "out of memory");
+		discard_section(p, SECTION_SERVICE, line);
+	} else
+		p->cur = sec;
+}
+
+/* Parse a "[name]" line. */
+static void
+parse_header(struct parser *p, char *s, int line)
+{
+	char	*end, *name;
+
+	if ((end = strchr(s, ']')) == NULL) {
+		parser_error(p, line, "unterminated section header (missing "
+		    "']')");
+		discard_section(p, SECTION_UNKNOWN, line);
+		return;
+	}
+	if (*trim(end + 1) != '\0') {
+		parser_error(p, line, "unexpected text after ']'");
+		discard_section(p, SECTION_UNKNOWN, line);
+		return;
+	}
+	*end = '\0';
+	name = trim(s + 1);
+	if (strcmp(name, "global") == 0)
+		open_global(p, line);
+	else
+		open_service(p, name, line);
+}
+
+/* Whether a key may appear in the current section; reports if not. */
+static int
+key_allowed(struct parser *p, const struct key_def *k, int line)
+{
+	if (p->cur->kind == SECTION_GLOBAL && k->scope == SCOPE_SERVICE) {
+		parser_error(p, line, "%s is only allowed in a service section",
+		    k->name);
+		return 0;
+	}
+	if (p->cur->kind == SECTION_SERVICE && k->scope == SCOPE_GLOBAL) {
+		parser_error(p, line, "%s is only allowed in [global]",
+		    k->name);
+		return 0;
+	}
+	return 1;
+}
+
+/* Parse one "key = value" in the current section. */
+static void
+parse_key(struct parser *p, const char *key, const char *val, int line)
+{
+	const struct key_def	*k;
+	struct kv		 kv;
+	const char		*why;
+
+	if (p->cur == NULL) {
+		parser_error(p, line, "key '%s' before any section (put it "
+		    "under [global] or a [service] header)", key);
+		return;
+	}
+	if ((k = find_key(key)) == NULL) {
+		parser_error(p, line, "unknown key '%s'", key);
+		return;
+	}
+	if (!key_allowed(p, k, line))
+		return;
+	if (p->cur->keyline[k->id] != 0 && !k->repeatable) {
+		parser_error(p, line, "duplicate key '%s' (first set on line "
+		    "%d)", key, p->cur->keyline[k->id]);
+		return;
+	}
+	if (p->cur->keyline[k->id] == 0)
+		p->cur->keyline[k->id] = line;
+	if (*val == '\0') {
+		parser_error(p, line, "missing value for '%s'", key);
+		return;
+	}
+	memset(&kv, 0, sizeof(kv));
+	kv.id = k->id;
+	kv.key = k->name;
+	kv.val = val;
+	kv.line = line;
+	if (k->parse(p->cfg, &p->cur->svc, &kv) == -1)
+		parser_error(p, line, "%s", kv.err);
+	else if ((why = not_supported_yet(k->id, &p->cur->svc)) != NULL)
+		parser_error(p, line, "%s", why);
+}
+
+/* Parse one line of the file (already without its line ending). */
+static void
+parse_line(struct parser *p, char *s, int line)
+{
+	char	*eq;
+
+	strip_comment(s);
+	s = trim(s);
+	if (*s == '\0')
+		return;
+	if (*s == '[') {
+		parse_header(p, s, line);
+		return;
+	}
+	if ((eq = strchr(s, '=')) == NULL) {
+		parser_error(p, line, "expected 'key = value' or '[section]'");
+		return;
+	}
+	*eq = '\0';
+	s = trim(s);
+	if (*s == '\0') {
+		parser_error(p, line, "missing key before '='");
+		return;
+	}
+	parse_key(p, s, trim(eq + 1), line);
+}
+
+/*
+ * Read one line into buf (size bytes), dropping the line ending.  Returns 0
+ * at end of file, else 1; *toolong and *nul flag a line that cannot be used.
+ */
+static int
+read_line(FILE *f, char *buf, size_t size, int *toolong, int *nul)
+{
+	size_t	n = 0;
+	int	c, got = 0;
+
+	*toolong = *nul = 0;
+	while ((c = getc(f)) != EOF) {
+		got = 1;
+		if (c == '\n')
+			break;
+		if (c == '\0')
+			*nul = 1;
+		if (n + 1 < size)
+			buf[n++] = (char)c;
+		else
+			*toolong = 1;
+	}
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	buf[n] = '\0';
+	if (n > LINE_LEN_MAX)
+		*toolong = 1;
+	return got;
+}
+
+/* Parse every line of an open file; -1 when it could not be read. */
+static int
+parse_file(struct parser *p, FILE *f)
+{
+	char	 buf[LINE_LEN_MAX + 2], *s;
+	int	 line = 0, toolong, nul;
+
+	while (read_line(f, buf, sizeof(buf), &toolong, &nul)) {
+		line++;
+		s = buf;
+		if (line == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+			s += 3;		/* a UTF-8 byte order mark */
+		if (nul)
+			parser_error(p, line, "NUL byte in line (not a text "
+			    "file?)");
+		else if (toolong)
+			parser_error(p, line, "line too long (more than %d "
+			    "characters)", LINE_LEN_MAX);
+		else
+			parse_line(p, s, line);
+	}
+	if (ferror(f)) {
+		parser_error(p, 0, "read error: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- Resolving and validating services ------------------------------------ */
+
+/* Fill what a service does not set from [global]. */
+static void
+inherit_globals(struct parser *p, struct section *sec)
+{
+	const struct key_def	*k;
+
+	for (k = keys; k->name != NULL; k++) {
+		if (k->scope != SCOPE_BOTH || sec->keyline[k->id] != 0 ||
+		    p->global.keyline[k->id] == 0)
+			continue;
+		memcpy((char *)&sec->svc + k->off,
+		    (const char *)&p->global.svc + k->off, k->size);
+	}
+}
+
+/* client_cert and client_key go together; check the section's own pair. */
+static void
+check_client_pair(struct parser *p, const struct section *sec)
+{
+	const struct service_config	*svc = &sec->svc;
+	int				 cert = svc->client_cert[0] != '\0';
+	int				 key = svc->client_key[0] != '\0';
+	int				 cline = sec->keyline[KEY_CLIENT_CERT];
+	int				 kline = sec->keyline[KEY_CLIENT_KEY];
+
+	if (cline == 0 && kline == 0)
+		return;
+	if (cert && !key)
+		parser_error(p, cline != 0 ? cline : kline, "client_cert is "
+		    "set but client_key is not (set both or neither)");
+	else if (key && !cert)
+		parser_error(p, kline != 0 ? kline : cline, "client_key is "
+		    "set but client_cert is not (set both or neither)");
+}
+
+/* Derive protocol, TLS mode and server_name from remote; check them. */
+static void
+resolve_remote(struct parser *p, struct section *sec)
+{
+	struct service_config	*svc = &sec->svc;
+	int			 line = sec->keyline[KEY_REMOTE];
+
+	if (line == 0) {
+		parser_error(p, sec->line, "service '%s': missing remote",
+		    svc->name);
+		return;
+	}
+	if (svc->remote_port == 0)
+		return;		/* a bad remote line, already reported */
+	if (svc->protocol == MAIL_PROTO_NONE &&
+	    (svc->protocol = config_default_protocol(svc->remote_port)) ==
+	    MAIL_PROTO_NONE)
+		parser_error(p, line, "remote port %u has no default protocol; "
+		    "set protocol = imap, pop3 or smtp",
+		    (unsigned)svc->remote_port);
+	if (svc->tls == TLS_MODE_NONE) {
+		svc->tls = config_default_tls(svc->remote_port);
+		if (svc->tls == TLS_MODE_NONE)
+			parser_error(p, line, "remote port %u has no default "
+			    "TLS mode; set tls = implicit or starttls",
+			    (unsigned)svc->remote_port);
+		else if (not_supported_yet_port(svc->remote_port))
+			parser_error(p, line, "remote port %u means tls = "
+			    "starttls, which is not supported yet; use the "
+			    "implicit TLS port (993 imap, 995 pop3, 465 smtp)",
+			    (unsigned)svc->remote_port);
+	}
+	if (svc->server_name[0] != '\0')
+		return;
+	if (svc->verify && (is_ip(AF_INET, svc->remote_host) ||
+	    is_ip(AF_INET6, svc->remote_host)))
+		parser_error(p, line, "remote is an IP address; set "
+		    "server_name to the name on the server's certificate");
+	snprintf(svc->server_name, sizeof(svc->server_name), "%s",
+	    svc->remote_host);
+}
+
+/* Check a service's listen addresses. */
+static void
+check_listen(struct parser *p, const struct section *sec)
+{
+	const struct service_config	*svc = &sec->svc;
+	int				 i;
+
+	if (sec->keyline[KEY_LISTEN] == 0)
+		parser_error(p, sec->line, "service '%s': missing listen",
+		    svc->name);
+	if (svc->allow_remote_clients)
+		return;
+	for (i = 0; i < svc->n_listen; i++)
+		if (!svc->listen[i].is_loopback)
+			parser_error(p, svc->listen[i].line, "listen address "
+			    "%s is not loopback; set allow_remote_clients = "
+			    "yes to allow it (clients send passwords in the "
+			    "clear to mailtlsd)", svc->listen[i].text);
+}
+
+/* Report a listen address that an earlier listen line already uses. */
+static void
+check_listen_unique(struct parser *p, int si, int li)
+{
+	const struct listen_addr	*la, *other;
+	int				 i, j, n;
+
+	la = &p->services[si]->svc.listen[li];
+	for (i = 0; i <= si; i++) {
+		n = i < si ? p->services[i]->svc.n_listen : li;
+		for (j = 0; j < n; j++) {
+			other = &p->services[i]->svc.listen[j];
+			if (strcmp(la->text, other->text) != 0)
+				continue;
+			parser_error(p, la->line, "listen address %s is "
+			    "already used on line %d", la->text, other->line);
+			return;
+		}
+	}
+}
+
+/* Resolve and validate every service; then the file as a whole. */
+static void
+resolve_all(struct parser *p)
+{
+	int	i, j;
+
+	if (p->have_global)
+		check_client_pair(p, &p->global);
+	for (i = 0; i < p->n_services; i++) {
+		inherit_globals(p, p->services[i]);
+		check_client_pair(p, p->services[i]);
+		resolve_remote(p, p->services[i]);
+		check_listen(p, p->services[i]);
+		for (j = 0; j < p->services[i]->svc.n_listen; j++)
+			check_listen_unique(p, i, j);
+	}
+	if (!p->saw_service)
+		parser_error(p, 0, "no service defined (add a [name] section "
+		    "with listen and remote)");
+}
+
+/* Move the resolved services into the config. */
+static int
+collect_services(struct parser *p)
+{
+	int	i;
+
+	p->cfg->services = calloc((size_t)p->n_services,
+	    sizeof(*p->cfg->services));
+	if (p->cfg->services == NULL)
+		return -1;
+	for (i = 0; i < p->n_services; i++)
+		p->cfg->services[i] = p->services[i]->svc;
+	p->cfg->n_services = p->n_services;
+	return 0;
+}
+
+/* Free what a parser holds (not the config). */
+static void
+parser_free(struct parser *p)
+{
+	int	i;
+
+	for (i = 0; i < p->n_services; i++)
+		free(p->services[i]);
+	free(p->services);
+}
+
+/* Read and validate the file at path; NULL when it has errors. */
+struct config *
+config_load(const char *path, struct config_errors *errs)
+{
+	struct parser	*p;
+	struct config	*cfg = NULL;
+	FILE		*f = NULL;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		config_errors_add(errs, "%s: out of memory", path);
+		return NULL;
+	}
+	p->path = path;
+	p->errs = errs;
+	section_init(&p->global, SECTION_GLOBAL, "global", 0);
+	if ((p->cfg = calloc(1, sizeof(*p->cfg))) == NULL) {
+		parser_error(p, 0, "out of memory");
+		goto out;
+	}
+	global_defaults(p->cfg);
+	if (strlen(path) >= sizeof(p->cfg->path)) {
+		parser_error(p, 0, "path too long");
+		goto out;
+	}
+	snprintf(p->cfg->path, sizeof(p->cfg->path), "%s", path);
+	if ((f = fopen(path, "r")) == NULL) {
+		parser_error(p, 0, "cannot open: %s", strerror(errno));
+		goto out;
+	}
+	if (parse_file(p, f) == -1)
+		goto out;
+	resolve_all(p);
+	if (p->nerr == 0 && collect_services(p) == -1)
+		parser_error(p, 0, "out of memory");
+	if (p->nerr == 0) {
+		cfg = p->cfg;
+		p->cfg = NULL;
+	}
+out:
+	if (f != NULL)
+		fclose(f);
+	config_free(p->cfg);
+	parser_free(p);
+	free(p);
+	return cfg;
+}
+
+/* Free a config; config_free(NULL) does nothing. */
+void
+config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	free(cfg->services);
+	free(cfg);
+}
+
+/* Find a service by name, or NULL. */
+const struct service_config *
+config_find_service(const struct config *cfg, const char *name)
+{
+	int	i;
+
+	if (cfg == NULL || name == NULL)
+		return NULL;
+	for (i = 0; i < cfg->n_services; i++)
+		if (strcmp(cfg->services[i].name, name) == 0)
+			return &cfg->services[i];
+	return NULL;
+}

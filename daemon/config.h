@@ -1,0 +1,173 @@
+/*
+ * config.h - the parsed configuration of mailtlsd.
+ *
+ * config_load() reads one INI file into a struct config.  Every default is
+ * set in one place (config.c), every error is reported as "FILE:LINE: message"
+ * and nothing is printed: the caller decides where errors go.
+ */
+#ifndef MAILTLSD_CONFIG_H
+#define MAILTLSD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONFIG_DEFAULT_PATH		"/etc/mailtlsd/mailtlsd.conf"
+#define CONFIG_DEFAULT_CA_FILE		"/etc/ssl/certs/ca-certificates.crt"
+#define CONFIG_DEFAULT_STATE_DIR	"/var/lib/mailtlsd"
+#define CONFIG_DEFAULT_MAX_SESSIONS	1024
+#define CONFIG_DEFAULT_CONNECT_TIMEOUT	10	/* seconds */
+#define CONFIG_DEFAULT_HANDSHAKE_TIMEOUT 30	/* seconds */
+#define CONFIG_DEFAULT_IDLE_TIMEOUT	1860	/* 31 min: IMAP IDLE is 29 */
+#define CONFIG_DEFAULT_SHUTDOWN_TIMEOUT	30	/* seconds */
+#define CONFIG_DEFAULT_POOL_MAX_AGE	300	/* seconds */
+#define CONFIG_DEFAULT_EHLO_NAME	"localhost"
+
+#define CONFIG_MAX_LISTEN	16	/* listen lines per service */
+#define CONFIG_MAX_PINS		16	/* pin_sha256 lines per service */
+#define CONFIG_MAX_TIMEOUT	86400	/* any timeout, seconds */
+#define CONFIG_NAME_MAX		64	/* service name length */
+#define CONFIG_HOST_MAX		256	/* host name length + NUL */
+#define CONFIG_PATH_MAX		1024	/* file path length + NUL */
+
+enum log_level {
+	LOG_LEVEL_ERROR = 0,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG
+};
+
+enum mail_protocol {
+	MAIL_PROTO_NONE = 0,	/* not set: derived from the remote port */
+	MAIL_PROTO_IMAP,
+	MAIL_PROTO_POP3,
+	MAIL_PROTO_SMTP
+};
+
+enum tls_mode {
+	TLS_MODE_NONE = 0,	/* not set: derived from the remote port */
+	TLS_MODE_IMPLICIT,
+	TLS_MODE_STARTTLS
+};
+
+enum local_tls_mode {
+	LOCAL_TLS_NONE = 0,
+	LOCAL_TLS_STARTTLS,
+	LOCAL_TLS_IMPLICIT
+};
+
+enum tls_version {
+	TLS_VERSION_1_2 = 12,
+	TLS_VERSION_1_3 = 13
+};
+
+/* One address to listen on, as written ("127.0.0.1:143", "[::1]:143"). */
+struct listen_addr {
+	struct sockaddr_storage	addr;
+	socklen_t		addrlen;
+	char			text[80];	/* normalised "ADDR:PORT" */
+	int			is_loopback;
+	int			line;		/* where it was configured */
+};
+
+/* Everything one [service] section says, with defaults filled in. */
+struct service_config {
+	char			name[CONFIG_NAME_MAX];
+	int			line;		/* line of the [name] header */
+
+	struct listen_addr	listen[CONFIG_MAX_LISTEN];
+	int			n_listen;
+
+	char			remote_host[CONFIG_HOST_MAX];
+	uint16_t		remote_port;
+	enum mail_protocol	protocol;	/* never NONE after load */
+	enum tls_mode		tls;		/* never NONE after load */
+	char			server_name[CONFIG_HOST_MAX];
+
+	char			ca_file[CONFIG_PATH_MAX];
+	int			verify;		/* 1 = yes (default) */
+	uint8_t			pins[CONFIG_MAX_PINS][32]; /* SPKI SHA-256 */
+	int			n_pins;
+	enum tls_version	min_tls;
+	char			client_cert[CONFIG_PATH_MAX];	/* "" = none */
+	char			client_key[CONFIG_PATH_MAX];	/* "" = none */
+	char			ehlo_name[CONFIG_HOST_MAX];
+
+	unsigned		connect_timeout;	/* seconds */
+	unsigned		handshake_timeout;	/* seconds */
+	unsigned		idle_timeout;		/* seconds */
+	unsigned		shutdown_timeout;	/* seconds */
+	unsigned		pool_size;
+	unsigned		pool_max_age;		/* seconds */
+
+	enum local_tls_mode	local_tls;
+	char			local_cert[CONFIG_PATH_MAX];
+	char			local_key[CONFIG_PATH_MAX];
+
+	int			allow_remote_clients;	/* 0 = no (default) */
+};
+
+/* The whole file. */
+struct config {
+	char			path[CONFIG_PATH_MAX];
+	char			user[64];		/* "" = do not drop */
+	char			pid_file[CONFIG_PATH_MAX]; /* "" = none */
+	char			state_dir[CONFIG_PATH_MAX];
+	enum log_level		log_level;
+	unsigned		max_sessions;
+
+	struct service_config	*services;
+	int			n_services;
+};
+
+/* The errors one load found, each "FILE:LINE: message". */
+struct config_errors {
+	char	**lines;
+	int	count;
+	int	cap;
+};
+
+/*
+ * Read and validate the file at path.  Returns a new config, or NULL when the
+ * file has errors; every error found is appended to errs (which may already
+ * hold some).  The parser never stops at the first error.
+ */
+struct config	*config_load(const char *path, struct config_errors *errs);
+
+/* Free a config; config_free(NULL) does nothing. */
+void		 config_free(struct config *);
+
+/* Find a service by name, or NULL. */
+const struct service_config *config_find_service(const struct config *,
+		    const char *name);
+
+/* Append one formatted error. */
+void		 config_errors_add(struct config_errors *, const char *fmt, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+/* Free the error lines (not the struct itself); safe on an empty list. */
+void		 config_errors_clear(struct config_errors *);
+
+/*
+ * Parse "ADDR:PORT" / "[V6]:PORT" (numeric addresses only) into out.
+ * Returns 0, or -1 with a reason in err.
+ */
+int		 config_parse_listen(const char *text, struct listen_addr *out,
+		    char *err, size_t errlen);
+
+/*
+ * Parse "HOST:PORT" / "[V6]:PORT" for remote.  Returns 0, or -1 with a
+ * reason in err.
+ */
+int		 config_parse_remote(const char *text, char *host, size_t hostlen,
+		    uint16_t *port, char *err, size_t errlen);
+
+/* Default protocol / TLS mode for a remote port, NONE when there is none. */
+enum mail_protocol config_default_protocol(uint16_t port);
+enum tls_mode	 config_default_tls(uint16_t port);
+
+/* Names for logs and messages. */
+const char	*config_protocol_name(enum mail_protocol);
+const char	*config_tls_mode_name(enum tls_mode);
+
+#endif /* MAILTLSD_CONFIG_H */

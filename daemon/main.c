@@ -1,0 +1,293 @@
+/*
+ * main.c - mailtlsd's command line, start-up, privilege drop and
+ * daemonizing.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "log.h"
+#include "runtime.h"
+#include "service.h"
+#include "tls.h"
+
+#ifndef MAILTLSD_VERSION
+#define MAILTLSD_VERSION "unknown"
+#endif
+
+/* What the command line asked for. */
+struct options {
+	const char	*config_path;
+	const char	*probe;
+	int		 detach;
+	int		 foreground;
+	int		 test_only;
+	int		 verbose;
+};
+
+/* Print usage to f. */
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: mailtlsd [-c FILE] [-f] [-d] [-t] [-p NAME] [-v] "
+	    "[-V] [-h]\n"
+	    "  -c FILE  configuration file (default %s)\n"
+	    "  -f       stay in the foreground, log to stderr (default)\n"
+	    "  -d       detach and log to syslog; writes pid_file if set\n"
+	    "  -t       check the configuration and exit\n"
+	    "  -p NAME  probe a service (or all) and exit\n"
+	    "  -v       more logging (repeatable)\n"
+	    "  -V       print the version and exit\n"
+	    "  -h       print this help and exit\n", CONFIG_DEFAULT_PATH);
+}
+
+/* Parse argv into opts; exits on -h, -V and errors. */
+static void
+parse_options(int argc, char **argv, struct options *opts)
+{
+	int	ch;
+
+	memset(opts, 0, sizeof(*opts));
+	opts->config_path = CONFIG_DEFAULT_PATH;
+	while ((ch = getopt(argc, argv, "c:fdtp:vVh")) != -1) {
+		switch (ch) {
+		case 'c':
+			opts->config_path = optarg;
+			break;
+		case 'f':
+			opts->foreground = 1;
+			break;
+		case 'd':
+			opts->detach = 1;
+			break;
+		case 't':
+			opts->test_only = 1;
+			break;
+		case 'p':
+			opts->probe = optarg;
+			break;
+		case 'v':
+			opts->verbose++;
+			break;
+		case 'V':
+			printf("mailtlsd %s (mbedTLS %s)\n", MAILTLSD_VERSION,
+			    tls_library_version());
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (optind != argc || (opts->detach && opts->foreground)) {
+		usage(stderr);
+		exit(2);
+	}
+}
+
+/* Load the configuration, printing every error; NULL when invalid. */
+static struct config *
+load_config(const char *path)
+{
+	struct config_errors	 errs = { 0 };
+	struct config		*cfg;
+	int			 i;
+
+	cfg = config_load(path, &errs);
+	for (i = 0; i < errs.count; i++)
+		fprintf(stderr, "%s\n", errs.lines[i]);
+	config_errors_clear(&errs);
+	return cfg;
+}
+
+/* -t: also load every CA bundle, certificate and key. */
+static int
+check_services(const struct config *cfg)
+{
+	struct service	*svc;
+	char		 err[512];
+	int		 i, failed = 0;
+
+	for (i = 0; i < cfg->n_services; i++) {
+		const struct service_config	*sc = &cfg->services[i];
+
+		if ((svc = service_new(sc, err, sizeof(err))) == NULL) {
+			fprintf(stderr, "%s:%d: [%s] %s\n", cfg->path, sc->line,
+			    sc->name, err);
+			failed = 1;
+		}
+		service_unref(svc);
+	}
+	return failed ? -1 : 0;
+}
+
+/* The log level after -v flags. */
+static enum log_level
+effective_level(enum log_level configured, int verbose)
+{
+	int	level = (int)configured + verbose;
+
+	return level > LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG : (enum log_level)level;
+}
+
+/* Drop root for user, after every socket is bound and key read. */
+static int
+drop_privileges(const char *user)
+{
+	struct passwd	*pw;
+
+	if (user[0] == '\0')
+		return 0;
+	if ((pw = getpwnam(user)) == NULL) {
+		log_errorx("user %s: no such user", user);
+		return -1;
+	}
+	if (geteuid() != 0) {
+		if (geteuid() == pw->pw_uid)
+			return 0;
+		log_errorx("user = %s needs mailtlsd to start as root", user);
+		return -1;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) != 0 ||
+	    setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+		log_error("cannot drop privileges to %s", user);
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		log_errorx("privileges could be regained after dropping them");
+		return -1;
+	}
+	log_info("running as user %s", user);
+	return 0;
+}
+
+/* Write our pid to path. */
+static int
+write_pid_file(const char *path)
+{
+	FILE	*f;
+
+	if (path[0] == '\0')
+		return 0;
+	if ((f = fopen(path, "w")) == NULL) {
+		log_error("cannot write pid_file %s", path);
+		return -1;
+	}
+	fprintf(f, "%ld\n", (long)getpid());
+	return fclose(f) == 0 ? 0 : -1;
+}
+
+/* Classic double fork; the grandchild returns with stdio on /dev/null. */
+static int
+detach(struct runtime *rt)
+{
+	pid_t	pid;
+	int	fd;
+
+	if ((pid = fork()) < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0)
+		return -1;
+	if ((pid = fork()) < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	if (chdir("/") != 0)
+		return -1;
+	umask(022);
+	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	if (event_reinit(rt->base) != 0)
+		return -1;
+	return tls_reseed();
+}
+
+/* Start the daemon on cfg and run it; the exit status. */
+static int
+run_daemon(struct config *cfg, const struct options *opts)
+{
+	struct runtime	*rt;
+	int		 status;
+
+	log_info("version %s starting with mbedTLS %s", MAILTLSD_VERSION,
+	    tls_library_version());
+	if ((rt = runtime_new(cfg)) == NULL)
+		return 1;
+	if (opts->detach) {
+		log_init(LOG_TO_SYSLOG, effective_level(rt->config->log_level,
+		    opts->verbose));
+		if (detach(rt) != 0) {
+			log_error("cannot detach");
+			runtime_free(rt);
+			return 1;
+		}
+		if (write_pid_file(rt->config->pid_file) != 0) {
+			runtime_free(rt);
+			return 1;
+		}
+	}
+	if (drop_privileges(rt->config->user) != 0) {
+		runtime_free(rt);
+		return 1;
+	}
+	log_info("ready: %d service(s) on %d address(es)", rt->n_services,
+	    rt->n_listeners);
+	status = runtime_run(rt);
+	runtime_free(rt);
+	return status;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options	 opts;
+	struct config	*cfg;
+	int		 status;
+
+	parse_options(argc, argv, &opts);
+	signal(SIGPIPE, SIG_IGN);
+	log_init(getenv("JOURNAL_STREAM") != NULL ? LOG_TO_JOURNAL :
+	    LOG_TO_STDERR, LOG_LEVEL_INFO);
+	if (opts.probe != NULL) {
+		fprintf(stderr, "mailtlsd: -p is not supported yet in this "
+		    "version\n");
+		return 1;
+	}
+	if ((cfg = load_config(opts.config_path)) == NULL)
+		return 1;
+	log_set_level(effective_level(cfg->log_level, opts.verbose));
+	if (tls_init() != 0) {
+		config_free(cfg);
+		fatalx("cannot seed the random generator");
+	}
+	if (opts.test_only) {
+		status = check_services(cfg) == 0 ? 0 : 1;
+		if (status == 0)
+			printf("configuration OK\n");
+		config_free(cfg);
+		tls_cleanup();
+		return status;
+	}
+	status = run_daemon(cfg, &opts);
+	tls_cleanup();
+	return status;
+}

@@ -1,0 +1,365 @@
+/*
+ * runtime.c - the running daemon: one event loop, the services of the
+ * current configuration, their listeners, and the sessions.
+ *
+ * A reload builds the new services and listeners completely before it
+ * touches the running ones, so an invalid file, an unreadable CA bundle or
+ * an address that cannot be bound leaves the daemon exactly as it was.
+ * Open sessions keep the service they started with.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "runtime.h"
+#include "service.h"
+#include "session.h"
+
+/* A set of services and listeners being built or replaced. */
+struct runtime_set {
+	struct service	**services;
+	int		  n_services;
+	struct listener	**listeners;
+	int		  n_listeners;
+};
+
+/* Free a set's services and listeners. */
+static void
+runtime_set_free(struct runtime_set *set)
+{
+	int	i;
+
+	for (i = 0; i < set->n_listeners; i++)
+		listener_free(set->listeners[i]);
+	for (i = 0; i < set->n_services; i++)
+		service_unref(set->services[i]);
+	free(set->listeners);
+	free(set->services);
+	memset(set, 0, sizeof(*set));
+}
+
+/* Build every service of cfg; -1 after logging why. */
+static int
+runtime_build_services(const struct config *cfg, struct runtime_set *set)
+{
+	char	err[512];
+	int	i;
+
+	set->services = calloc((size_t)cfg->n_services, sizeof(*set->services));
+	if (set->services == NULL && cfg->n_services > 0) {
+		log_errorx("out of memory");
+		return -1;
+	}
+	for (i = 0; i < cfg->n_services; i++) {
+		const struct service_config	*sc = &cfg->services[i];
+
+		set->services[i] = service_new(sc, err, sizeof(err));
+		if (set->services[i] == NULL) {
+			log_errorx("%s:%d: [%s] %s", cfg->path, sc->line,
+			    sc->name, err);
+			return -1;
+		}
+		set->n_services++;
+		if (!sc->verify)
+			log_warnx("[%s] verify = no: the certificate of %s is "
+			    "NOT checked; anyone on the path can read the "
+			    "passwords", sc->name, sc->remote_host);
+	}
+	return 0;
+}
+
+/* The listener of the current set bound to addr, taken out of it. */
+static struct listener *
+runtime_take_listener(struct runtime *rt, const struct listen_addr *addr)
+{
+	struct listener	*l;
+	int		 i;
+
+	for (i = 0; i < rt->n_listeners; i++) {
+		l = rt->listeners[i];
+		if (l != NULL && listener_matches(l, addr)) {
+			rt->listeners[i] = NULL;
+			return l;
+		}
+	}
+	return NULL;
+}
+
+/* Put listeners taken for a failed reload back in place. */
+static void
+runtime_return_listeners(struct runtime *rt, struct runtime_set *set)
+{
+	int	i, j;
+
+	for (i = 0; i < set->n_listeners; i++) {
+		for (j = 0; j < rt->n_listeners; j++) {
+			if (rt->listeners[j] == NULL) {
+				rt->listeners[j] = set->listeners[i];
+				set->listeners[i] = NULL;
+				break;
+			}
+		}
+	}
+}
+
+/* Bind (or take over) every listen address of the set's services. */
+static int
+runtime_build_listeners(struct runtime *rt, const struct config *cfg,
+    struct runtime_set *set, int *n_reused)
+{
+	struct listener	*l;
+	char		 err[512];
+	int		 i, j, total = 0;
+
+	for (i = 0; i < cfg->n_services; i++)
+		total += cfg->services[i].n_listen;
+	if ((set->listeners = calloc((size_t)total + 1,
+	    sizeof(*set->listeners))) == NULL) {
+		log_errorx("out of memory");
+		return -1;
+	}
+	for (i = 0; i < set->n_services; i++) {
+		const struct service_config	*sc = &set->services[i]->cfg;
+
+		for (j = 0; j < sc->n_listen; j++) {
+			/* A kept socket switches service in runtime_install. */
+			l = runtime_take_listener(rt, &sc->listen[j]);
+			if (l != NULL)
+				(*n_reused)++;
+			else if ((l = listener_new(rt, &sc->listen[j],
+			    set->services[i], err, sizeof(err))) == NULL) {
+				log_errorx("%s:%d: [%s] %s", cfg->path,
+				    sc->listen[j].line, sc->name, err);
+				return -1;
+			}
+			set->listeners[set->n_listeners++] = l;
+		}
+	}
+	return 0;
+}
+
+/* Make set the running one; the previous is freed. */
+static void
+runtime_install(struct runtime *rt, struct runtime_set *set,
+    struct config *cfg)
+{
+	struct runtime_set	old;
+	int			i, j, k = 0;
+
+	for (i = 0; i < set->n_services; i++)
+		for (j = 0; j < set->services[i]->cfg.n_listen; j++)
+			listener_set_service(set->listeners[k++],
+			    set->services[i]);
+	old.services = rt->services;
+	old.n_services = rt->n_services;
+	old.listeners = rt->listeners;
+	old.n_listeners = rt->n_listeners;
+	runtime_set_free(&old);	/* listeners kept were taken out of it */
+
+	rt->services = set->services;
+	rt->n_services = set->n_services;
+	rt->listeners = set->listeners;
+	rt->n_listeners = set->n_listeners;
+	config_free(rt->config);
+	rt->config = cfg;
+	log_set_level(cfg->log_level);
+}
+
+/* SIGTERM / SIGINT: stop accepting, drain. */
+static void
+runtime_signal_term_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct runtime	*rt = arg;
+
+	(void)what;
+	log_info("received %s: no longer accepting, draining %u session(s)",
+	    sig == SIGINT ? "SIGINT" : "SIGTERM", rt->n_sessions);
+	runtime_shutdown(rt);
+}
+
+/* SIGHUP: reload. */
+static void
+runtime_signal_hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	runtime_reload(arg);
+}
+
+/* Set up the loop, the resolver and the signals. */
+static int
+runtime_init_loop(struct runtime *rt)
+{
+	if ((rt->base = event_base_new()) == NULL)
+		return -1;
+	rt->dns = evdns_base_new(rt->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (rt->dns == NULL) {
+		/* No usable resolv.conf: names in /etc/hosts still work. */
+		log_warnx("cannot read the resolver configuration; only "
+		    "addresses and /etc/hosts names will resolve");
+		rt->dns = evdns_base_new(rt->base,
+		    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (rt->dns == NULL)
+			return -1;
+		evdns_base_load_hosts(rt->dns, NULL);
+	}
+	rt->sig_term = evsignal_new(rt->base, SIGTERM, runtime_signal_term_cb,
+	    rt);
+	rt->sig_int = evsignal_new(rt->base, SIGINT, runtime_signal_term_cb,
+	    rt);
+	rt->sig_hup = evsignal_new(rt->base, SIGHUP, runtime_signal_hup_cb, rt);
+	if (rt->sig_term == NULL || rt->sig_int == NULL || rt->sig_hup == NULL)
+		return -1;
+	evsignal_add(rt->sig_term, NULL);
+	evsignal_add(rt->sig_int, NULL);
+	evsignal_add(rt->sig_hup, NULL);
+	return 0;
+}
+
+/* Build the running daemon for cfg. */
+struct runtime *
+runtime_new(struct config *cfg)
+{
+	struct runtime		*rt;
+	struct runtime_set	 set = { 0 };
+	int			 reused = 0;
+
+	if ((rt = calloc(1, sizeof(*rt))) == NULL) {
+		config_free(cfg);
+		return NULL;
+	}
+	TAILQ_INIT(&rt->sessions);
+	rt->config = cfg;
+	if (runtime_init_loop(rt) != 0) {
+		log_errorx("cannot set up the event loop");
+		goto err;
+	}
+	if (runtime_build_services(cfg, &set) != 0 ||
+	    runtime_build_listeners(rt, cfg, &set, &reused) != 0)
+		goto err;
+	rt->config = NULL;
+	runtime_install(rt, &set, cfg);
+	return rt;
+err:
+	runtime_set_free(&set);
+	runtime_free(rt);
+	return NULL;
+}
+
+/* Re-read the configuration; keep the running one on any error. */
+void
+runtime_reload(struct runtime *rt)
+{
+	struct config_errors	 errs = { 0 };
+	struct runtime_set	 set = { 0 };
+	struct config		*cfg;
+	int			 i, reused = 0;
+
+	log_info("received SIGHUP: reloading %s", rt->config->path);
+	if (rt->draining) {
+		log_warnx("reload ignored: the daemon is shutting down");
+		return;
+	}
+	if ((cfg = config_load(rt->config->path, &errs)) == NULL) {
+		for (i = 0; i < errs.count; i++)
+			log_errorx("%s", errs.lines[i]);
+		config_errors_clear(&errs);
+		log_errorx("reload failed: keeping the running configuration");
+		return;
+	}
+	if (runtime_build_services(cfg, &set) != 0 ||
+	    runtime_build_listeners(rt, cfg, &set, &reused) != 0) {
+		runtime_return_listeners(rt, &set);
+		runtime_set_free(&set);
+		config_free(cfg);
+		log_errorx("reload failed: keeping the running configuration");
+		return;
+	}
+	runtime_install(rt, &set, cfg);
+	log_info("configuration reloaded: %d service(s), %d listener(s) "
+	    "(%d kept)", rt->n_services, rt->n_listeners, reused);
+}
+
+/* Stop accepting; the loop ends when the last session has drained. */
+void
+runtime_shutdown(struct runtime *rt)
+{
+	struct session	*s;
+	int		 i;
+
+	if (!rt->draining) {
+		rt->draining = 1;
+		for (i = 0; i < rt->n_listeners; i++)
+			listener_free(rt->listeners[i]);
+		rt->n_listeners = 0;
+		for (s = TAILQ_FIRST(&rt->sessions); s != NULL;
+		    s = session_next(s))
+			session_drain(s);
+	}
+	if (rt->n_sessions == 0)
+		event_base_loopbreak(rt->base);
+}
+
+/* A session was freed. */
+void
+runtime_session_ended(struct runtime *rt)
+{
+	if (rt->draining && rt->n_sessions == 0)
+		event_base_loopbreak(rt->base);
+}
+
+/* Whether max_sessions leaves room for one more client. */
+int
+runtime_may_accept(const struct runtime *rt)
+{
+	return rt->n_sessions < rt->config->max_sessions;
+}
+
+/* Run until shut down. */
+int
+runtime_run(struct runtime *rt)
+{
+	if (event_base_dispatch(rt->base) < 0) {
+		log_errorx("event loop failed");
+		return 1;
+	}
+	log_info("all sessions closed, exiting");
+	return 0;
+}
+
+/* Free everything; open sessions are cut.  NULL is fine. */
+void
+runtime_free(struct runtime *rt)
+{
+	struct runtime_set	set;
+
+	if (rt == NULL)
+		return;
+	while (!TAILQ_EMPTY(&rt->sessions))
+		session_abort(TAILQ_FIRST(&rt->sessions));
+	set.services = rt->services;
+	set.n_services = rt->n_services;
+	set.listeners = rt->listeners;
+	set.n_listeners = rt->n_listeners;
+	runtime_set_free(&set);
+	if (rt->sig_term != NULL)
+		event_free(rt->sig_term);
+	if (rt->sig_int != NULL)
+		event_free(rt->sig_int);
+	if (rt->sig_hup != NULL)
+		event_free(rt->sig_hup);
+	if (rt->dns != NULL)
+		evdns_base_free(rt->dns, 1);
+	if (rt->base != NULL)
+		event_base_free(rt->base);
+	config_free(rt->config);
+	free(rt);
+}

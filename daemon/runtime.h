@@ -1,0 +1,61 @@
+/*
+ * runtime.h - the running daemon: event loop, services, listeners and
+ * sessions, and the transitions between configurations.
+ */
+#ifndef MAILTLSD_RUNTIME_H
+#define MAILTLSD_RUNTIME_H
+
+#include <sys/queue.h>
+
+#include "config.h"
+
+struct event;
+struct event_base;
+struct evdns_base;
+struct listener;
+struct service;
+struct session;
+
+TAILQ_HEAD(session_list, session);
+
+struct runtime {
+	struct event_base	*base;
+	struct evdns_base	*dns;
+	struct config		*config;
+	struct service		**services;
+	int			 n_services;
+	struct listener		**listeners;
+	int			 n_listeners;
+	struct session_list	 sessions;
+	unsigned		 n_sessions;
+	unsigned long long	 next_session_id;
+	int			 draining;
+	struct event		*sig_term;
+	struct event		*sig_int;
+	struct event		*sig_hup;
+	struct event		*sig_pipe;
+};
+
+/*
+ * Build services and bind every listen address of config (which the
+ * runtime then owns); NULL after logging why.
+ */
+struct runtime	*runtime_new(struct config *);
+void		 runtime_free(struct runtime *);
+
+/* Run the loop until shutdown completes; the exit status. */
+int		 runtime_run(struct runtime *);
+
+/* Re-read the configuration file; on any error keep the current one. */
+void		 runtime_reload(struct runtime *);
+
+/* Stop accepting and let sessions drain (SIGTERM). */
+void		 runtime_shutdown(struct runtime *);
+
+/* A session ended: during shutdown the last one ends the loop. */
+void		 runtime_session_ended(struct runtime *);
+
+/* Whether another session may start now. */
+int		 runtime_may_accept(const struct runtime *);
+
+#endif /* MAILTLSD_RUNTIME_H */

@@ -1,0 +1,48 @@
+/*
+ * service.c - reference-counted run-time services.
+ *
+ * A reload builds new services; sessions still running keep the old one
+ * (and its TLS settings) alive until they end.
+ */
+#include <stdlib.h>
+#include <stdio.h>
+
+#include "service.h"
+#include "tls.h"
+
+/* Build a service from its configuration. */
+struct service *
+service_new(const struct service_config *sc, char *err, size_t errlen)
+{
+	struct service	*svc;
+
+	if ((svc = calloc(1, sizeof(*svc))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	svc->cfg = *sc;
+	svc->refs = 1;
+	if ((svc->tls = tls_ctx_new(sc, err, errlen)) == NULL) {
+		free(svc);
+		return NULL;
+	}
+	return svc;
+}
+
+/* Take one more reference. */
+struct service *
+service_ref(struct service *svc)
+{
+	svc->refs++;
+	return svc;
+}
+
+/* Drop a reference, freeing the service with the last; NULL is fine. */
+void
+service_unref(struct service *svc)
+{
+	if (svc == NULL || --svc->refs > 0)
+		return;
+	tls_ctx_free(svc->tls);
+	free(svc);
+}

@@ -1,0 +1,28 @@
+/*
+ * session.h - one mail client's session: reach the server, make TLS,
+ * verify, then relay bytes both ways with back-pressure and timeouts.
+ */
+#ifndef MAILTLSD_SESSION_H
+#define MAILTLSD_SESSION_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+struct runtime;
+struct service;
+struct session;
+
+/* Take over an accepted client socket; -1 (fd closed) on failure. */
+int	session_start(struct runtime *, struct service *, int fd,
+	    const struct sockaddr *, socklen_t);
+
+/* The daemon is stopping: close within the service's shutdown_timeout. */
+void	session_drain(struct session *);
+
+/* Close at once (daemon exit). */
+void	session_abort(struct session *);
+
+/* For the runtime's list. */
+struct session	*session_next(struct session *);
+
+#endif /* MAILTLSD_SESSION_H */

@@ -1,0 +1,265 @@
+/*
+ * upstream.c - resolve and connect without ever blocking the event loop.
+ *
+ * Every step runs from the event loop, never from inside upstream_connect(),
+ * so the caller's callback may free whatever it likes.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "addr.h"
+#include "log.h"
+#include "upstream.h"
+
+#define UPSTREAM_REASON_MAX	512
+
+enum upstream_step {
+	UPSTREAM_RESOLVING,
+	UPSTREAM_RESOLVED,	/* the timer runs the first connect */
+	UPSTREAM_CONNECTING,
+	UPSTREAM_DONE		/* the timer reports the result */
+};
+
+struct upstream {
+	struct event_base		*base;
+	struct evdns_getaddrinfo_request *dns_req;
+	struct event			*timer;
+	struct bufferevent		*bev;
+	struct evutil_addrinfo		*addrs;
+	struct evutil_addrinfo		*next_addr;
+	enum upstream_step		 step;
+	int				 cancelled;
+	struct timeval			 timeout;
+	upstream_done_cb		 done_cb;
+	void				*done_arg;
+	char				 host[256];
+	char				 peer[ADDR_TEXT_MAX];
+	uint16_t			 port;
+	char				 reason[UPSTREAM_REASON_MAX];
+};
+
+static void	upstream_timer_cb(evutil_socket_t, short, void *);
+static void	upstream_try_next(struct upstream *);
+
+/* Free everything the attempt holds. */
+static void
+upstream_free(struct upstream *u)
+{
+	if (u->bev != NULL)
+		bufferevent_free(u->bev);
+	if (u->timer != NULL)
+		event_free(u->timer);
+	if (u->addrs != NULL)
+		evutil_freeaddrinfo(u->addrs);
+	free(u);
+}
+
+/* Run the timer callback at once, from the loop. */
+static void
+upstream_schedule_now(struct upstream *u, enum upstream_step step)
+{
+	struct timeval	now = { 0, 0 };
+
+	u->step = step;
+	evtimer_add(u->timer, &now);
+}
+
+/* Append one failure to the reason text. */
+static void
+upstream_note(struct upstream *u, const char *what)
+{
+	size_t	len = strlen(u->reason);
+
+	snprintf(u->reason + len, sizeof(u->reason) - len, "%s%s",
+	    len > 0 ? "; " : "", what);
+}
+
+/* Name resolution finished (or was cancelled). */
+static void
+upstream_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct upstream	*u = arg;
+	char		 what[300];
+
+	u->dns_req = NULL;
+	if (result == EVUTIL_EAI_CANCEL || u->cancelled) {
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		upstream_free(u);
+		return;
+	}
+	if (result != 0) {
+		snprintf(what, sizeof(what), "cannot resolve %s: %s", u->host,
+		    evutil_gai_strerror(result));
+		upstream_note(u, what);
+		upstream_schedule_now(u, UPSTREAM_DONE);
+		return;
+	}
+	u->addrs = res;
+	u->next_addr = res;
+	upstream_schedule_now(u, UPSTREAM_RESOLVED);
+}
+
+/* The socket connected or failed. */
+static void
+upstream_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct upstream	*u = arg;
+	char		 text[160];
+	int		 err = EVUTIL_SOCKET_ERROR();
+	int		 one = 1;
+
+	(void)bev;
+	evtimer_del(u->timer);
+	if (what & BEV_EVENT_CONNECTED) {
+		setsockopt(bufferevent_getfd(u->bev), IPPROTO_TCP, TCP_NODELAY,
+		    &one, sizeof(one));
+		upstream_schedule_now(u, UPSTREAM_DONE);
+		bufferevent_setcb(u->bev, NULL, NULL, NULL, NULL);
+		u->reason[0] = '\0';
+		return;
+	}
+	snprintf(text, sizeof(text), "%s by %s",
+	    err == ECONNREFUSED ? "connection refused" :
+	    evutil_socket_error_to_string(err), u->peer);
+	upstream_note(u, text);
+	bufferevent_free(u->bev);
+	u->bev = NULL;
+	upstream_try_next(u);
+}
+
+/* Start a connect to the next address, or report that all failed. */
+static void
+upstream_try_next(struct upstream *u)
+{
+	struct evutil_addrinfo	*ai;
+	char			 text[160];
+
+	while ((ai = u->next_addr) != NULL) {
+		u->next_addr = ai->ai_next;
+		addr_format(ai->ai_addr, u->peer, sizeof(u->peer));
+		u->bev = bufferevent_socket_new(u->base, -1,
+		    BEV_OPT_CLOSE_ON_FREE);
+		if (u->bev == NULL) {
+			upstream_note(u, "out of memory");
+			break;
+		}
+		bufferevent_setcb(u->bev, NULL, NULL, upstream_event_cb, u);
+		if (bufferevent_socket_connect(u->bev, ai->ai_addr,
+		    (int)ai->ai_addrlen) == 0) {
+			u->step = UPSTREAM_CONNECTING;
+			evtimer_add(u->timer, &u->timeout);
+			return;
+		}
+		snprintf(text, sizeof(text), "cannot connect to %s: %s",
+		    u->peer, evutil_socket_error_to_string(
+		    EVUTIL_SOCKET_ERROR()));
+		upstream_note(u, text);
+		bufferevent_free(u->bev);
+		u->bev = NULL;
+	}
+	upstream_schedule_now(u, UPSTREAM_DONE);
+}
+
+/* Report the outcome; the callback may free anything. */
+static void
+upstream_finish(struct upstream *u)
+{
+	struct bufferevent	*bev = u->bev;
+	upstream_done_cb	 cb = u->done_cb;
+	void			*arg = u->done_arg;
+	char			 text[UPSTREAM_REASON_MAX];
+
+	snprintf(text, sizeof(text), "%s", bev != NULL ? u->peer : u->reason);
+	u->bev = NULL;
+	upstream_free(u);
+	cb(bev, text, arg);
+}
+
+/* The one timer: deferred steps and the connect timeout. */
+static void
+upstream_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream	*u = arg;
+	char		 text[160];
+
+	(void)fd;
+	(void)what;
+	switch (u->step) {
+	case UPSTREAM_RESOLVED:
+		upstream_try_next(u);
+		break;
+	case UPSTREAM_CONNECTING:
+		snprintf(text, sizeof(text), "connect timed out to %s",
+		    u->peer);
+		upstream_note(u, text);
+		bufferevent_free(u->bev);
+		u->bev = NULL;
+		upstream_try_next(u);
+		break;
+	case UPSTREAM_DONE:
+		upstream_finish(u);
+		break;
+	case UPSTREAM_RESOLVING:
+		break;
+	}
+}
+
+/* Begin resolving host and connecting to port. */
+struct upstream *
+upstream_connect(struct event_base *base, struct evdns_base *dns,
+    const char *host, uint16_t port, unsigned timeout_seconds,
+    upstream_done_cb cb, void *arg)
+{
+	struct evutil_addrinfo	 hints;
+	struct upstream		*u;
+	char			 service[8];
+
+	if ((u = calloc(1, sizeof(*u))) == NULL)
+		return NULL;
+	u->base = base;
+	u->done_cb = cb;
+	u->done_arg = arg;
+	u->port = port;
+	u->timeout.tv_sec = timeout_seconds;
+	snprintf(u->host, sizeof(u->host), "%s", host);
+	if ((u->timer = evtimer_new(base, upstream_timer_cb, u)) == NULL) {
+		free(u);
+		return NULL;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	snprintf(service, sizeof(service), "%u", port);
+	u->step = UPSTREAM_RESOLVING;
+	/* May call upstream_dns_cb before returning: it only schedules. */
+	u->dns_req = evdns_getaddrinfo(dns, host, service, &hints,
+	    upstream_dns_cb, u);
+	return u;
+}
+
+/* Abandon the attempt. */
+void
+upstream_cancel(struct upstream *u)
+{
+	if (u == NULL)
+		return;
+	if (u->dns_req != NULL) {
+		/* The DNS callback runs with EAI_CANCEL and frees u. */
+		u->cancelled = 1;
+		evdns_getaddrinfo_cancel(u->dns_req);
+		return;
+	}
+	upstream_free(u);
+}

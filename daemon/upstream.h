@@ -1,0 +1,32 @@
+/*
+ * upstream.h - reach a mail server: asynchronous name resolution, then a
+ * non-blocking TCP connect to each address in turn, each bounded by the
+ * connect timeout.
+ */
+#ifndef MAILTLSD_UPSTREAM_H
+#define MAILTLSD_UPSTREAM_H
+
+#include <stdint.h>
+
+struct bufferevent;
+struct event_base;
+struct evdns_base;
+struct upstream;
+
+/*
+ * Called once, always from the event loop: with a connected bufferevent
+ * (now the caller's) and the peer address as text, or with NULL and the
+ * reason every address failed.
+ */
+typedef void	(*upstream_done_cb)(struct bufferevent *, const char *text,
+		    void *arg);
+
+/* Start reaching host:port; NULL when out of memory. */
+struct upstream	*upstream_connect(struct event_base *, struct evdns_base *,
+		    const char *host, uint16_t port, unsigned timeout_seconds,
+		    upstream_done_cb, void *arg);
+
+/* Stop and free; the callback will not be called.  NULL is fine. */
+void		 upstream_cancel(struct upstream *);
+
+#endif /* MAILTLSD_UPSTREAM_H */

@@ -1,0 +1,12 @@
+/*
+ * unit.h - the check suites of the unit tests, one per module; run.c runs
+ * every suite listed here.
+ */
+#ifndef MAILTLSD_UNIT_H
+#define MAILTLSD_UNIT_H
+
+#include <check.h>
+
+Suite	*config_suite(void);
+
+#endif /* MAILTLSD_UNIT_H */
