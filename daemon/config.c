@@ -66,7 +66,7 @@ enum key_id {
 
 enum key_scope {
 	SCOPE_SERVICE,		/* only in a service section */
-	SCOPE_BOTH,		/* in a service, or in [global] as the default */
+	SCOPE_BOTH,		/* in a service, or as a default in [global] */
 	SCOPE_GLOBAL		/* only in [global] */
 };
 
@@ -107,6 +107,7 @@ struct parser {
 	int			 n_services;
 	int			 cap_services;
 	int			 saw_service;	/* any non-global header */
+	int			 global_pair_reported;
 	struct section		*cur;		/* NULL before any header */
 };
 
@@ -187,6 +188,8 @@ static const struct port_default {
 	{ 0, MAIL_PROTO_NONE, TLS_MODE_NONE }
 };
 
+static char	*vformat(const char *, va_list)
+		    __attribute__((format(printf, 1, 0)));
 static void	parser_error(struct parser *, int, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
 static int	kv_error(struct kv *, const char *, ...)
@@ -304,7 +307,7 @@ config_tls_mode_name(enum tls_mode mode)
 	}
 }
 
-/* ---- Error lists ---------------------------------------------------------- */
+/* ---- Error lists --------------------------------------------------------- */
 
 /* Format into a new string, or NULL when out of memory. */
 static char *
@@ -414,7 +417,7 @@ kv_error(struct kv *kv, const char *fmt, ...)
 	return -1;
 }
 
-/* ---- Value syntax --------------------------------------------------------- */
+/* ---- Value syntax -------------------------------------------------------- */
 
 /* Parse a decimal number in [min, max]; returns 0 or -1. */
 static int
@@ -653,7 +656,7 @@ config_parse_remote(const char *text, char *host, size_t hostlen,
 	return 0;
 }
 
-/* ---- Value parsers, one per key -------------------------------------------- */
+/* ---- Value parsers, one per key ------------------------------------------ */
 
 /* Parse one of a table of words into *out. */
 static int
@@ -1023,7 +1026,7 @@ parse_max_sessions(struct config *cfg, struct service_config *svc,
 	return parse_number(kv, 1, MAX_SESSIONS_MAX, &cfg->max_sessions);
 }
 
-/* ---- The key table -------------------------------------------------------- */
+/* ---- The key table ------------------------------------------------------- */
 
 #define SVC_FIELD(f)	offsetof(struct service_config, f), \
 			sizeof(((struct service_config *)0)->f)
@@ -1095,7 +1098,7 @@ find_key(const char *name)
 	return NULL;
 }
 
-/* ---- Defaults ------------------------------------------------------------- */
+/* ---- Defaults ------------------------------------------------------------ */
 
 /* Set every per-service default (the one place they are set). */
 static void
@@ -1143,7 +1146,7 @@ section_init(struct section *sec, enum section_kind kind, const char *name,
 	sec->svc.line = line;
 }
 
-/* ---- Lines ---------------------------------------------------------------- */
+/* ---- Lines --------------------------------------------------------------- */
 
 /* Trim leading and trailing blanks in place. */
 static char *
@@ -1440,7 +1443,7 @@ parse_file(struct parser *p, FILE *f)
 	return 0;
 }
 
-/* ---- Resolving and validating services ------------------------------------ */
+/* ---- Resolving and validating services ----------------------------------- */
 
 /* Fill what a service does not set from [global]. */
 static void
@@ -1457,24 +1460,38 @@ inherit_globals(struct parser *p, struct section *sec)
 	}
 }
 
-/* client_cert and client_key go together; check the section's own pair. */
+/* The line a key's value came from: the section's own, or [global]. */
+static int
+key_line(const struct parser *p, const struct section *sec, enum key_id id)
+{
+	return sec->keyline[id] != 0 ? sec->keyline[id] : p->global.keyline[id];
+}
+
+/* client_cert and client_key go together; a [global] half is reported once. */
 static void
 check_client_pair(struct parser *p, const struct section *sec)
 {
 	const struct service_config	*svc = &sec->svc;
 	int				 cert = svc->client_cert[0] != '\0';
 	int				 key = svc->client_key[0] != '\0';
-	int				 cline = sec->keyline[KEY_CLIENT_CERT];
-	int				 kline = sec->keyline[KEY_CLIENT_KEY];
+	enum key_id			 set;
+	int				 line;
 
-	if (cline == 0 && kline == 0)
+	if (cert == key)
 		return;
-	if (cert && !key)
-		parser_error(p, cline != 0 ? cline : kline, "client_cert is "
-		    "set but client_key is not (set both or neither)");
-	else if (key && !cert)
-		parser_error(p, kline != 0 ? kline : cline, "client_key is "
-		    "set but client_cert is not (set both or neither)");
+	set = cert ? KEY_CLIENT_CERT : KEY_CLIENT_KEY;
+	if (sec->keyline[set] == 0) {
+		if (p->global_pair_reported)
+			return;
+		p->global_pair_reported = 1;
+	}
+	line = key_line(p, sec, set);
+	if (cert)
+		parser_error(p, line, "client_cert is set but client_key is "
+		    "not (set both or neither)");
+	else
+		parser_error(p, line, "client_key is set but client_cert is "
+		    "not (set both or neither)");
 }
 
 /* Derive protocol, TLS mode and server_name from remote; check them. */
@@ -1566,8 +1583,6 @@ resolve_all(struct parser *p)
 {
 	int	i, j;
 
-	if (p->have_global)
-		check_client_pair(p, &p->global);
 	for (i = 0; i < p->n_services; i++) {
 		inherit_globals(p, p->services[i]);
 		check_client_pair(p, p->services[i]);

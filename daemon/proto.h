@@ -1,12 +1,35 @@
 /*
- * proto.h - what each mail protocol says when mailtlsd must refuse a client.
+ * proto.h - what mailtlsd says and understands of IMAP, POP3 and SMTP.
+ *
+ * Three pieces, each pure (bytes in, bytes out, no sockets) so that they can
+ * be tested by feeding input at every split point:
+ *
+ *  - refusal lines for clients ("* BYE [UNAVAILABLE]", "-ERR [SYS/TEMP]",
+ *    "421 4.7.0");
+ *  - the plaintext STARTTLS dialogue with the server (tls = starttls): read
+ *    the greeting, ask for STARTTLS/STLS, recognise the go-ahead; anything
+ *    unexpected fails closed;
+ *  - after TLS, the greeting mailtlsd writes for the client, and the filter
+ *    that sits between client and server until the client has logged in:
+ *    it hides STARTTLS, STLS and LOGINDISABLED from capability lists,
+ *    answers a client's own STARTTLS/STLS itself, honours IMAP literals,
+ *    SMTP DATA/BDAT and SASL exchanges so that no payload is parsed as a
+ *    command or response, and steps aside after successful authentication.
  */
 #ifndef MAILTLSD_PROTO_H
 #define MAILTLSD_PROTO_H
 
+#include <stddef.h>
+
 #include "config.h"
 
 struct evbuffer;
+struct proto_dialogue;
+struct proto_filter;
+
+#define PROTO_LINE_MAX		8192	/* bytes per line before login */
+#define PROTO_DIALOGUE_LINES	64	/* lines in the STARTTLS dialogue */
+#define PROTO_PIPELINE_MAX	64	/* outstanding commands before login */
 
 /*
  * Append the protocol's one-line "service unavailable" answer carrying text:
@@ -15,8 +38,71 @@ struct evbuffer;
 int	proto_write_unavailable(struct evbuffer *, enum mail_protocol,
 	    const char *text);
 
-/* The same line into buf, for callers without an evbuffer. */
+/* The same line into buf, for callers without an evbuffer; -1 if too long. */
 int	proto_format_unavailable(char *buf, size_t len, enum mail_protocol,
 	    const char *text);
+
+/* What the dialogue wants next. */
+enum proto_verdict {
+	PROTO_MORE,	/* feed the next server line */
+	PROTO_UPGRADE,	/* the server said go ahead: start TLS now */
+	PROTO_FAIL	/* abort the session: proto_dialogue_reason() */
+};
+
+/* A new plaintext STARTTLS dialogue for a service; NULL (no memory). */
+struct proto_dialogue *proto_dialogue_new(const struct service_config *);
+void		 proto_dialogue_free(struct proto_dialogue *);
+
+/*
+ * Feed one complete server line (len bytes, CRLF or LF stripped).  What
+ * must be sent to the server is appended to to_server.  After
+ * PROTO_UPGRADE or PROTO_FAIL the dialogue takes no more lines.
+ */
+enum proto_verdict proto_dialogue_line(struct proto_dialogue *,
+		    const char *line, size_t len, struct evbuffer *to_server);
+
+/* Why the dialogue failed, in plain words for the log. */
+const char	*proto_dialogue_reason(const struct proto_dialogue *);
+
+/* The state name, for debug lines. */
+const char	*proto_dialogue_state(const struct proto_dialogue *);
+
+/*
+ * Append the greeting mailtlsd writes to the client once TLS to the server
+ * is verified (STARTTLS mode only; in implicit mode the server's own
+ * greeting is relayed): IMAP "* OK ...", POP3 "+OK ..." (no APOP
+ * timestamp), SMTP "220 <server_name> ESMTP ...".
+ */
+int		 proto_write_greeting(struct evbuffer *,
+		    const struct service_config *);
+
+/* A new pre-login filter for a protocol; NULL (no memory). */
+struct proto_filter *proto_filter_new(enum mail_protocol);
+void		 proto_filter_free(struct proto_filter *);
+
+/*
+ * Move server bytes (decrypted) from from_server to to_client, rewriting
+ * capability lists.  Only complete lines (or literal/payload bytes) are
+ * consumed; a partial line stays in from_server.  0, or -1 when the server
+ * broke the protocol (for example a line over PROTO_LINE_MAX):
+ * proto_filter_reason().
+ */
+int		 proto_filter_server(struct proto_filter *,
+		    struct evbuffer *from_server, struct evbuffer *to_client);
+
+/*
+ * Move client bytes from from_client to to_server; answers the client
+ * itself (STARTTLS/STLS refusals) by appending to to_client, in the right
+ * order relative to the server's responses.  0 or -1 as above.
+ */
+int		 proto_filter_client(struct proto_filter *,
+		    struct evbuffer *from_client, struct evbuffer *to_server,
+		    struct evbuffer *to_client);
+
+/* Whether the client has logged in: from now on the relay is a plain copy. */
+int		 proto_filter_done(const struct proto_filter *);
+
+/* Why the filter failed. */
+const char	*proto_filter_reason(const struct proto_filter *);
 
 #endif /* MAILTLSD_PROTO_H */

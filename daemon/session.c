@@ -71,6 +71,7 @@ struct session {
 	unsigned		 client_shut : 1;	/* we sent FIN to client */
 	unsigned		 server_done : 1;	/* server finished */
 	unsigned		 server_shut : 1;	/* we sent FIN to server */
+	unsigned		 server_broken : 1;	/* socket error */
 
 	unsigned long long	 bytes_up;
 	unsigned long long	 bytes_down;
@@ -251,9 +252,15 @@ session_close(struct session *s, enum log_level level, const char *reason)
 		session_log(s, level, "ending: %s", reason);
 	upstream_cancel(s->connecting);
 	s->connecting = NULL;
-	if (s->server != NULL) {
-		if (s->state == SESSION_RELAYING)
-			tls_conn_close_notify(s->tls);
+	if (s->server != NULL && (s->state < SESSION_RELAYING ||
+	    s->server_broken)) {
+		/* Nothing worth flushing: no session exists there yet. */
+		tls_conn_free(s->tls);
+		s->tls = NULL;
+		bufferevent_free(s->server);
+		s->server = NULL;
+	} else if (s->server != NULL) {
+		tls_conn_close_notify(s->tls);
 		bufferevent_disable(s->server, EV_READ);
 	}
 	if (s->client != NULL) {
@@ -448,11 +455,9 @@ session_server_event_cb(struct bufferevent *bev, short what, void *arg)
 		session_close(s, LOG_LEVEL_WARN, reason);
 		return;
 	}
-	if (what & BEV_EVENT_ERROR) {
-		/* Records already received still go to the client. */
-		evbuffer_drain(bufferevent_get_output(bev),
-		    evbuffer_get_length(bufferevent_get_output(bev)));
-	}
+	/* Records already received still go to the client. */
+	if (what & BEV_EVENT_ERROR)
+		s->server_broken = 1;
 	if (s->state == SESSION_HANDSHAKING)
 		session_handshake(s);
 	else

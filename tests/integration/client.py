@@ -24,19 +24,21 @@ class Client:
         self.timeout = timeout
         self.sock.connect((host, port))
         self.buf = bytearray()
+        self.rbuf = memoryview(bytearray(262144))
         self.closed_how = None          # "eof" | "reset" once the peer closed
 
     def _recv(self, n=262144, timeout=None):
         """Raw recv; b"" at EOF or reset (recorded in closed_how)."""
         self.sock.settimeout(self.timeout if timeout is None else timeout)
+        view = self.rbuf[:min(n, len(self.rbuf))]
         try:
-            data = self.sock.recv(n)
+            k = self.sock.recv_into(view)
         except ConnectionResetError:
+            k = 0
             self.closed_how = "reset"
-            return b""
-        if not data:
+        if not k and not self.closed_how:
             self.closed_how = "eof"
-        return data
+        return bytes(view[:k])
 
     def send(self, data):
         self.sock.sendall(data)

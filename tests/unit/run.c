@@ -11,6 +11,8 @@
 /* Every suite, in the order they run. */
 static Suite *(*const suites[])(void) = {
 	config_suite,
+	proto_suite,
+	tls_suite,
 };
 
 /* Run all suites and report. */

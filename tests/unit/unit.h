@@ -8,5 +8,7 @@
 #include <check.h>
 
 Suite	*config_suite(void);
+Suite	*proto_suite(void);
+Suite	*tls_suite(void);
 
 #endif /* MAILTLSD_UNIT_H */

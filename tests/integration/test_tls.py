@@ -1,0 +1,129 @@
+"""TLS verification tests: bad certificates, weak servers, pins, client certs.
+
+A failure case must give the client exactly one protocol error line and a
+close, the server must receive no application data (the client sends a
+secret first: it must never arrive), and the log must give the reason from
+expectations.LOG_REASONS.
+"""
+
+from client import noop
+from expectations import GREETING, SECRET
+from harness import (case, check, expect_error_line, expect_log,
+                     expect_nothing_forwarded)
+
+
+def send_quietly(c, data):
+    """Send, ignoring a connection the daemon already closed."""
+    try:
+        c.send(data)
+    except OSError:
+        pass
+
+
+def assert_refused_secure(t, protocol, reason, server_kw, service_opts=None):
+    """Run one failing connection end to end and check all three outcomes."""
+    srv = t.server(protocol=protocol, **server_kw)
+    svc = t.service(srv, protocol, **(service_opts or {}))
+    d = t.daemon(svc)
+    mark = d.mark()
+    c = t.connect(svc)
+    send_quietly(c, b"a1 LOGIN alice " + SECRET + b"\r\n")
+    expect_error_line(c, protocol)
+    expect_nothing_forwarded(srv.conn(0))
+    if reason:
+        expect_log(d, reason, since=mark)
+    return srv, d
+
+
+# name -> (server keywords, log reason)
+CERT_FAILURES = {
+    "wrong_name": ({"cert": "wrong_name"}, "name_mismatch"),
+    "expired": ({"cert": "expired"}, "expired"),
+    "not_yet_valid": ({"cert": "not_yet_valid"}, "not_yet_valid"),
+    "self_signed": ({"cert": "self_signed"}, "not_trusted"),
+    "unknown_ca": ({"cert": "unknown_ca"}, "not_trusted"),
+    "tls10_11_only": ({"profile": "tls10_11"}, "version"),
+    "cbc_only": ({"profile": "cbc"}, "cipher"),
+    "static_rsa_only": ({"profile": "static_rsa"}, "cipher"),
+    "plaintext": ({"behaviour": "plaintext", "tls": False}, "plaintext"),
+}
+
+
+@case(params={k: {"kind": k} for k in CERT_FAILURES})
+def test_refused_server(t, kind):
+    """IMAP: each insecure server gives * BYE, forwards nothing, logs why."""
+    server_kw, reason = CERT_FAILURES[kind]
+    assert_refused_secure(t, "imap", reason, server_kw)
+
+
+@case(params={"%s-%s" % (p, k): {"protocol": p, "kind": k}
+              for p in ("pop3", "smtp")
+              for k in ("wrong_name", "self_signed", "plaintext")})
+def test_refused_server_other_protocols(t, protocol, kind):
+    """POP3 and SMTP get their own error line (-ERR [SYS/TEMP], 421 4.7.0)."""
+    server_kw, reason = CERT_FAILURES[kind]
+    assert_refused_secure(t, protocol, reason, server_kw)
+
+
+def assert_relays(t, srv, svc, protocol="imap", **daemon_opts):
+    d = t.daemon(svc, **daemon_opts)
+    c = t.connect(svc)
+    c.expect_line(GREETING[protocol])
+    noop(c, protocol, b"relayed")
+    return d
+
+
+@case()
+def test_tls12_server_works(t):
+    """A good TLS 1.2-only server (ECDHE, AES-GCM) is accepted."""
+    srv = t.server(profile="tls12")
+    assert_relays(t, srv, t.service(srv))
+    check(srv.conn(0).tls_version == "TLSv1.2", "negotiated %s",
+          srv.conn(0).tls_version)
+
+
+@case()
+def test_pin_match(t):
+    """pin_sha256 of the server's key: the relay works."""
+    srv = t.server()
+    assert_relays(t, srv, t.service(srv, pin_sha256=t.certs.pin_good))
+
+
+@case()
+def test_pin_one_of_several(t):
+    """Repeated pin_sha256: one matching pin is enough."""
+    srv = t.server()
+    pins = [t.certs.pin_other, t.certs.pin_good]
+    assert_relays(t, srv, t.service(srv, pin_sha256=pins))
+
+
+@case()
+def test_pin_mismatch(t):
+    """A valid chain whose key matches no pin is refused."""
+    assert_refused_secure(t, "imap", "pin", {},
+                          {"pin_sha256": t.certs.pin_other})
+
+
+@case()
+def test_verify_no_accepts_self_signed(t):
+    """verify = no: a self-signed server works, with a warning at start."""
+    srv = t.server(cert="self_signed")
+    svc = t.service(srv, verify="no")
+    d = assert_relays(t, srv, svc, log_level="info")
+    expect_log(d, "verify_off")
+
+
+@case()
+def test_client_cert_presented(t):
+    """client_cert/client_key: a server requiring a client cert accepts us."""
+    srv = t.server(client_ca=t.certs.ca)
+    svc = t.service(srv, client_cert=t.certs.client,
+                    client_key=t.certs.client_key)
+    assert_relays(t, srv, svc)
+    check(srv.conn(0).client_cert, "server saw no client certificate")
+
+
+@case()
+def test_client_cert_missing(t):
+    """Without client_cert the same server refuses the handshake."""
+    assert_refused_secure(t, "imap", None, {"client_ca": t.certs.ca})

@@ -1,0 +1,313 @@
+/*
+ * check_tls.c - unit tests of the TLS glue: service contexts and what a
+ * connection puts on the wire, driven through a socket bufferevent's
+ * buffers without a socket.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "tls.h"
+#include "unit.h"
+
+/* A service configuration with verification off (no CA needed). */
+static void
+make_service(struct service_config *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	snprintf(sc->name, sizeof(sc->name), "t");
+	snprintf(sc->remote_host, sizeof(sc->remote_host), "127.0.0.1");
+	sc->remote_port = 993;
+	snprintf(sc->server_name, sizeof(sc->server_name), "mail.test");
+	sc->protocol = MAIL_PROTO_IMAP;
+	sc->tls = TLS_MODE_IMPLICIT;
+	sc->min_tls = TLS_VERSION_1_2;
+	sc->verify = 0;
+}
+
+/* Write text to a new temporary file; its path in path. */
+static void
+write_temp(char *path, size_t len, const char *text)
+{
+	int	fd;
+
+	snprintf(path, len, "/tmp/mailtlsd-check-XXXXXX");
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (int)strlen(text));
+	close(fd);
+}
+
+/* The fixture of the wire tests. */
+struct wire {
+	struct event_base	*base;
+	struct bufferevent	*raw;
+	struct tls_ctx		*ctx;
+	struct tls_conn		*conn;
+};
+
+/* A connection whose buffers the test can fill and read. */
+static void
+wire_setup(struct wire *w)
+{
+	struct service_config	sc;
+	char			err[256];
+
+	ck_assert_int_eq(tls_init(), 0);
+	make_service(&sc);
+	w->base = event_base_new();
+	ck_assert_ptr_nonnull(w->base);
+	w->raw = bufferevent_socket_new(w->base, -1, 0);
+	ck_assert_ptr_nonnull(w->raw);
+	/* Without a socket, let the test play the network. */
+	evbuffer_unfreeze(bufferevent_get_input(w->raw), 0);
+	evbuffer_unfreeze(bufferevent_get_output(w->raw), 1);
+	w->ctx = tls_ctx_new(&sc, err, sizeof(err));
+	ck_assert_msg(w->ctx != NULL, "tls_ctx_new: %s", err);
+	w->conn = tls_conn_new(w->ctx, w->raw);
+	ck_assert_ptr_nonnull(w->conn);
+}
+
+static void
+wire_teardown(struct wire *w)
+{
+	tls_conn_free(w->conn);
+	tls_ctx_free(w->ctx);
+	bufferevent_free(w->raw);
+	event_base_free(w->base);
+	tls_cleanup();
+}
+
+/* Copy out what the connection wrote. */
+static size_t
+wire_output(struct wire *w, unsigned char *buf, size_t len)
+{
+	struct evbuffer	*out = bufferevent_get_output(w->raw);
+	int		 n;
+
+	n = evbuffer_remove(out, buf, len);
+	ck_assert_int_gt(n, 0);
+	return (size_t)n;
+}
+
+START_TEST(test_missing_ca_file)
+{
+	struct service_config	 sc;
+	struct tls_ctx		*ctx;
+	char			 err[256];
+
+	ck_assert_int_eq(tls_init(), 0);
+	make_service(&sc);
+	sc.verify = 1;
+	snprintf(sc.ca_file, sizeof(sc.ca_file), "/nonexistent/ca.pem");
+	ctx = tls_ctx_new(&sc, err, sizeof(err));
+	ck_assert_ptr_null(ctx);
+	ck_assert_ptr_nonnull(strstr(err, "ca_file /nonexistent/ca.pem"));
+	ck_assert_ptr_nonnull(strstr(err, "No such file"));
+	tls_cleanup();
+}
+END_TEST
+
+START_TEST(test_ca_file_without_certificates)
+{
+	struct service_config	 sc;
+	struct tls_ctx		*ctx;
+	char			 err[256];
+
+	ck_assert_int_eq(tls_init(), 0);
+	make_service(&sc);
+	sc.verify = 1;
+	write_temp(sc.ca_file, sizeof(sc.ca_file), "not a certificate\n");
+	ctx = tls_ctx_new(&sc, err, sizeof(err));
+	ck_assert_ptr_null(ctx);
+	ck_assert_ptr_nonnull(strstr(err, "ca_file"));
+	unlink(sc.ca_file);
+	tls_cleanup();
+}
+END_TEST
+
+START_TEST(test_system_ca_bundle_loads)
+{
+	struct service_config	 sc;
+	struct tls_ctx		*ctx;
+	char			 err[256] = "";
+
+	if (access(CONFIG_DEFAULT_CA_FILE, R_OK) != 0)
+		return;		/* no ca-certificates on this machine */
+	ck_assert_int_eq(tls_init(), 0);
+	make_service(&sc);
+	sc.verify = 1;
+	snprintf(sc.ca_file, sizeof(sc.ca_file), "%s", CONFIG_DEFAULT_CA_FILE);
+	ctx = tls_ctx_new(&sc, err, sizeof(err));
+	ck_assert_msg(ctx != NULL, "%s", err);
+	tls_ctx_free(ctx);
+	tls_cleanup();
+}
+END_TEST
+
+START_TEST(test_bad_client_cert)
+{
+	struct service_config	 sc;
+	struct tls_ctx		*ctx;
+	char			 err[256];
+
+	ck_assert_int_eq(tls_init(), 0);
+	make_service(&sc);
+	write_temp(sc.client_cert, sizeof(sc.client_cert), "garbage\n");
+	write_temp(sc.client_key, sizeof(sc.client_key), "garbage\n");
+	ctx = tls_ctx_new(&sc, err, sizeof(err));
+	ck_assert_ptr_null(ctx);
+	ck_assert_ptr_nonnull(strstr(err, "client_cert"));
+	unlink(sc.client_cert);
+	unlink(sc.client_key);
+	tls_cleanup();
+}
+END_TEST
+
+/* Whether needle occurs in the first len bytes of hay. */
+static int
+contains(const unsigned char *hay, size_t len, const char *needle)
+{
+	size_t	n = strlen(needle), i;
+
+	for (i = 0; i + n <= len; i++)
+		if (memcmp(hay + i, needle, n) == 0)
+			return 1;
+	return 0;
+}
+
+/* Whether a cipher suite id is one mailtlsd means to offer. */
+static int
+suite_allowed(unsigned id)
+{
+	static const unsigned	allowed[] = {
+		0xc02b, 0xc02c, 0xc02f, 0xc030,	/* ECDHE AES-GCM */
+		0xcca8, 0xcca9,			/* ECDHE ChaCha20-Poly1305 */
+		0x00ff,				/* renegotiation SCSV */
+	};
+	size_t			i;
+
+	for (i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+		if (allowed[i] == id)
+			return 1;
+	return 0;
+}
+
+START_TEST(test_client_hello)
+{
+	struct wire	 w;
+	unsigned char	 hello[4096];
+	size_t		 len, pos, suites_len, i;
+
+	wire_setup(&w);
+	ck_assert_int_eq(tls_conn_handshake(w.conn), 0);
+	len = wire_output(&w, hello, sizeof(hello));
+	/* Record: handshake; message: ClientHello offering TLS 1.2. */
+	ck_assert_uint_gt(len, 5 + 4 + 2 + 32 + 1);
+	ck_assert_uint_eq(hello[0], 22);
+	ck_assert_uint_eq(hello[5], 1);
+	ck_assert_uint_eq(hello[9], 3);
+	ck_assert_uint_eq(hello[10], 3);
+	/* SNI carries server_name. */
+	ck_assert(contains(hello, len, "mail.test"));
+	/* Every offered suite is ECDHE with an AEAD cipher. */
+	pos = 5 + 4 + 2 + 32;
+	pos += 1 + hello[pos];
+	suites_len = ((size_t)hello[pos] << 8) | hello[pos + 1];
+	pos += 2;
+	ck_assert_uint_gt(suites_len, 0);
+	ck_assert_uint_le(pos + suites_len, len);
+	for (i = 0; i < suites_len; i += 2) {
+		unsigned id = ((unsigned)hello[pos + i] << 8) |
+		    hello[pos + i + 1];
+
+		ck_assert_msg(suite_allowed(id), "suite 0x%04x offered", id);
+	}
+	wire_teardown(&w);
+}
+END_TEST
+
+START_TEST(test_plaintext_server)
+{
+	struct wire	 w;
+
+	wire_setup(&w);
+	ck_assert_int_eq(tls_conn_handshake(w.conn), 0);
+	evbuffer_add_printf(bufferevent_get_input(w.raw),
+	    "* OK IMAP4rev1 ready\r\n");
+	ck_assert_int_eq(tls_conn_handshake(w.conn), -1);
+	ck_assert_ptr_nonnull(strstr(tls_conn_error(w.conn),
+	    "did not answer with TLS"));
+	wire_teardown(&w);
+}
+END_TEST
+
+START_TEST(test_server_closes_during_handshake)
+{
+	struct wire	 w;
+
+	wire_setup(&w);
+	ck_assert_int_eq(tls_conn_handshake(w.conn), 0);
+	ck_assert_int_eq(tls_conn_handshake(w.conn), 0);
+	tls_conn_set_eof(w.conn);
+	ck_assert_int_eq(tls_conn_handshake(w.conn), -1);
+	ck_assert_ptr_nonnull(strstr(tls_conn_error(w.conn),
+	    "closed the connection"));
+	wire_teardown(&w);
+}
+END_TEST
+
+START_TEST(test_protocol_version_alert)
+{
+	/* A fatal protocol_version alert, as a TLS 1.0-only server sends. */
+	static const unsigned char alert[] = { 21, 3, 1, 0, 2, 2, 70 };
+	struct wire	 w;
+
+	wire_setup(&w);
+	ck_assert_int_eq(tls_conn_handshake(w.conn), 0);
+	evbuffer_add(bufferevent_get_input(w.raw), alert, sizeof(alert));
+	ck_assert_int_eq(tls_conn_handshake(w.conn), -1);
+	ck_assert_ptr_nonnull(strstr(tls_conn_error(w.conn),
+	    "TLS 1.2 or newer"));
+	wire_teardown(&w);
+}
+END_TEST
+
+START_TEST(test_handshake_failure_alert)
+{
+	static const unsigned char alert[] = { 21, 3, 3, 0, 2, 2, 40 };
+	struct wire	 w;
+
+	wire_setup(&w);
+	ck_assert_int_eq(tls_conn_handshake(w.conn), 0);
+	evbuffer_add(bufferevent_get_input(w.raw), alert, sizeof(alert));
+	ck_assert_int_eq(tls_conn_handshake(w.conn), -1);
+	ck_assert_ptr_nonnull(strstr(tls_conn_error(w.conn), "cipher suite"));
+	wire_teardown(&w);
+}
+END_TEST
+
+Suite *
+tls_suite(void)
+{
+	Suite	*s = suite_create("tls");
+	TCase	*tc = tcase_create("tls");
+
+	tcase_add_test(tc, test_missing_ca_file);
+	tcase_add_test(tc, test_ca_file_without_certificates);
+	tcase_add_test(tc, test_system_ca_bundle_loads);
+	tcase_add_test(tc, test_bad_client_cert);
+	tcase_add_test(tc, test_client_hello);
+	tcase_add_test(tc, test_plaintext_server);
+	tcase_add_test(tc, test_server_closes_during_handshake);
+	tcase_add_test(tc, test_protocol_version_alert);
+	tcase_add_test(tc, test_handshake_failure_alert);
+	suite_add_tcase(s, tc);
+	return s;
+}
