@@ -199,8 +199,7 @@ static int	kv_error(struct kv *, const char *, ...)
  * ---- Not supported yet ----------------------------------------------------
  * Settings the configuration language already has but the daemon does not
  * implement yet.  Each is refused with a message saying "not supported yet";
- * delete its case here when the feature lands.  The remote-port variant of
- * "tls = starttls" is in not_supported_yet_port() just below.
+ * delete its case here when the feature lands.
  */
 
 /* Why an accepted value of key cannot be used yet, or NULL. */
@@ -208,10 +207,6 @@ static const char *
 not_supported_yet(enum key_id id, const struct service_config *svc)
 {
 	switch (id) {
-	case KEY_TLS:
-		if (svc->tls == TLS_MODE_STARTTLS)
-			return "tls = starttls is not supported yet";
-		break;
 	case KEY_POOL_SIZE:
 		if (svc->pool_size != 0)
 			return "pool_size other than 0 is not supported yet";
@@ -228,8 +223,6 @@ not_supported_yet(enum key_id id, const struct service_config *svc)
 		return "local_key is not supported yet";
 	case KEY_STATE_DIR:
 		return "state_dir is not supported yet";
-	case KEY_EHLO_NAME:
-		return "ehlo_name is not supported yet";
 	case KEY_MIN_TLS:
 #if !defined(MBEDTLS_SSL_PROTO_TLS1_3)
 		/* A limit of the build rather than a feature to come. */
@@ -242,13 +235,6 @@ not_supported_yet(enum key_id id, const struct service_config *svc)
 		break;
 	}
 	return NULL;
-}
-
-/* Whether a remote port implies a TLS mode that is not supported yet. */
-static int
-not_supported_yet_port(uint16_t port)
-{
-	return config_default_tls(port) == TLS_MODE_STARTTLS;
 }
 
 /* ---- End of "not supported yet" ------------------------------------------ */
@@ -1519,11 +1505,6 @@ resolve_remote(struct parser *p, struct section *sec)
 		if (svc->tls == TLS_MODE_NONE)
 			parser_error(p, line, "remote port %u has no default "
 			    "TLS mode; set tls = implicit or starttls",
-			    (unsigned)svc->remote_port);
-		else if (not_supported_yet_port(svc->remote_port))
-			parser_error(p, line, "remote port %u means tls = "
-			    "starttls, which is not supported yet; use the "
-			    "implicit TLS port (993 imap, 995 pop3, 465 smtp)",
 			    (unsigned)svc->remote_port);
 	}
 	if (svc->server_name[0] != '\0')

@@ -30,6 +30,16 @@ log_set_level(enum log_level level)
 	log_threshold = level;
 }
 
+/* A level more detailed by steps, capped at debug. */
+enum log_level
+log_level_raise(enum log_level level, int steps)
+{
+	int	raised = (int)level + steps;
+
+	return raised > LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG :
+	    (enum log_level)raised;
+}
+
 /* Whether a line of this level would be written. */
 int
 log_enabled(enum log_level level)

@@ -19,6 +19,9 @@ enum log_target {
 
 void	log_init(enum log_target, enum log_level);
 void	log_set_level(enum log_level);
+
+/* level made more detailed by steps (-v), capped at debug. */
+enum log_level	log_level_raise(enum log_level level, int steps);
 int	log_enabled(enum log_level);
 
 void	log_error(const char *, ...) __attribute__((format(printf, 1, 2)));

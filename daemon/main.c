@@ -133,15 +133,6 @@ check_services(const struct config *cfg)
 	return failed ? -1 : 0;
 }
 
-/* The log level after -v flags. */
-static enum log_level
-effective_level(enum log_level configured, int verbose)
-{
-	int	level = (int)configured + verbose;
-
-	return level > LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG : (enum log_level)level;
-}
-
 /* Drop root for user, after every socket is bound and key read. */
 static int
 drop_privileges(const char *user)
@@ -230,10 +221,10 @@ run_daemon(struct config *cfg, const struct options *opts)
 
 	log_info("version %s starting with mbedTLS %s", MAILTLSD_VERSION,
 	    tls_library_version());
-	if ((rt = runtime_new(cfg)) == NULL)
+	if ((rt = runtime_new(cfg, opts->verbose)) == NULL)
 		return 1;
 	if (opts->detach) {
-		log_init(LOG_TO_SYSLOG, effective_level(rt->config->log_level,
+		log_init(LOG_TO_SYSLOG, log_level_raise(rt->config->log_level,
 		    opts->verbose));
 		if (detach(rt) != 0) {
 			log_error("cannot detach");
@@ -274,7 +265,7 @@ main(int argc, char **argv)
 	}
 	if ((cfg = load_config(opts.config_path)) == NULL)
 		return 1;
-	log_set_level(effective_level(cfg->log_level, opts.verbose));
+	log_set_level(log_level_raise(cfg->log_level, opts.verbose));
 	if (tls_init() != 0) {
 		config_free(cfg);
 		fatalx("cannot seed the random generator");

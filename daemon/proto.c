@@ -1,11 +1,37 @@
 /*
- * proto.c - protocol-correct refusal lines for mail clients.
+ * proto.c - protocol-correct refusal lines for mail clients, and the
+ * dispatch of the STARTTLS dialogue, the client greeting and the pre-login
+ * filter to proto_imap.c, proto_pop3.c and proto_smtp.c, with the helpers
+ * those three share: finding lines in an evbuffer, streaming payload bytes,
+ * comparing words, rewriting capability tokens, the response FIFO.
  */
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <event2/buffer.h>
 
+#include "log.h"
 #include "proto.h"
+#include "proto_impl.h"
+
+/* Names of the dialogue states, for debug lines. */
+static const char *const proto_dialogue_names[] = {
+	[DLG_GREETING] = "GREETING",
+	[DLG_EHLO_SENT] = "EHLO_SENT",
+	[DLG_STARTTLS_SENT] = "STARTTLS_SENT",
+	[DLG_STLS_SENT] = "STLS_SENT",
+	[DLG_UPGRADED] = "UPGRADED",
+	[DLG_FAILED] = "FAILED",
+};
+
+/* Capability tokens a client must never see before login. */
+static const char *const proto_hidden_tokens[] = {
+	"STARTTLS",
+	"STLS",
+	"LOGINDISABLED",
+};
 
 /* The prefix that makes a line a temporary, connection-ending failure. */
 static const char *
@@ -48,4 +74,489 @@ proto_write_unavailable(struct evbuffer *out, enum mail_protocol protocol,
 	    text)) < 0)
 		return -1;
 	return evbuffer_add(out, line, n);
+}
+
+/* The operations of a protocol, or NULL. */
+static const struct proto_ops *
+proto_ops_for(enum mail_protocol protocol)
+{
+	switch (protocol) {
+	case MAIL_PROTO_IMAP:
+		return &proto_imap_ops;
+	case MAIL_PROTO_POP3:
+		return &proto_pop3_ops;
+	case MAIL_PROTO_SMTP:
+		return &proto_smtp_ops;
+	case MAIL_PROTO_NONE:
+		break;
+	}
+	return NULL;
+}
+
+/* Whether a name can go into an EHLO command as it is. */
+static int
+proto_ehlo_name_ok(const char *name)
+{
+	const unsigned char	*p = (const unsigned char *)name;
+
+	if (*p == '\0')
+		return 0;
+	for (; *p != '\0'; p++)
+		if (*p <= ' ' || *p >= 0x7f)
+			return 0;
+	return 1;
+}
+
+/* A new plaintext STARTTLS dialogue for a service. */
+struct proto_dialogue *
+proto_dialogue_new(const struct service_config *sc)
+{
+	struct proto_dialogue	*d;
+	const struct proto_ops	*ops;
+
+	if ((ops = proto_ops_for(sc->protocol)) == NULL)
+		return NULL;
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	d->ops = ops;
+	d->state = DLG_GREETING;
+	snprintf(d->ehlo_name, sizeof(d->ehlo_name), "%s",
+	    proto_ehlo_name_ok(sc->ehlo_name) ? sc->ehlo_name :
+	    CONFIG_DEFAULT_EHLO_NAME);
+	return d;
+}
+
+/* Free a dialogue; NULL does nothing. */
+void
+proto_dialogue_free(struct proto_dialogue *d)
+{
+	free(d);
+}
+
+/* Feed one server line to the dialogue. */
+enum proto_verdict
+proto_dialogue_line(struct proto_dialogue *d, const char *line, size_t len,
+    struct evbuffer *to_server)
+{
+	if (d->state == DLG_UPGRADED || d->state == DLG_FAILED)
+		return proto_dialogue_fail(d, "dialogue already finished",
+		    NULL, 0);
+	if (++d->lines > PROTO_DIALOGUE_LINES)
+		return proto_dialogue_fail(d, "too many lines before STARTTLS",
+		    NULL, 0);
+	if (memchr(line, '\0', len) != NULL)
+		return proto_dialogue_fail(d, "server sent a NUL byte before "
+		    "STARTTLS", NULL, 0);
+	return d->ops->dialogue_line(d, line, len, to_server);
+}
+
+/* Why the dialogue failed. */
+const char *
+proto_dialogue_reason(const struct proto_dialogue *d)
+{
+	return d->reason[0] != '\0' ? d->reason : "no failure";
+}
+
+/* The state name, for debug lines. */
+const char *
+proto_dialogue_state(const struct proto_dialogue *d)
+{
+	switch (d->state) {
+	case DLG_GREETING:
+	case DLG_EHLO_SENT:
+	case DLG_STARTTLS_SENT:
+	case DLG_STLS_SENT:
+	case DLG_UPGRADED:
+	case DLG_FAILED:
+		return proto_dialogue_names[d->state];
+	}
+	fatalx("proto: bad dialogue state %d", (int)d->state);
+}
+
+/* End the dialogue: what went wrong, with some of the server's text. */
+enum proto_verdict
+proto_dialogue_fail(struct proto_dialogue *d, const char *what,
+    const char *text, size_t len)
+{
+	char	safe[PROTO_TEXT_MAX + 8];
+
+	if (text != NULL) {
+		proto_safe_text(safe, sizeof(safe), text, len);
+		snprintf(d->reason, sizeof(d->reason), "%s: %s", what, safe);
+	} else
+		snprintf(d->reason, sizeof(d->reason), "%s", what);
+	d->state = DLG_FAILED;
+	return PROTO_FAIL;
+}
+
+/* Send one command to the server and move to the next state. */
+enum proto_verdict
+proto_dialogue_send(struct proto_dialogue *d, struct evbuffer *out,
+    enum proto_dialogue_state next, const char *fmt, ...)
+{
+	va_list	ap;
+	int	n;
+
+	va_start(ap, fmt);
+	n = evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return proto_dialogue_fail(d, "out of memory", NULL, 0);
+	d->state = next;
+	return PROTO_MORE;
+}
+
+/* Append the greeting mailtlsd writes to the client after STARTTLS. */
+int
+proto_write_greeting(struct evbuffer *out, const struct service_config *sc)
+{
+	const struct proto_ops	*ops;
+
+	if ((ops = proto_ops_for(sc->protocol)) == NULL)
+		return -1;
+	return ops->write_greeting(out, sc);
+}
+
+/* A new pre-login filter for a protocol. */
+struct proto_filter *
+proto_filter_new(enum mail_protocol protocol)
+{
+	struct proto_filter	*f;
+	const struct proto_ops	*ops;
+
+	if ((ops = proto_ops_for(protocol)) == NULL)
+		return NULL;
+	if ((f = calloc(1, sizeof(*f))) == NULL)
+		return NULL;
+	f->ops = ops;
+	if ((f->impl = ops->filter_new()) == NULL) {
+		free(f);
+		return NULL;
+	}
+	return f;
+}
+
+/* Free a filter; NULL does nothing. */
+void
+proto_filter_free(struct proto_filter *f)
+{
+	if (f == NULL)
+		return;
+	f->ops->filter_free(f->impl);
+	free(f);
+}
+
+/* The server's own greeting comes first (implicit TLS). */
+void
+proto_filter_expect_greeting(struct proto_filter *f)
+{
+	f->ops->filter_expect_greeting(f);
+}
+
+/* A filter that failed once stays failed, with a reason. */
+static int
+proto_filter_result(struct proto_filter *f, int r)
+{
+	if (r != 0 && f->reason[0] == '\0')
+		proto_filter_fail(f, "internal error in the protocol filter");
+	return r != 0 ? -1 : 0;
+}
+
+/* Move server bytes to the client through the filter. */
+int
+proto_filter_server(struct proto_filter *f, struct evbuffer *from_server,
+    struct evbuffer *to_client)
+{
+	if (f->reason[0] != '\0')
+		return -1;
+	if (f->done)
+		return 0;
+	return proto_filter_result(f, f->ops->filter_server(f, from_server,
+	    to_client));
+}
+
+/* Move client bytes to the server through the filter. */
+int
+proto_filter_client(struct proto_filter *f, struct evbuffer *from_client,
+    struct evbuffer *to_server, struct evbuffer *to_client)
+{
+	if (f->reason[0] != '\0')
+		return -1;
+	if (f->done)
+		return 0;
+	return proto_filter_result(f, f->ops->filter_client(f, from_client,
+	    to_server, to_client));
+}
+
+/* Whether the client has logged in. */
+int
+proto_filter_done(const struct proto_filter *f)
+{
+	return f->done;
+}
+
+/* Why the filter failed. */
+const char *
+proto_filter_reason(const struct proto_filter *f)
+{
+	return f->reason[0] != '\0' ? f->reason : "no failure";
+}
+
+/* Record why the filter failed; -1. */
+int
+proto_filter_fail(struct proto_filter *f, const char *reason)
+{
+	snprintf(f->reason, sizeof(f->reason), "%s", reason);
+	return -1;
+}
+
+/*
+ * Find the first complete line (LF or CRLF) of buf and make it contiguous:
+ * 1 with *line, its length without the line end and the line end's length;
+ * 0 when the line is not complete; -1 when it is longer than PROTO_LINE_MAX.
+ */
+int
+proto_line_find(struct evbuffer *buf, const char **line, size_t *len,
+    size_t *eol)
+{
+	struct evbuffer_ptr	 end, lf;
+	size_t			 avail = evbuffer_get_length(buf), limit;
+	const char		*p;
+
+	limit = avail < PROTO_LINE_MAX + 2 ? avail : PROTO_LINE_MAX + 2;
+	if (evbuffer_ptr_set(buf, &end, limit, EVBUFFER_PTR_SET) != 0)
+		return -1;
+	lf = evbuffer_search_range(buf, "\n", 1, NULL, &end);
+	if (lf.pos < 0)
+		return avail >= PROTO_LINE_MAX + 2 ? -1 : 0;
+	if ((p = (const char *)evbuffer_pullup(buf, lf.pos + 1)) == NULL)
+		return -1;
+	*eol = lf.pos > 0 && p[lf.pos - 1] == '\r' ? 2 : 1;
+	*len = (size_t)lf.pos + 1 - *eol;
+	*line = p;
+	return *len > PROTO_LINE_MAX ? -1 : 1;
+}
+
+/*
+ * Stream a line nobody needs to read (SASL data): move the bytes up to and
+ * including the next LF, or all there are; *complete says whether the line
+ * end was among them.  0 or -1.
+ */
+int
+proto_stream_line(struct evbuffer *from, struct evbuffer *to, int *complete)
+{
+	struct evbuffer_ptr	lf;
+
+	lf = evbuffer_search(from, "\n", 1, NULL);
+	*complete = lf.pos >= 0;
+	return proto_move(from, to, *complete ? (size_t)lf.pos + 1 :
+	    evbuffer_get_length(from));
+}
+
+/* Move len bytes from one buffer to another; 0 or -1. */
+int
+proto_move(struct evbuffer *from, struct evbuffer *to, size_t len)
+{
+	if (len == 0)
+		return 0;
+	return evbuffer_remove_buffer(from, to, len) == (int)len ? 0 : -1;
+}
+
+/* Stream what is there of a payload of *left bytes; 0 or -1. */
+int
+proto_move_payload(struct evbuffer *from, struct evbuffer *to,
+    uint64_t *left)
+{
+	size_t	n = evbuffer_get_length(from);
+
+	if ((uint64_t)n > *left)
+		n = (size_t)*left;
+	if (proto_move(from, to, n) != 0)
+		return -1;
+	*left -= n;
+	return 0;
+}
+
+/* ASCII upper case, whatever the locale. */
+static int
+proto_upper(int c)
+{
+	return c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c;
+}
+
+/* Whether p (len bytes) is word, ignoring ASCII case. */
+int
+proto_word_is(const char *p, size_t len, const char *word)
+{
+	size_t	i;
+
+	if (len != strlen(word))
+		return 0;
+	for (i = 0; i < len; i++)
+		if (proto_upper((unsigned char)p[i]) != word[i])
+			return 0;
+	return 1;
+}
+
+/* The length of the first word of p: the bytes up to a space or the end. */
+size_t
+proto_word_len(const char *p, size_t len)
+{
+	const char	*sp = memchr(p, ' ', len);
+
+	return sp != NULL ? (size_t)(sp - p) : len;
+}
+
+/*
+ * When p begins with word (upper case, compared ignoring case) followed by
+ * a space or the end, the word's length; else 0.
+ */
+size_t
+proto_skip_word(const char *p, size_t len, const char *word)
+{
+	size_t	n = strlen(word);
+
+	if (len < n || (len > n && p[n] != ' ') || !proto_word_is(p, n, word))
+		return 0;
+	return n;
+}
+
+/* Whether a capability token must be hidden from the client. */
+int
+proto_token_hidden(const char *p, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < sizeof(proto_hidden_tokens) /
+	    sizeof(proto_hidden_tokens[0]); i++)
+		if (proto_word_is(p, len, proto_hidden_tokens[i]))
+			return 1;
+	return 0;
+}
+
+/* Whether a space-separated list of tokens holds word. */
+int
+proto_tokens_have(const char *p, size_t len, const char *word)
+{
+	size_t	n;
+
+	while (len > 0) {
+		if (*p == ' ') {
+			p++;
+			len--;
+			continue;
+		}
+		n = proto_word_len(p, len);
+		if (proto_word_is(p, n, word))
+			return 1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * Append a list of space-separated tokens without the hidden ones: each
+ * token is dropped together with the spaces before it, everything else is
+ * kept byte for byte.
+ */
+int
+proto_write_tokens(struct evbuffer *out, const char *p, size_t len)
+{
+	size_t	sp, n;
+
+	while (len > 0) {
+		for (sp = 0; sp < len && p[sp] == ' '; sp++)
+			;
+		n = proto_word_len(p + sp, len - sp);
+		if (n == 0 || !proto_token_hidden(p + sp, n))
+			if (evbuffer_add(out, p, sp + n) != 0)
+				return -1;
+		p += sp + n;
+		len -= sp + n;
+	}
+	return 0;
+}
+
+/* Parse a decimal number of at most max; 0 or -1. */
+int
+proto_parse_number(const char *p, size_t len, uint64_t max, uint64_t *out)
+{
+	uint64_t	v = 0;
+	size_t		i;
+
+	if (len == 0 || len > 19)
+		return -1;
+	for (i = 0; i < len; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(p[i] - '0');
+	}
+	if (v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/*
+ * Copy at most PROTO_TEXT_MAX bytes of a peer's text for a log line, with
+ * every control or non-ASCII byte replaced by '?'.
+ */
+void
+proto_safe_text(char *dst, size_t dstlen, const char *src, size_t len)
+{
+	size_t	i, n;
+
+	if (dstlen == 0)
+		return;
+	n = len < PROTO_TEXT_MAX ? len : PROTO_TEXT_MAX;
+	if (n > dstlen - 1)
+		n = dstlen - 1;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		dst[i] = c < ' ' || c >= 0x7f ? '?' : (char)c;
+	}
+	dst[n] = '\0';
+	if (n < len && dstlen - 1 - n >= 3)
+		memcpy(dst + n, "...", 4);
+}
+
+/* Queue an expected response; -1 when too many are outstanding. */
+int
+proto_fifo_push(struct proto_fifo *q, int type)
+{
+	if (q->count == PROTO_PIPELINE_MAX)
+		return -1;
+	q->entry[(q->head + q->count++) % PROTO_PIPELINE_MAX] = (uint8_t)type;
+	return 0;
+}
+
+/* The oldest expected response, or -1. */
+int
+proto_fifo_head(const struct proto_fifo *q)
+{
+	return q->count > 0 ? q->entry[q->head] : -1;
+}
+
+/* Forget the oldest expected response. */
+void
+proto_fifo_pop(struct proto_fifo *q)
+{
+	if (q->count == 0)
+		return;
+	q->head = (q->head + 1) % PROTO_PIPELINE_MAX;
+	q->count--;
+}
+
+/* Whether a response of this type is still expected. */
+int
+proto_fifo_holds(const struct proto_fifo *q, int type)
+{
+	int	i;
+
+	for (i = 0; i < q->count; i++)
+		if (q->entry[(q->head + i) % PROTO_PIPELINE_MAX] == type)
+			return 1;
+	return 0;
 }

@@ -27,7 +27,9 @@ struct evbuffer;
 struct proto_dialogue;
 struct proto_filter;
 
-#define PROTO_LINE_MAX		8192	/* bytes per line before login */
+/* Bytes per line before login: RFC 4954 asks for 12288 for SASL. */
+#define PROTO_LINE_MAX		16384
+#define PROTO_LINE_MAX_TEXT	"16384"
 #define PROTO_DIALOGUE_LINES	64	/* lines in the STARTTLS dialogue */
 #define PROTO_PIPELINE_MAX	64	/* outstanding commands before login */
 
@@ -81,6 +83,12 @@ struct proto_filter *proto_filter_new(enum mail_protocol);
 void		 proto_filter_free(struct proto_filter *);
 
 /*
+ * The server's own greeting comes first (implicit TLS, where the filter
+ * sees it): call right after proto_filter_new(), before any bytes.
+ */
+void		 proto_filter_expect_greeting(struct proto_filter *);
+
+/*
  * Move server bytes (decrypted) from from_server to to_client, rewriting
  * capability lists.  Only complete lines (or literal/payload bytes) are
  * consumed; a partial line stays in from_server.  0, or -1 when the server
@@ -94,6 +102,15 @@ int		 proto_filter_server(struct proto_filter *,
  * Move client bytes from from_client to to_server; answers the client
  * itself (STARTTLS/STLS refusals) by appending to to_client, in the right
  * order relative to the server's responses.  0 or -1 as above.
+ *
+ * Where the protocol makes the meaning of the client's next bytes depend
+ * on the server's answer (a synchronizing IMAP literal; the next line
+ * after AUTHENTICATE/AUTH, which is SASL data after a challenge and a
+ * command after the final reply; the bytes after SMTP DATA), those bytes
+ * stay in from_client until the answer has passed proto_filter_server():
+ * call proto_filter_client() again after proto_filter_server() while
+ * from_client is not empty.  A client that waits for the answer, as the
+ * protocols require, never has bytes held.
  */
 int		 proto_filter_client(struct proto_filter *,
 		    struct evbuffer *from_client, struct evbuffer *to_server,

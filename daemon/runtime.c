@@ -169,7 +169,7 @@ runtime_install(struct runtime *rt, struct runtime_set *set,
 	rt->n_listeners = set->n_listeners;
 	config_free(rt->config);
 	rt->config = cfg;
-	log_set_level(cfg->log_level);
+	log_set_level(log_level_raise(cfg->log_level, rt->verbose));
 }
 
 /* SIGTERM / SIGINT: stop accepting, drain. */
@@ -226,7 +226,7 @@ runtime_init_loop(struct runtime *rt)
 
 /* Build the running daemon for cfg. */
 struct runtime *
-runtime_new(struct config *cfg)
+runtime_new(struct config *cfg, int verbose)
 {
 	struct runtime		*rt;
 	struct runtime_set	 set = { 0 };
@@ -238,6 +238,7 @@ runtime_new(struct config *cfg)
 	}
 	TAILQ_INIT(&rt->sessions);
 	rt->config = cfg;
+	rt->verbose = verbose;
 	if (runtime_init_loop(rt) != 0) {
 		log_errorx("cannot set up the event loop");
 		goto err;

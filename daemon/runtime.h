@@ -30,6 +30,7 @@ struct runtime {
 	unsigned		 n_sessions;
 	unsigned long long	 next_session_id;
 	int			 draining;
+	int			 verbose;	/* -v steps over log_level */
 	struct event		*sig_term;
 	struct event		*sig_int;
 	struct event		*sig_hup;
@@ -40,7 +41,7 @@ struct runtime {
  * Build services and bind every listen address of config (which the
  * runtime then owns); NULL after logging why.
  */
-struct runtime	*runtime_new(struct config *);
+struct runtime	*runtime_new(struct config *, int verbose);
 void		 runtime_free(struct runtime *);
 
 /* Run the loop until shutdown completes; the exit status. */

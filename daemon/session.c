@@ -1,14 +1,17 @@
 /*
  * session.c - one mail client's session through mailtlsd.
  *
- *   CONNECTING -> HANDSHAKING -> RELAYING -> CLOSING
+ *   CONNECTING -> [DIALOGUE] -> HANDSHAKING -> RELAYING -> CLOSING
  *
- * Until RELAYING the client's bytes wait in its bounded input buffer: nothing
+ * DIALOGUE is the plaintext STARTTLS step (tls = starttls), spoken by
+ * mailtlsd itself; nothing the server says there reaches the client.  Until
+ * RELAYING the client's bytes wait in its bounded input buffer: nothing
  * reaches the server before TLS is up and verified.  A failure before
  * RELAYING gives the client one protocol-correct line.  In RELAYING bytes
  * flow both ways; each direction stops taking input while the buffer on its
  * far side is full, so a slow reader holds at most SESSION_BUF_MAX per
- * buffer.  Every session ends in session_close() and is freed once, in
+ * buffer.  After STARTTLS, a protocol filter sits in both directions until
+ * the client has logged in, then the relay becomes a plain copy.  Every session ends in session_close() and is freed once, in
  * session_free().
  */
 #include <errno.h>
@@ -40,13 +43,14 @@
 
 enum session_state {
 	SESSION_CONNECTING,
+	SESSION_DIALOGUE,
 	SESSION_HANDSHAKING,
 	SESSION_RELAYING,
 	SESSION_CLOSING
 };
 
 static const char *const session_state_names[] = {
-	"CONNECTING", "HANDSHAKING", "RELAYING", "CLOSING"
+	"CONNECTING", "DIALOGUE", "HANDSHAKING", "RELAYING", "CLOSING"
 };
 
 struct session {
@@ -61,8 +65,13 @@ struct session {
 	struct tls_conn		*tls;
 	struct upstream		*connecting;
 	struct event		*timer;
+	struct proto_dialogue	*dialogue;	/* STARTTLS, before TLS */
+	struct proto_filter	*filter;	/* after STARTTLS, until login */
+	struct evbuffer		*down_plain;	/* server bytes for the filter */
+	struct evbuffer		*up_plain;	/* filtered client bytes */
 
 	uint64_t		 started_ms;
+	uint64_t		 connected_ms;	/* TCP up: handshake clock */
 	uint64_t		 state_ms;	/* when the state was entered */
 	uint64_t		 active_ms;	/* last byte moved either way */
 	uint64_t		 drain_ms;	/* shutdown deadline, 0 = none */
@@ -72,6 +81,7 @@ struct session {
 	unsigned		 server_done : 1;	/* server finished */
 	unsigned		 server_shut : 1;	/* we sent FIN to server */
 	unsigned		 server_broken : 1;	/* socket error */
+	unsigned		 server_eof : 1;	/* server socket ended */
 
 	unsigned long long	 bytes_up;
 	unsigned long long	 bytes_down;
@@ -81,6 +91,7 @@ struct session {
 };
 
 static int	session_close(struct session *, enum log_level, const char *);
+static int	session_pump_up(struct session *);
 static void	session_arm_timer(struct session *);
 
 /* Milliseconds of a clock that never jumps. */
@@ -146,6 +157,12 @@ session_free(struct session *s)
 	    "down, %.1fs)", s->reason, s->bytes_up, s->bytes_down, seconds);
 	upstream_cancel(s->connecting);
 	tls_conn_free(s->tls);
+	proto_dialogue_free(s->dialogue);
+	proto_filter_free(s->filter);
+	if (s->down_plain != NULL)
+		evbuffer_free(s->down_plain);
+	if (s->up_plain != NULL)
+		evbuffer_free(s->up_plain);
 	if (s->server != NULL)
 		bufferevent_free(s->server);
 	if (s->client != NULL)
@@ -171,8 +188,11 @@ session_deadline(const struct session *s)
 	case SESSION_CONNECTING:
 		/* The upstream bounds resolving and each connect. */
 		break;
+	case SESSION_DIALOGUE:
 	case SESSION_HANDSHAKING:
-		deadline = s->state_ms + (uint64_t)sc->handshake_timeout * 1000;
+		/* Everything from TCP connect until the client is greeted. */
+		deadline = s->connected_ms +
+		    (uint64_t)sc->handshake_timeout * 1000;
 		break;
 	case SESSION_RELAYING:
 		/* Once the client has finished, the server gets less time. */
@@ -284,28 +304,64 @@ session_server_finished(struct session *s, int how)
 	    "server closed the connection without close_notify");
 }
 
+/* The client has logged in: the relay becomes a plain copy. */
+static void
+session_filter_done(struct session *s)
+{
+	session_log(s, LOG_LEVEL_DEBUG, "client logged in: plain relay");
+	evbuffer_add_buffer(bufferevent_get_output(s->client), s->down_plain);
+	evbuffer_prepend_buffer(bufferevent_get_input(s->client), s->up_plain);
+	proto_filter_free(s->filter);
+	s->filter = NULL;
+	evbuffer_free(s->down_plain);
+	s->down_plain = NULL;
+	evbuffer_free(s->up_plain);
+	s->up_plain = NULL;
+}
+
+/* Run the server's bytes through the filter; -1 when the session ended. */
+static int
+session_filter_down(struct session *s)
+{
+	if (proto_filter_server(s->filter, s->down_plain,
+	    bufferevent_get_output(s->client)) != 0)
+		return session_close(s, LOG_LEVEL_WARN,
+		    proto_filter_reason(s->filter));
+	if (proto_filter_done(s->filter))
+		session_filter_done(s);
+	/* The filter holds client bytes whose meaning waited for this. */
+	if (evbuffer_get_length(bufferevent_get_input(s->client)) > 0)
+		return session_pump_up(s);
+	return 0;
+}
+
 /* Move decrypted server bytes to the client while it has room. */
 static int
 session_pump_down(struct session *s)
 {
 	struct evbuffer		*out = bufferevent_get_output(s->client);
+	struct evbuffer		*dst;
 	struct evbuffer_iovec	 vec;
 	int			 n;
 
 	while (evbuffer_get_length(out) < SESSION_BUF_MAX) {
-		if (evbuffer_reserve_space(out, SESSION_CHUNK, &vec, 1) < 1)
+		/* Before login the filter sees the bytes first. */
+		dst = s->filter != NULL ? s->down_plain : out;
+		if (evbuffer_reserve_space(dst, SESSION_CHUNK, &vec, 1) < 1)
 			return session_close(s, LOG_LEVEL_ERROR,
 			    "out of memory");
 		if (vec.iov_len > SESSION_CHUNK)
 			vec.iov_len = SESSION_CHUNK;
 		n = tls_conn_read(s->tls, vec.iov_base, vec.iov_len);
 		if (n <= 0) {
-			evbuffer_commit_space(out, &vec, 0);
+			evbuffer_commit_space(dst, &vec, 0);
 			break;
 		}
 		vec.iov_len = (size_t)n;
-		evbuffer_commit_space(out, &vec, 1);
+		evbuffer_commit_space(dst, &vec, 1);
 		s->bytes_down += (unsigned long long)n;
+		if (s->filter != NULL && session_filter_down(s) != 0)
+			return -1;
 	}
 	if (evbuffer_get_length(out) >= SESSION_BUF_MAX)
 		return 0;	/* resumed by session_client_write_cb */
@@ -335,16 +391,35 @@ session_client_finished(struct session *s)
 	session_arm_timer(s);
 }
 
+/* Run the client's bytes through the filter; -1 when the session ended. */
+static int
+session_filter_up(struct session *s)
+{
+	/* up_plain grows by at most one client buffer: it stays bounded. */
+	if (evbuffer_get_length(s->up_plain) >= SESSION_BUF_MAX)
+		return 0;
+	if (proto_filter_client(s->filter, bufferevent_get_input(s->client),
+	    s->up_plain, bufferevent_get_output(s->client)) != 0)
+		return session_close(s, LOG_LEVEL_WARN,
+		    proto_filter_reason(s->filter));
+	if (proto_filter_done(s->filter))
+		session_filter_done(s);
+	return 0;
+}
+
 /* Encrypt client bytes to the server while it has room. */
 static int
 session_pump_up(struct session *s)
 {
-	struct evbuffer		*in = bufferevent_get_input(s->client);
+	struct evbuffer		*in;
 	struct evbuffer		*out = bufferevent_get_output(s->server);
 	struct evbuffer_iovec	 vec;
 	size_t			 len;
 	int			 n;
 
+	if (s->filter != NULL && session_filter_up(s) != 0)
+		return -1;
+	in = s->filter != NULL ? s->up_plain : bufferevent_get_input(s->client);
 	while (evbuffer_get_length(in) > 0 &&
 	    evbuffer_get_length(out) < SESSION_BUF_MAX) {
 		if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1)
@@ -356,7 +431,8 @@ session_pump_up(struct session *s)
 		evbuffer_drain(in, (size_t)n);
 		s->bytes_up += (unsigned long long)n;
 	}
-	if (s->client_eof && evbuffer_get_length(in) == 0)
+	if (s->client_eof && evbuffer_get_length(in) == 0 &&
+	    evbuffer_get_length(bufferevent_get_input(s->client)) == 0)
 		session_client_finished(s);
 	return 0;
 }
@@ -365,9 +441,22 @@ session_pump_up(struct session *s)
 static int
 session_start_relay(struct session *s)
 {
+	const struct service_config	*sc = &s->svc->cfg;
+
 	session_log(s, LOG_LEVEL_INFO, "connected to %s with %s, %s",
 	    s->server_addr, tls_conn_version(s->tls),
 	    tls_conn_ciphersuite(s->tls));
+	if (sc->tls == TLS_MODE_STARTTLS) {
+		/* The server's plaintext greeting was never trustworthy. */
+		s->filter = proto_filter_new(sc->protocol);
+		s->down_plain = evbuffer_new();
+		s->up_plain = evbuffer_new();
+		if (s->filter == NULL || s->down_plain == NULL ||
+		    s->up_plain == NULL || proto_write_greeting(
+		    bufferevent_get_output(s->client), sc) != 0)
+			return session_close(s, LOG_LEVEL_ERROR,
+			    "out of memory");
+	}
 	session_set_state(s, SESSION_RELAYING);
 	if (session_pump_down(s) != 0)
 		return -1;
@@ -378,14 +467,94 @@ session_start_relay(struct session *s)
 static int
 session_handshake(struct session *s)
 {
+	char	reason[300];
+
 	switch (tls_conn_handshake(s->tls)) {
 	case 0:
 		return 0;
 	case 1:
 		return session_start_relay(s);
 	default:
-		return session_close(s, LOG_LEVEL_WARN, tls_conn_error(s->tls));
+		break;
 	}
+	if (s->svc->cfg.tls == TLS_MODE_STARTTLS &&
+	    tls_conn_saw_plaintext(s->tls)) {
+		snprintf(reason, sizeof(reason), "data injected after the "
+		    "STARTTLS response, or the server did not start TLS");
+		return session_close(s, LOG_LEVEL_WARN, reason);
+	}
+	return session_close(s, LOG_LEVEL_WARN, tls_conn_error(s->tls));
+}
+
+/* Start the TLS handshake on the connected socket. */
+static int
+session_begin_tls(struct session *s)
+{
+	if ((s->tls = tls_conn_new(s->svc->tls, s->server)) == NULL)
+		return session_close(s, LOG_LEVEL_ERROR,
+		    "out of memory for TLS");
+	session_set_state(s, SESSION_HANDSHAKING);
+	return session_handshake(s);
+}
+
+/* Take one complete server line of at most PROTO_LINE_MAX bytes. */
+static int
+session_server_line(struct session *s, char *line, size_t *len)
+{
+	struct evbuffer		*in = bufferevent_get_input(s->server);
+	struct evbuffer_ptr	 eol;
+	size_t			 eol_len;
+
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	if (eol.pos < 0)
+		return evbuffer_get_length(in) > PROTO_LINE_MAX ? -1 : 0;
+	if ((size_t)eol.pos > PROTO_LINE_MAX)
+		return -1;
+	*len = (size_t)eol.pos;
+	evbuffer_remove(in, line, *len);
+	evbuffer_drain(in, eol_len);
+	return 1;
+}
+
+/* The plaintext STARTTLS dialogue: one server line at a time. */
+static int
+session_dialogue(struct session *s)
+{
+	struct evbuffer	*in = bufferevent_get_input(s->server);
+	char		 line[PROTO_LINE_MAX + 1];
+	size_t		 len;
+	int		 got;
+
+	while ((got = session_server_line(s, line, &len)) > 0) {
+		session_log(s, LOG_LEVEL_DEBUG, "%s: server line of %zu "
+		    "bytes", proto_dialogue_state(s->dialogue), len);
+		switch (proto_dialogue_line(s->dialogue, line, len,
+		    bufferevent_get_output(s->server))) {
+		case PROTO_MORE:
+			continue;
+		case PROTO_FAIL:
+			return session_close(s, LOG_LEVEL_WARN,
+			    proto_dialogue_reason(s->dialogue));
+		case PROTO_UPGRADE:
+			/* Bytes after the go-ahead were not sent by TLS. */
+			if (evbuffer_get_length(in) > 0)
+				return session_close(s, LOG_LEVEL_WARN,
+				    "data injected after the STARTTLS "
+				    "response");
+			proto_dialogue_free(s->dialogue);
+			s->dialogue = NULL;
+			return session_begin_tls(s);
+		}
+	}
+	if (got < 0) {
+		snprintf(line, sizeof(line), "server line longer than %d bytes "
+		    "in the STARTTLS dialogue", PROTO_LINE_MAX);
+		return session_close(s, LOG_LEVEL_WARN, line);
+	}
+	if (s->server_eof)
+		return session_close(s, LOG_LEVEL_WARN, "server closed the "
+		    "connection during the STARTTLS dialogue");
+	return 0;
 }
 
 /* Mark traffic for the idle timeout. */
@@ -403,7 +572,9 @@ session_server_read_cb(struct bufferevent *bev, void *arg)
 
 	(void)bev;
 	session_touch(s);
-	if (s->state == SESSION_HANDSHAKING)
+	if (s->state == SESSION_DIALOGUE)
+		session_dialogue(s);
+	else if (s->state == SESSION_HANDSHAKING)
 		session_handshake(s);
 	else if (s->state == SESSION_RELAYING)
 		session_pump_down(s);
@@ -447,18 +618,23 @@ session_server_event_cb(struct bufferevent *bev, short what, void *arg)
 		session_try_finish(s);
 		return;
 	}
-	tls_conn_set_eof(s->tls);
-	if ((what & BEV_EVENT_ERROR) && s->state == SESSION_HANDSHAKING) {
-		snprintf(reason, sizeof(reason), "%s during the TLS handshake "
-		    "with %s", evutil_socket_error_to_string(err),
-		    s->server_addr);
+	s->server_eof = 1;
+	if (s->tls != NULL)
+		tls_conn_set_eof(s->tls);
+	if ((what & BEV_EVENT_ERROR) && s->state < SESSION_RELAYING) {
+		snprintf(reason, sizeof(reason), "%s during the %s with %s",
+		    evutil_socket_error_to_string(err),
+		    s->state == SESSION_DIALOGUE ? "STARTTLS dialogue" :
+		    "TLS handshake", s->server_addr);
 		session_close(s, LOG_LEVEL_WARN, reason);
 		return;
 	}
 	/* Records already received still go to the client. */
 	if (what & BEV_EVENT_ERROR)
 		s->server_broken = 1;
-	if (s->state == SESSION_HANDSHAKING)
+	if (s->state == SESSION_DIALOGUE)
+		session_dialogue(s);
+	else if (s->state == SESSION_HANDSHAKING)
 		session_handshake(s);
 	else
 		session_pump_down(s);
@@ -476,19 +652,24 @@ session_upstream_cb(struct bufferevent *bev, const char *text, void *arg)
 		return;
 	}
 	s->server = bev;
+	s->connected_ms = session_now_ms();
 	snprintf(s->server_addr, sizeof(s->server_addr), "%s", text);
-	if ((s->tls = tls_conn_new(s->svc->tls, bev)) == NULL) {
-		session_close(s, LOG_LEVEL_ERROR, "out of memory for TLS");
-		return;
-	}
 	bufferevent_setcb(bev, session_server_read_cb, session_server_write_cb,
 	    session_server_event_cb, s);
 	bufferevent_setwatermark(bev, EV_READ, 0, SESSION_BUF_MAX);
 	bufferevent_setwatermark(bev, EV_WRITE, SESSION_BUF_MAX / 2, 0);
 	bufferevent_enable(bev, EV_READ);
 	session_log(s, LOG_LEVEL_DEBUG, "TCP connected to %s", text);
-	session_set_state(s, SESSION_HANDSHAKING);
-	session_handshake(s);
+	if (s->svc->cfg.tls != TLS_MODE_STARTTLS) {
+		session_begin_tls(s);
+		return;
+	}
+	if ((s->dialogue = proto_dialogue_new(&s->svc->cfg)) == NULL) {
+		session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		return;
+	}
+	session_set_state(s, SESSION_DIALOGUE);
+	session_dialogue(s);
 }
 
 /* Bytes arrived from the mail client. */
@@ -570,6 +751,9 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	switch (s->state) {
+	case SESSION_DIALOGUE:
+		session_close(s, LOG_LEVEL_WARN, "STARTTLS dialogue timed out");
+		break;
 	case SESSION_HANDSHAKING:
 		session_close(s, LOG_LEVEL_WARN, "TLS handshake timed out");
 		break;

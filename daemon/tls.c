@@ -50,6 +50,7 @@ struct tls_conn {
 	int			 raw_eof;
 	int			 pin_matched;
 	int			 close_notify_sent;
+	int			 saw_plaintext;
 	char			 error[TLS_ERROR_MAX];
 };
 
@@ -493,8 +494,9 @@ tls_explain_handshake(struct tls_conn *conn, int ret)
 		else if (alert == MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE ||
 		    alert == MBEDTLS_SSL_ALERT_MSG_INSUFFICIENT_SECURITY)
 			snprintf(conn->error, sizeof(conn->error), "server "
-			    "shares no acceptable cipher suite (alert "
-			    "handshake failure %d)", alert);
+			    "offers no acceptable TLS version (1.2 or newer) "
+			    "or cipher suite (ECDHE with AES-GCM or "
+			    "ChaCha20-Poly1305): alert handshake failure");
 		else
 			snprintf(conn->error, sizeof(conn->error), "server "
 			    "refused the TLS handshake (alert %d)", alert);
@@ -510,6 +512,7 @@ tls_explain_handshake(struct tls_conn *conn, int ret)
 		return;
 	case MBEDTLS_ERR_SSL_INVALID_RECORD:
 	case MBEDTLS_ERR_SSL_UNEXPECTED_MESSAGE:
+		conn->saw_plaintext = 1;
 		snprintf(conn->error, sizeof(conn->error), "server did not "
 		    "answer with TLS (plaintext on a TLS port?)");
 		return;
@@ -622,6 +625,13 @@ const char *
 tls_conn_error(const struct tls_conn *conn)
 {
 	return conn->error[0] != '\0' ? conn->error : "unknown TLS error";
+}
+
+/* Whether the handshake failed on bytes that were not TLS. */
+int
+tls_conn_saw_plaintext(const struct tls_conn *conn)
+{
+	return conn->saw_plaintext;
 }
 
 /* The negotiated protocol version. */

@@ -17,9 +17,11 @@ from expectations import echo_reply
 class Client:
     """A blocking client connection; every read is bounded by a timeout."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=10):
+    def __init__(self, port, host="127.0.0.1", timeout=10, rcvbuf=None):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
+        if rcvbuf:          # a small window makes the daemon hold the data
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.timeout = timeout
         self.sock.connect((host, port))
@@ -39,6 +41,14 @@ class Client:
         if not k and not self.closed_how:
             self.closed_how = "eof"
         return bytes(view[:k])
+
+    def read_some(self, n=65536, timeout=None):
+        """Up to n bytes (buffered ones first); b"" once the peer closed."""
+        if self.buf:
+            out = bytes(self.buf[:n])
+            del self.buf[:n]
+            return out
+        return self._recv(n, timeout)
 
     def send(self, data):
         self.sock.sendall(data)

@@ -17,7 +17,7 @@ from expectations import LOG_REASONS, SANITIZER
 
 
 def config_text(global_opts, services):
-    """INI text for {key: value} globals and [(name, {key: value})] services."""
+    """INI text for {key: value} globals and [(name, {key: value})]."""
     out = ["# written by the mailtlsd integration tests", "[global]"]
     out += _keys(global_opts)
     for name, opts in services:
@@ -37,8 +37,17 @@ def check_config(binary, path, timeout=10):
     """Run `mailtlsd -t -c path`; return (rc, stdout, stderr) as text."""
     p = subprocess.run([binary, "-t", "-c", path], capture_output=True,
                        timeout=timeout, stdin=subprocess.DEVNULL)
-    return (p.returncode, p.stdout.decode(errors="replace"),
-            p.stderr.decode(errors="replace"))
+    out, err = (p.stdout.decode(errors="replace"),
+                p.stderr.decode(errors="replace"))
+    assert_no_sanitizer_report(out + err)
+    return p.returncode, out, err
+
+
+def assert_no_sanitizer_report(text):
+    """Fail on AddressSanitizer / UBSan output (ASan/UBSan builds)."""
+    m = re.search(r"^.*(%s).*$" % SANITIZER, text, re.M)
+    if m:
+        raise AssertionError("sanitizer report: " + m.group(0))
 
 
 class Daemon:

@@ -13,7 +13,10 @@ LOG_REASONS = {
     "expired":           r"expired",
     "not_yet_valid":     r"not yet valid",
     "not_trusted":       r"not trusted",
-    "version":           r"version",
+    # A TLS 1.0/1.1-only server finds no suite it can use among the daemon's
+    # TLS 1.2 AEAD suites, so it answers "handshake failure", not
+    # "protocol version": the daemon cannot always tell the two apart.
+    "version":           r"version|handshake failure",
     "cipher":            r"cipher|handshake failure",
     "plaintext":         r"not tls|plaintext|invalid record|unexpected",
     "refused":           r"refused",
@@ -22,7 +25,7 @@ LOG_REASONS = {
     "pin":               r"pin",
     "max_sessions":      r"max_sessions|too many",
     "verify_off":        r"verify",
-    "reloaded":          r"reload",
+    "reloaded":          r"reloaded",
 }
 
 # Exact prefix of the single error line, per protocol; the line ends in CRLF.

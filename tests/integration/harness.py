@@ -7,8 +7,6 @@ is still alive, exits 0 on SIGTERM and printed no sanitizer report.
 """
 
 import contextlib
-import os
-import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -175,11 +173,11 @@ class Ctx:
             self.errors.append("sanitizer report: " + " | ".join(bad[:3]))
 
     # -- clients --
-    def connect(self, port, host="127.0.0.1", timeout=10):
+    def connect(self, port, host="127.0.0.1", timeout=10, rcvbuf=None):
         """A Client to port (a Service or a number), closed at teardown."""
         if isinstance(port, Service):
             host, port = port.host, port.port
-        c = Client(port, host, timeout)
+        c = Client(port, host, timeout, rcvbuf)
         self.stack.callback(c.close)
         return c
 
@@ -195,15 +193,18 @@ class Ctx:
 
 def expect_error_line(c, protocol, timeout=15):
     """The client gets exactly one protocol error line, then the close."""
-    data = c.read_to_eof(timeout)
     prefix = ERROR_PREFIX[protocol]
-    if not data.startswith(prefix):
+    line = c.line(timeout)
+    if not line.startswith(prefix):
         raise AssertionError("expected a line starting %r, got %r"
-                             % (prefix, data[:200]))
-    if not data.endswith(b"\r\n") or data.count(b"\n") != 1:
-        raise AssertionError("expected exactly one CRLF-terminated line, got "
-                             "%r" % data[:300])
-    return data
+                             % (prefix, line[:200]))
+    if not line.endswith(b"\r\n"):
+        raise AssertionError("error line does not end in CRLF: %r" % line)
+    rest = c.read_to_eof(5)
+    if rest:
+        raise AssertionError("more than one line before the close: %r"
+                             % (line + rest)[:300])
+    return line
 
 
 def expect_nothing_forwarded(rec, timeout=10):
@@ -257,9 +258,3 @@ def check(cond, message, *args):
     if not cond:
         raise AssertionError(message % args if args else message)
 
-
-def first_line_matching(text, pattern):
-    for line in text.splitlines():
-        if re.search(pattern, line):
-            return line
-    return None

@@ -16,6 +16,7 @@ import concurrent.futures
 import faulthandler
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -95,6 +96,15 @@ class Runner:
         self.binary = binary
         self.session = session
         self.running = {}               # pid -> Popen
+        self.stopping = False           # set on Ctrl-C: start nothing new
+        # Each test gets its own block of ports; a per-run offset keeps two
+        # suites running at once (plain and ASan builds) apart.
+        self.nblocks = (32768 - harness.PORT_LOW) // harness.PORT_BLOCK
+        self.offset = random.randrange(self.nblocks)
+
+    def port_base(self, index):
+        block = (self.offset + index) % self.nblocks
+        return harness.PORT_LOW + block * harness.PORT_BLOCK
 
     def run_case(self, index, case):
         """Run one test in a child; return (status, reason, secs, output)."""
@@ -103,15 +113,18 @@ class Runner:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", case.name,
                "--index", str(index), "--session", self.session,
                "--result", result,
-               "--port-base", str(harness.PORT_LOW +
-                                  index * harness.PORT_BLOCK)]
+               "--port-base", str(self.port_base(index))]
         env = dict(os.environ, MAILTLSD=self.binary, PYTHONUNBUFFERED="1")
         t0 = time.monotonic()
+        if self.stopping:
+            return "FAIL", "interrupted", 0.0, ""
         with open(out, "w") as outf:
             p = subprocess.Popen(cmd, stdout=outf, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, env=env, cwd=HERE,
                                  start_new_session=True)
             self.running[p.pid] = p
+            if self.stopping:
+                kill_group(p.pid)
             status, reason = self._wait_child(p, case, result)
             del self.running[p.pid]
         with open(out) as f:
@@ -136,6 +149,7 @@ class Runner:
             return "FAIL", "test process died (status %s)" % p.returncode
 
     def kill_all(self):
+        self.stopping = True
         for pid in list(self.running):
             kill_group(pid)
 
@@ -170,12 +184,18 @@ def run_all(runner, plan, jobs, verbose):
     counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
     light = [ic for ic in plan if not ic[1].heavy]
     heavy = [ic for ic in plan if ic[1].heavy]
-    with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(max(1, jobs))
+    try:
         futures = [pool.submit(runner.run_case, *ic) for ic in light]
         for ic, fut in zip(light, futures):
             res = fut.result()
             counts[res[0]] += 1
             report(ic, res, verbose)
+    except BaseException:
+        runner.kill_all()               # Ctrl-C: stop children, start none
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     for ic in heavy:
         res = runner.run_case(*ic)
         counts[res[0]] += 1
@@ -211,7 +231,12 @@ def parent_main(args):
     except KeyboardInterrupt:
         runner.kill_all()
         print("interrupted")
+        print("0 passed, 1 failed")
         return 130
+    except Exception as e:              # e.g. openssl missing
+        print("run.py: %s: %s" % (type(e).__name__, e))
+        print("0 passed, 1 failed")
+        return 1
     finally:
         runner.kill_all()
         if args.keep:

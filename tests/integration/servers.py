@@ -23,6 +23,7 @@ RAW_KEEP = 256 * 1024       # raw bytes kept per connection
 APP_KEEP = 1024 * 1024      # decrypted bytes kept per connection
 CHUNK = 16384               # TLS plaintext record size
 
+
 # TLS profiles: name -> function(ctx) that restricts an SSLContext.
 def _profile_modern(ctx):
     pass
@@ -59,7 +60,7 @@ PROFILES = {
 
 
 def make_server_context(cert, key, profile="modern", client_ca=None):
-    """An SSLContext for a test server; client_ca makes a client cert required."""
+    """A server SSLContext; client_ca makes a client certificate required."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     # A client's EOF without close_notify still lets us answer (half-close).
     ctx.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
@@ -81,13 +82,14 @@ class ConnRecord:
         self.raw_count = 0
         self.app = bytearray()          # first APP_KEEP decrypted bytes
         self.app_count = 0
-        self.sent = 0                   # application bytes handed to the kernel
+        self.plain_app = b""            # app bytes before STARTTLS, if any
+        self.sent = 0                   # app bytes handed to the kernel
         self.tls_ok = False             # handshake completed
         self.tls_version = None
         self.cipher = None
         self.client_cert = None         # peer certificate, if one was sent
         self.error = None               # exception text that ended the conn
-        self.eof = None                 # "close_notify" | "tcp" (TLS) | "tcp"
+        self.eof = None                 # how input ended: "tls" | "tcp"
         self.result = {}                # behaviour output (hashes, counts)
         self.logged_in = threading.Event()
         self.finished_sending = threading.Event()
@@ -99,6 +101,13 @@ class ConnRecord:
             room = RAW_KEEP - len(self.raw)
             if room > 0:
                 self.raw += data[:room]
+
+    def start_tls(self):
+        """From now on app/app_count count only bytes received inside TLS."""
+        with self.lock:
+            self.plain_app = bytes(self.app)
+            self.app = bytearray()
+            self.app_count = 0
 
     def add_app(self, data):
         with self.lock:
@@ -143,6 +152,7 @@ class Stream:
     def start_tls(self, ctx):
         """Run the server side of a TLS handshake (raises on failure)."""
         self.bio_in, self.bio_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.rec.start_tls()
         if self.buf:                    # bytes read ahead in plaintext
             self.bio_in.write(bytes(self.buf))
             self.buf.clear()
@@ -178,7 +188,7 @@ class Stream:
                 data = self.tls.read(n)
                 self._flush()
                 if not data:
-                    self.rec.eof = "tls-eof"
+                    self.rec.eof = "tls"
                 return data
             except ssl.SSLWantReadError:
                 self._flush()
@@ -188,7 +198,7 @@ class Stream:
                 else:
                     self.bio_in.write_eof()
             except ssl.SSLZeroReturnError:
-                self.rec.eof = "close_notify"
+                self.rec.eof = "tls"
                 return b""
             except ssl.SSLEOFError:
                 self.rec.eof = "tcp"
@@ -242,7 +252,7 @@ class Stream:
                 self.rec.sent += len(piece)
 
     def close(self, linger=5.0):
-        """Orderly close: close_notify, FIN, then wait briefly for the peer's."""
+        """Orderly close: close_notify, FIN, then briefly await the peer's."""
         try:
             if self.tls:
                 try:
@@ -282,7 +292,7 @@ def behave_echo(srv, st, rec):
 
 
 def serve_login(srv, st, rec):
-    """Answer a minimal login dialogue for srv.protocol; True when logged in."""
+    """Answer a minimal login dialogue for srv.protocol; True once in."""
     while True:
         line = st.readline()
         if not line:
@@ -360,8 +370,7 @@ def behave_close_first(srv, st, rec):
     st.sendall(srv.greeting)
     if not serve_login(srv, st, rec):
         return
-    chunk = next(random_chunks(srv.size, rec.id)) if srv.size else b""
-    payload = chunk + b"LAST LINE\r\n"
+    payload = b"".join(random_chunks(srv.size, rec.id)) + b"LAST LINE\r\n"
     rec.result.update(sha256=hashlib.sha256(payload).hexdigest(),
                       count=len(payload))
     st.sendall(payload)
@@ -391,22 +400,75 @@ BEHAVIOURS = {
 }
 
 
+# ------------------------------------------------------- STARTTLS dialogues
+# A pre_tls hook: the plaintext part of a STARTTLS session, ending when the
+# server has said "go ahead".  (Ready for the STARTTLS tests; unused while
+# the daemon supports implicit TLS only.)
+
+STARTTLS_GREETING = {
+    "imap": b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] "
+            b"test server ready\r\n",
+    "pop3": b"+OK test server ready\r\n",
+    "smtp": b"220 mail.test ESMTP test server ready\r\n",
+}
+
+
+def starttls_dialogue(srv, st, rec):
+    """Greet in plaintext, answer capability queries, accept STARTTLS."""
+    st.sendall(STARTTLS_GREETING[srv.protocol], count=False)
+    while True:
+        line = st.readline()
+        if not line:
+            raise ConnectionError("EOF before STARTTLS")
+        reply, go_ahead = _starttls_reply(srv.protocol, line.split())
+        st.sendall(reply, count=False)
+        if go_ahead:
+            return
+
+
+def _starttls_reply(protocol, words):
+    cmd = lambda i: words[i].upper() if len(words) > i else b""
+    if protocol == "imap":
+        tag = words[0] if words else b"*"
+        if cmd(1) == b"CAPABILITY":
+            return (b"* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\n" +
+                    tag + b" OK CAPABILITY completed\r\n"), False
+        if cmd(1) == b"STARTTLS":
+            return tag + b" OK Begin TLS negotiation now\r\n", True
+        return tag + b" BAD expected STARTTLS\r\n", False
+    if protocol == "pop3":
+        if cmd(0) == b"CAPA":
+            return b"+OK\r\nSTLS\r\nUSER\r\n.\r\n", False
+        if cmd(0) == b"STLS":
+            return b"+OK Begin TLS negotiation\r\n", True
+        return b"-ERR expected STLS\r\n", False
+    if cmd(0) == b"EHLO":
+        return (b"250-mail.test hello\r\n250-STARTTLS\r\n"
+                b"250 8BITMIME\r\n"), False
+    if cmd(0) == b"STARTTLS":
+        return b"220 2.0.0 Ready to start TLS\r\n", True
+    return b"503 5.5.1 expected EHLO/STARTTLS\r\n", False
+
+
 class TestServer:
     """A threaded TCP server on loopback; one thread per connection.
 
     tls: an SSLContext, or None for plaintext.  pre_tls: optional
-    function(server, stream, rec) run in plaintext before the handshake
-    (the place for a STARTTLS dialogue).
+    function(server, stream, rec) run in plaintext before the handshake;
+    starttls=True uses starttls_dialogue() for the protocol.
     """
 
     def __init__(self, behaviour="echo", tls=None, protocol="imap",
-                 greeting=None, size=0, host="127.0.0.1", pre_tls=None):
+                 greeting=None, size=0, host="127.0.0.1", pre_tls=None,
+                 starttls=False):
         self.behaviour = BEHAVIOURS[behaviour]
         self.tls = tls
         self.protocol = protocol
-        self.greeting = greeting if greeting is not None else GREETING[protocol]
+        if greeting is None:            # after STARTTLS nobody greets again
+            greeting = b"" if starttls else GREETING[protocol]
+        self.greeting = greeting
         self.size = size
-        self.pre_tls = pre_tls
+        self.pre_tls = starttls_dialogue if starttls else pre_tls
         self.host = host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.lsock = socket.socket(family, socket.SOCK_STREAM)

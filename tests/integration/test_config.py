@@ -8,7 +8,7 @@ with a marker comment "# <-" on the line the error must point at.
 import re
 import subprocess
 
-from daemon import check_config
+from daemon import assert_no_sanitizer_report, check_config
 from harness import case, check
 
 HEAD = """\
@@ -31,6 +31,7 @@ GOOD = {
                           "remote = mail.test:995\nca_file = {ca}\n",
     "explicit_protocol": HEAD + "[x]\nlisten = 127.0.0.1:10025\n"
                          "remote = 127.0.0.1:12345\nprotocol = smtp\n"
+                         "server_name = mail.test\n"
                          "tls = implicit\nca_file = {ca}\n",
     "comments_ipv6_repeat": "# comment\n; also a comment\n" + HEAD + SERVICE
                             + "listen = [::1]:10143\n"
@@ -138,6 +139,7 @@ def test_start_with_bad_config_fails(t):
     p = subprocess.run([t.binary, "-f", "-c", path], capture_output=True,
                        timeout=10, stdin=subprocess.DEVNULL)
     err = p.stderr.decode(errors="replace")
+    assert_no_sanitizer_report(err)
     check(p.returncode != 0, "daemon started with a bad config")
     check(line in error_lines(path, err), "no %s:%d: error in %r", path,
           line, err)

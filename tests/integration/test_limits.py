@@ -7,7 +7,7 @@ again.
 
 from client import Client, noop
 from expectations import ERROR_PREFIX, GREETING
-from harness import (case, check, expect_error_line, expect_log, wait_until)
+from harness import case, check, expect_error_line, expect_log, wait_until
 
 
 def open_session(t, svc, token):

@@ -53,6 +53,7 @@ def test_download_64mib(t):
     srv, svc, _ = relay_to(t, "source", size=size)
     c = logged_in_client(t, svc)
     count, sha = c.hash_to_eof(timeout=90)
+    c.close()
     rec = srv.conn(0).wait_done()
     check(count == size, "client got %d bytes, server sent %d", count, size)
     check(sha == rec.result["sha256"], "sha256 differs after %d bytes", count)
@@ -168,6 +169,7 @@ def test_slow_reader_is_bounded(t):
         peak = max(peak, d.rss_kib())
         time.sleep(0.02)
     count, sha = c.hash_to_eof(timeout=120, h=h, count=count)
+    c.close()
     rec.wait_done(30)
     check((peak - base) < 16 * 1024, "daemon RSS grew by %d KiB (from %d "
           "KiB)", peak - base, base)
@@ -175,14 +177,49 @@ def test_slow_reader_is_bounded(t):
     check(sha == rec.result["sha256"], "sha256 differs")
 
 
+def wait_sent_or_stalled(rec, quiet=0.5, timeout=20):
+    """Wait until the server finished sending, or its progress stalled."""
+    last, since = rec.sent, time.monotonic()
+    deadline = since + timeout
+    while not rec.finished_sending.wait(0.05):
+        now = time.monotonic()
+        if rec.sent != last:
+            last, since = rec.sent, now
+        elif now - since >= quiet:
+            return
+        check(now < deadline, "server neither finished nor stalled")
+
+
+def read_slowly_to_eof(c, piece=32768, pause=0.001, timeout=30):
+    """Read at a trickle until EOF, so the daemon's buffers stay full."""
+    h, count = hashlib.sha256(), 0
+    deadline = time.monotonic() + timeout
+    while True:
+        check(time.monotonic() < deadline, "no EOF within %ss", timeout)
+        data = c.read_some(piece)
+        if not data:
+            return count, h.hexdigest()
+        h.update(data)
+        count += len(data)
+        time.sleep(pause)
+
+
 @case()
 def test_server_closes_first(t):
-    """Server sends a last chunk and closes at once: nothing is lost."""
-    srv, svc, _ = relay_to(t, "close_first", size=100000)
-    c = logged_in_client(t, svc)
+    """Server sends a last 6 MiB and closes at once: nothing is lost.
+
+    The client (tiny receive window) waits until the server is done or
+    blocked, then reads slower than the daemon can write, so the daemon's
+    buffers are full when the server's close reaches it."""
+    srv, svc, _ = relay_to(t, "close_first", size=6 * MIB)
+    c = t.connect(svc, timeout=30, rcvbuf=4096)
+    c.expect_line(GREETING["imap"])
+    login(c, "imap")
     rec = srv.conn(0)
-    check(rec.finished_sending.wait(10), "server did not finish sending")
-    count, sha = c.hash_to_eof(timeout=10)   # read only after the close
+    wait_sent_or_stalled(rec)
+    count, sha = read_slowly_to_eof(c)
+    c.close()
+    rec.wait_done(10)
     check(count == rec.result["count"], "client got %d of %d bytes", count,
           rec.result["count"])
     check(sha == rec.result["sha256"], "last chunk corrupted")
@@ -190,7 +227,7 @@ def test_server_closes_first(t):
 
 @case()
 def test_client_half_close(t):
-    """Client sends its last bytes then SHUT_WR; the server's answer arrives."""
+    """Client sends its last bytes, then SHUT_WR; the reply still arrives."""
     srv, svc, _ = relay_to(t, "sink")
     c = logged_in_client(t, svc)
     payload = b"".join(random_chunks(3 * MIB + 12345, 3)) + b"LAST BYTES\r\n"

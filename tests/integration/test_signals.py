@@ -64,7 +64,7 @@ def test_sighup_invalid_config(t):
 
 @case()
 def test_sighup_listen_added_and_removed(t):
-    """listen P1,P2 -> P2,P3: P3 starts working, P1 stops, P2 and sessions stay."""
+    """listen P1,P2 -> P2,P3: P3 opens, P1 closes, P2 and sessions stay."""
     a = t.server()
     svc = t.service(a)
     p1, p2, p3 = svc.port, t.ports.take(), t.ports.take()

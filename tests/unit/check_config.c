@@ -1106,24 +1106,21 @@ END_TEST
 
 /* Service lines that are refused until their feature lands. */
 static const char *const not_yet[] = {
-	"tls = starttls",
 	"pool_size = 1",
 	"pool_max_age = 60",
 	"local_tls = starttls",
 	"local_tls = implicit",
 	"local_cert = /etc/mailtlsd/local.pem",
 	"local_key = /etc/mailtlsd/local.key",
-	"ehlo_name = client.example.com",
 };
 
 START_TEST(test_not_supported_yet)
 {
 	EXPECT_ONE_ERROR(fmt(SVC "%s\n", not_yet[_i]), 4,
 	    "not supported yet");
-	/* In [global] too, except tls, which is only for services. */
+	/* In [global] too. */
 	EXPECT_ONE_ERROR(fmt("[global]\n%s\n" SVC, not_yet[_i]), 2,
-	    strncmp(not_yet[_i], "tls ", 4) == 0 ?
-	    "tls is only allowed in a service section" : "not supported yet");
+	    "not supported yet");
 }
 END_TEST
 
@@ -1141,19 +1138,32 @@ END_TEST
 /* Remote ports whose default is STARTTLS. */
 static const uint16_t starttls_ports[] = { 143, 110, 587, 25, 26 };
 
-START_TEST(test_not_supported_yet_port)
+START_TEST(test_starttls_ports)
 {
 	struct config	*cfg;
 
-	EXPECT_ONE_ERROR(fmt("[s]\nlisten = 127.0.0.1:1143\n"
-	    "remote = mail.example.com:%u\n", (unsigned)starttls_ports[_i]),
-	    3, fmt("remote port %u means tls = starttls, which is not "
-	    "supported yet", (unsigned)starttls_ports[_i]));
+	/* The plain ports default to STARTTLS and to their protocol. */
+	LOAD_OK(cfg, fmt("[s]\nlisten = 127.0.0.1:1143\n"
+	    "remote = mail.example.com:%u\n", (unsigned)starttls_ports[_i]));
+	ck_assert_int_eq(cfg->services[0].tls, TLS_MODE_STARTTLS);
+	ck_assert_int_eq(cfg->services[0].protocol,
+	    config_default_protocol(starttls_ports[_i]));
+	config_free(cfg);
 	LOAD_OK(cfg, fmt("[s]\nlisten = 127.0.0.1:1143\n"
 	    "remote = mail.example.com:%u\ntls = implicit\n",
 	    (unsigned)starttls_ports[_i]));
-	ck_assert_int_eq(cfg->services[0].protocol,
-	    config_default_protocol(starttls_ports[_i]));
+	ck_assert_int_eq(cfg->services[0].tls, TLS_MODE_IMPLICIT);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_starttls_keys)
+{
+	struct config	*cfg;
+
+	LOAD_OK(cfg, SVC "tls = starttls\nehlo_name = client.example.com\n");
+	ck_assert_int_eq(cfg->services[0].tls, TLS_MODE_STARTTLS);
+	ck_assert_str_eq(cfg->services[0].ehlo_name, "client.example.com");
 	config_free(cfg);
 }
 END_TEST
@@ -1359,8 +1369,9 @@ config_suite(void)
 	tc = add_tcase(s, "not_supported_yet");
 	tcase_add_loop_test(tc, test_not_supported_yet, 0, NELEM(not_yet));
 	tcase_add_test(tc, test_not_supported_yet_global);
-	tcase_add_loop_test(tc, test_not_supported_yet_port, 0,
+	tcase_add_loop_test(tc, test_starttls_ports, 0,
 	    NELEM(starttls_ports));
+	tcase_add_test(tc, test_starttls_keys);
 	tcase_add_test(tc, test_min_tls_13);
 
 	tc = add_tcase(s, "lexical");

@@ -12,6 +12,7 @@
 static Suite *(*const suites[])(void) = {
 	config_suite,
 	proto_suite,
+	proto_filter_suite,
 	tls_suite,
 };
 

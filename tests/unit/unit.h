@@ -9,6 +9,7 @@
 
 Suite	*config_suite(void);
 Suite	*proto_suite(void);
+Suite	*proto_filter_suite(void);
 Suite	*tls_suite(void);
 
 #endif /* MAILTLSD_UNIT_H */

@@ -1,0 +1,579 @@
+/*
+ * proto_smtp.c - SMTP for mailtlsd: the plaintext STARTTLS dialogue
+ * (RFC 3207: greeting, EHLO, STARTTLS; never HELO), the greeting written
+ * for the client, and the pre-login filter.
+ *
+ * SMTP answers commands in order (several may be in flight with
+ * PIPELINING, RFC 2920), so the filter keeps a FIFO of what each forwarded
+ * command expects.  The reply to EHLO is held until its last line so that
+ * the STARTTLS line can be dropped and the 250-/250 continuation fixed;
+ * every other reply streams line by line.  AUTH (RFC 4954) is a lock-step
+ * exchange of 334 challenges and client lines; after a 354 to DATA the
+ * client's bytes are the message up to CRLF.CRLF; after BDAT n, n raw
+ * bytes (RFC 3030).  The filter is done after 235.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "log.h"
+#include "proto.h"
+#include "proto_impl.h"
+
+#define SMTP_EHLO_LINES		128	/* lines of an EHLO reply held */
+#define SMTP_EHLO_BYTES		16384	/* and its bytes */
+
+/*
+ * 454 is what RFC 3207 gives a server that cannot start TLS, so a client
+ * that insists on STARTTLS reports a TLS problem to its user, which is the
+ * right diagnosis (it should use no encryption toward mailtlsd); 502 would
+ * read as an unknown command.
+ */
+#define SMTP_STARTTLS_REFUSAL	"454 4.7.0 STARTTLS not available: " \
+				"mailtlsd already uses TLS to the server\r\n"
+
+/* The reply a forwarded command expects. */
+enum smtp_expect {
+	SMTP_EXP_REPLY = 0,	/* one reply */
+	SMTP_EXP_EHLO,		/* EHLO's reply: held, STARTTLS dropped */
+	SMTP_EXP_AUTH,		/* 334 challenges until the result */
+	SMTP_EXP_DATA,		/* 354 opens the message */
+	SMTP_EXP_LOCAL		/* the daemon's own answer to STARTTLS */
+};
+
+/* Where the client's stream is. */
+enum smtp_client_state {
+	SMTP_CLI_COMMAND = 0,	/* a command */
+	SMTP_CLI_WAIT,		/* AUTH or DATA waits for the server */
+	SMTP_CLI_SASL,		/* one line of SASL data */
+	SMTP_CLI_BODY,		/* message data up to CRLF.CRLF */
+	SMTP_CLI_CHUNK		/* BDAT bytes */
+};
+
+/* The filter's view of both streams. */
+struct smtp_filter {
+	struct proto_fifo	 fifo;
+	int			 srv_code;	/* open multi-line reply */
+	int			 srv_lines;	/* its lines so far */
+	struct evbuffer		*hold;		/* EHLO lines but the last */
+	struct evbuffer		*last;		/* last EHLO line kept */
+	int			 authed;	/* login succeeded */
+
+	enum smtp_client_state	 cli;
+	int			 cli_bol;	/* body: at a line start */
+	int			 cli_cr;	/* body: last byte was CR */
+	uint64_t		 cli_chunk;	/* BDAT bytes due */
+};
+
+/*
+ * Parse a reply line: three digits and a space, a hyphen (more lines
+ * follow) or nothing.  0 with the code, or -1.
+ */
+static int
+smtp_reply_parse(const char *line, size_t len, int *code, int *more)
+{
+	int	i;
+
+	if (len < 3)
+		return -1;
+	for (i = 0; i < 3; i++)
+		if (line[i] < '0' || line[i] > '9')
+			return -1;
+	if (len > 3 && line[3] != ' ' && line[3] != '-')
+		return -1;
+	*code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + line[2] - '0';
+	*more = len > 3 && line[3] == '-';
+	return 0;
+}
+
+/* The keyword of an EHLO reply line (after "250-"): its length. */
+static size_t
+smtp_keyword(const char *line, size_t len, const char **kw)
+{
+	if (len <= 4) {
+		*kw = line + len;
+		return 0;
+	}
+	*kw = line + 4;
+	return proto_word_len(line + 4, len - 4);
+}
+
+/* The greeting: 220 (on one or more lines), then EHLO. */
+static enum proto_verdict
+smtp_dialogue_greeting(struct proto_dialogue *d, const char *line,
+    size_t len, int code, int more, struct evbuffer *to_server)
+{
+	if (code != 220)
+		return proto_dialogue_fail(d, "server refused the connection",
+		    line, len);
+	if (more)
+		return PROTO_MORE;
+	d->reply_lines = 0;
+	return proto_dialogue_send(d, to_server, DLG_EHLO_SENT,
+	    "EHLO %s\r\n", d->ehlo_name);
+}
+
+/* The reply to EHLO: 250 with STARTTLS among the keywords. */
+static enum proto_verdict
+smtp_dialogue_ehlo(struct proto_dialogue *d, const char *line, size_t len,
+    int code, int more, struct evbuffer *to_server)
+{
+	const char	*kw;
+	size_t		 n;
+
+	if (code != 250)
+		return proto_dialogue_fail(d, "server refused EHLO (never "
+		    "falling back to HELO)", line, len);
+	/* The first line names the server; keywords follow. */
+	n = smtp_keyword(line, len, &kw);
+	if (d->reply_lines++ > 0 && proto_word_is(kw, n, "STARTTLS"))
+		d->starttls = 1;
+	if (more)
+		return PROTO_MORE;
+	if (!d->starttls)
+		return proto_dialogue_fail(d, "server did not offer STARTTLS",
+		    NULL, 0);
+	return proto_dialogue_send(d, to_server, DLG_STARTTLS_SENT,
+	    "STARTTLS\r\n");
+}
+
+/* The reply to STARTTLS: 220 goes ahead. */
+static enum proto_verdict
+smtp_dialogue_reply(struct proto_dialogue *d, const char *line, size_t len,
+    int code, int more)
+{
+	if (code != 220)
+		return proto_dialogue_fail(d, "server refused STARTTLS", line,
+		    len);
+	if (more)
+		return PROTO_MORE;
+	d->state = DLG_UPGRADED;
+	return PROTO_UPGRADE;
+}
+
+/* One server line of the SMTP dialogue. */
+static enum proto_verdict
+smtp_dialogue_line(struct proto_dialogue *d, const char *line, size_t len,
+    struct evbuffer *to_server)
+{
+	int	code, more;
+
+	if (smtp_reply_parse(line, len, &code, &more) != 0)
+		return proto_dialogue_fail(d, "malformed SMTP reply", line,
+		    len);
+	if (d->reply_code != 0 && code != d->reply_code)
+		return proto_dialogue_fail(d, "malformed multi-line SMTP "
+		    "reply (the code changed)", line, len);
+	d->reply_code = more ? code : 0;
+	switch (d->state) {
+	case DLG_GREETING:
+		return smtp_dialogue_greeting(d, line, len, code, more,
+		    to_server);
+	case DLG_EHLO_SENT:
+		return smtp_dialogue_ehlo(d, line, len, code, more,
+		    to_server);
+	case DLG_STARTTLS_SENT:
+		return smtp_dialogue_reply(d, line, len, code, more);
+	case DLG_STLS_SENT:
+	case DLG_UPGRADED:
+	case DLG_FAILED:
+		break;
+	}
+	fatalx("smtp: dialogue line in state %s", proto_dialogue_state(d));
+}
+
+/* The greeting for the client. */
+static int
+smtp_write_greeting(struct evbuffer *out, const struct service_config *sc)
+{
+	return evbuffer_add_printf(out, "220 %s ESMTP ready (mailtlsd, TLS "
+	    "to the server)\r\n", sc->server_name) < 0 ? -1 : 0;
+}
+
+/* A new filter. */
+static void *
+smtp_filter_new(void)
+{
+	struct smtp_filter	*sf;
+
+	if ((sf = calloc(1, sizeof(*sf))) == NULL)
+		return NULL;
+	if ((sf->hold = evbuffer_new()) == NULL ||
+	    (sf->last = evbuffer_new()) == NULL) {
+		if (sf->hold != NULL)
+			evbuffer_free(sf->hold);
+		free(sf);
+		return NULL;
+	}
+	return sf;
+}
+
+/* Free a filter. */
+static void
+smtp_filter_free(void *arg)
+{
+	struct smtp_filter	*sf = arg;
+
+	if (sf == NULL)
+		return;
+	evbuffer_free(sf->hold);
+	evbuffer_free(sf->last);
+	free(sf);
+}
+
+/* The server's greeting comes first: one reply. */
+static void
+smtp_filter_expect_greeting(struct proto_filter *f)
+{
+	struct smtp_filter	*sf = f->impl;
+
+	proto_fifo_push(&sf->fifo, SMTP_EXP_REPLY);
+}
+
+/*
+ * Between two replies: write the daemon's answers that are due, and be
+ * done once logged in with none of them left.
+ */
+static int
+smtp_settle(struct proto_filter *f, struct smtp_filter *sf,
+    struct evbuffer *to_client)
+{
+	if (sf->srv_code != 0)
+		return 0;
+	while (proto_fifo_head(&sf->fifo) == SMTP_EXP_LOCAL) {
+		if (evbuffer_add(to_client, SMTP_STARTTLS_REFUSAL,
+		    strlen(SMTP_STARTTLS_REFUSAL)) != 0)
+			return proto_filter_fail(f, "out of memory");
+		proto_fifo_pop(&sf->fifo);
+	}
+	if (sf->authed && !proto_fifo_holds(&sf->fifo, SMTP_EXP_LOCAL))
+		f->done = 1;
+	return 0;
+}
+
+/*
+ * Write the held EHLO reply.  When its last line was dropped, the last
+ * line kept becomes the last line: "250-" turns into "250 ".
+ */
+static int
+smtp_ehlo_flush(struct smtp_filter *sf, struct evbuffer *out,
+    int last_dropped)
+{
+	if (evbuffer_add_buffer(out, sf->hold) != 0)
+		return -1;
+	if (!last_dropped)
+		return evbuffer_add_buffer(out, sf->last);
+	if (proto_move(sf->last, out, 3) != 0 ||
+	    evbuffer_drain(sf->last, 1) != 0 ||
+	    evbuffer_add(out, " ", 1) != 0)
+		return -1;
+	return evbuffer_add_buffer(out, sf->last);
+}
+
+/* One line of a 250 reply to EHLO: held, or dropped when it is STARTTLS. */
+static int
+smtp_ehlo_line(struct proto_filter *f, struct smtp_filter *sf,
+    struct evbuffer *in, struct evbuffer *out, const char *line, size_t len,
+    size_t eol, int more)
+{
+	const char	*kw;
+	size_t		 n = smtp_keyword(line, len, &kw);
+	int		 drop;
+
+	if (sf->srv_lines >= SMTP_EHLO_LINES)
+		return proto_filter_fail(f, "EHLO reply longer than 128 lines");
+	if (evbuffer_get_length(sf->hold) + evbuffer_get_length(sf->last) +
+	    len + eol > SMTP_EHLO_BYTES)
+		return proto_filter_fail(f, "EHLO reply longer than 16384 "
+		    "bytes");
+	drop = sf->srv_lines > 0 && proto_token_hidden(kw, n);
+	if (drop) {
+		if (evbuffer_drain(in, len + eol) != 0)
+			return proto_filter_fail(f, "out of memory");
+	} else if (evbuffer_add_buffer(sf->hold, sf->last) != 0 ||
+	    proto_move(in, sf->last, len + eol) != 0)
+		return proto_filter_fail(f, "out of memory");
+	if (!more && smtp_ehlo_flush(sf, out, drop) != 0)
+		return proto_filter_fail(f, "out of memory");
+	return 0;
+}
+
+/* A complete reply arrived: what it means for the streams. */
+static void
+smtp_reply_done(struct smtp_filter *sf, int code)
+{
+	switch (proto_fifo_head(&sf->fifo)) {
+	case SMTP_EXP_REPLY:
+	case SMTP_EXP_EHLO:
+		break;
+	case SMTP_EXP_AUTH:
+		if (code == 334) {
+			if (sf->cli == SMTP_CLI_WAIT)
+				sf->cli = SMTP_CLI_SASL;
+			return;		/* the exchange goes on */
+		}
+		sf->authed = code == 235;
+		sf->cli = SMTP_CLI_COMMAND;
+		break;
+	case SMTP_EXP_DATA:
+		if (code == 354) {
+			sf->cli = SMTP_CLI_BODY;
+			sf->cli_bol = 1;
+			sf->cli_cr = 0;
+		} else
+			sf->cli = SMTP_CLI_COMMAND;
+		break;
+	default:
+		return;		/* unsolicited (421 before closing) */
+	}
+	proto_fifo_pop(&sf->fifo);
+}
+
+/* One reply line from the server. */
+static int
+smtp_server_line(struct proto_filter *f, struct smtp_filter *sf,
+    struct evbuffer *in, struct evbuffer *out, const char *line, size_t len,
+    size_t eol)
+{
+	int	code, more;
+
+	if (smtp_reply_parse(line, len, &code, &more) != 0)
+		return proto_filter_fail(f, "malformed SMTP reply from the "
+		    "server");
+	if (sf->srv_code != 0 && code != sf->srv_code)
+		return proto_filter_fail(f, "malformed multi-line SMTP reply "
+		    "from the server (the code changed)");
+	if (proto_fifo_head(&sf->fifo) == SMTP_EXP_EHLO && code == 250) {
+		if (smtp_ehlo_line(f, sf, in, out, line, len, eol, more) != 0)
+			return -1;
+	} else if (proto_move(in, out, len + eol) != 0)
+		return proto_filter_fail(f, "out of memory");
+	sf->srv_code = more ? code : 0;
+	sf->srv_lines = more ? sf->srv_lines + 1 : 0;
+	if (!more)
+		smtp_reply_done(sf, code);
+	return 0;
+}
+
+/* Move server bytes to the client. */
+static int
+smtp_filter_server(struct proto_filter *f, struct evbuffer *in,
+    struct evbuffer *out)
+{
+	struct smtp_filter	*sf = f->impl;
+	const char		*line;
+	size_t			 len, eol;
+	int			 r;
+
+	while (!f->done) {
+		if (smtp_settle(f, sf, out) != 0)
+			return -1;
+		if (f->done)
+			break;
+		if ((r = proto_line_find(in, &line, &len, &eol)) < 0)
+			return proto_filter_fail(f, "server line longer than "
+			    PROTO_LINE_MAX_TEXT " bytes before login");
+		if (r == 0)
+			break;
+		if (smtp_server_line(f, sf, in, out, line, len, eol) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * BDAT's chunk: the client state for it, or -1 when the size is a number
+ * too large to follow (a size that is no number gets a 501, no chunk).
+ */
+static int
+smtp_bdat(struct smtp_filter *sf, const char *arg, size_t len)
+{
+	size_t	n = proto_word_len(arg, len), i;
+
+	if (proto_parse_number(arg, n, PROTO_PAYLOAD_MAX, &sf->cli_chunk) == 0)
+		return sf->cli_chunk > 0 ? SMTP_CLI_CHUNK : SMTP_CLI_COMMAND;
+	for (i = 0; i < n; i++)
+		if (arg[i] < '0' || arg[i] > '9')
+			return SMTP_CLI_COMMAND;
+	return n > 0 ? -1 : SMTP_CLI_COMMAND;
+}
+
+/* What a client command expects; notes the client's next state. */
+static int
+smtp_client_expect(struct smtp_filter *sf, const char *line, size_t len)
+{
+	size_t	verb = proto_word_len(line, len);
+	int	cli;
+
+	if (proto_word_is(line, verb, "STARTTLS"))
+		return SMTP_EXP_LOCAL;
+	if (proto_word_is(line, verb, "EHLO") ||
+	    proto_word_is(line, verb, "LHLO"))
+		return SMTP_EXP_EHLO;
+	if (proto_word_is(line, verb, "AUTH")) {
+		sf->cli = SMTP_CLI_WAIT;
+		return SMTP_EXP_AUTH;
+	}
+	if (proto_word_is(line, verb, "DATA")) {
+		sf->cli = SMTP_CLI_WAIT;
+		return SMTP_EXP_DATA;
+	}
+	if (proto_word_is(line, verb, "BDAT") && verb < len) {
+		if ((cli = smtp_bdat(sf, line + verb + 1, len - verb - 1)) < 0)
+			return -1;
+		sf->cli = cli;
+	}
+	return SMTP_EXP_REPLY;
+}
+
+/* One client command: forwarded, or STARTTLS answered here. */
+static int
+smtp_client_command(struct proto_filter *f, struct smtp_filter *sf,
+    struct evbuffer *in, struct evbuffer *out, struct evbuffer *to_client)
+{
+	const char		*line;
+	size_t			 len, eol;
+	int			 expect, r;
+
+	if ((r = proto_line_find(in, &line, &len, &eol)) <= 0)
+		return r < 0 ? proto_filter_fail(f, "client line longer than "
+		    PROTO_LINE_MAX_TEXT " bytes before login") : 0;
+	if (sf->fifo.count == PROTO_PIPELINE_MAX)
+		return proto_filter_fail(f, "too many pipelined commands "
+		    "before login");
+	if ((expect = smtp_client_expect(sf, line, len)) < 0)
+		return proto_filter_fail(f, "BDAT chunk too large");
+	proto_fifo_push(&sf->fifo, expect);
+	if (expect == SMTP_EXP_LOCAL) {
+		if (evbuffer_drain(in, len + eol) != 0)
+			return proto_filter_fail(f, "out of memory");
+		return smtp_settle(f, sf, to_client) == 0 ? 1 : -1;
+	}
+	if (proto_move(in, out, len + eol) != 0)
+		return proto_filter_fail(f, "out of memory");
+	return 1;
+}
+
+/* The byte at pos in buf (which holds it). */
+static char
+smtp_byte_at(struct evbuffer *buf, size_t pos)
+{
+	struct evbuffer_ptr	at;
+	char			c = '\0';
+
+	if (evbuffer_ptr_set(buf, &at, pos, EVBUFFER_PTR_SET) == 0)
+		evbuffer_copyout_from(buf, &at, &c, 1);
+	return c;
+}
+
+/*
+ * At the start of a message line: 1 when it is the final ".", taken and
+ * answered by one more reply; 0 when that cannot be told yet; 2 when not.
+ */
+static int
+smtp_body_end(struct proto_filter *f, struct smtp_filter *sf,
+    struct evbuffer *in, struct evbuffer *out)
+{
+	char	head[3];
+	size_t	n = evbuffer_get_length(in);
+
+	if (n > sizeof(head))
+		n = sizeof(head);
+	evbuffer_copyout(in, head, n);
+	if (memcmp(head, ".\r\n", n) != 0)
+		return 2;
+	if (n < sizeof(head))
+		return 0;
+	if (proto_move(in, out, n) != 0 ||
+	    proto_fifo_push(&sf->fifo, SMTP_EXP_REPLY) != 0)
+		return proto_filter_fail(f, "out of memory");
+	sf->cli = SMTP_CLI_COMMAND;
+	return 1;
+}
+
+/*
+ * Message data after 354, streamed a line (or what there is of one) at a
+ * time without reading it: 1 to go on, 0 to wait for more bytes, -1.
+ * Only "." on a line of its own after CRLF ends it (RFC 5321 4.1.1.4).
+ */
+static int
+smtp_client_body(struct proto_filter *f, struct smtp_filter *sf,
+    struct evbuffer *in, struct evbuffer *out)
+{
+	struct evbuffer_ptr	lf;
+	size_t			n;
+	int			r;
+
+	if (sf->cli_bol && (r = smtp_body_end(f, sf, in, out)) != 2)
+		return r;
+	lf = evbuffer_search(in, "\n", 1, NULL);
+	if (lf.pos < 0) {
+		n = evbuffer_get_length(in);
+		sf->cli_cr = smtp_byte_at(in, n - 1) == '\r';
+		sf->cli_bol = 0;
+	} else {
+		n = (size_t)lf.pos + 1;
+		sf->cli_bol = lf.pos > 0 ?
+		    smtp_byte_at(in, (size_t)lf.pos - 1) == '\r' : sf->cli_cr;
+		sf->cli_cr = 0;
+	}
+	if (proto_move(in, out, n) != 0)
+		return proto_filter_fail(f, "out of memory");
+	return 1;
+}
+
+/* Take client bytes while their meaning is known: 1 to go on, 0, -1. */
+static int
+smtp_client_step(struct proto_filter *f, struct smtp_filter *sf,
+    struct evbuffer *in, struct evbuffer *out, struct evbuffer *to_client)
+{
+	int	complete;
+
+	switch (sf->cli) {
+	case SMTP_CLI_WAIT:
+		return 0;	/* until the server has answered */
+	case SMTP_CLI_SASL:
+		if (proto_stream_line(in, out, &complete) != 0)
+			return proto_filter_fail(f, "out of memory");
+		if (complete)
+			sf->cli = SMTP_CLI_WAIT;
+		return 1;
+	case SMTP_CLI_CHUNK:
+		if (proto_move_payload(in, out, &sf->cli_chunk) != 0)
+			return proto_filter_fail(f, "out of memory");
+		if (sf->cli_chunk == 0)
+			sf->cli = SMTP_CLI_COMMAND;
+		return 1;
+	case SMTP_CLI_BODY:
+		return smtp_client_body(f, sf, in, out);
+	case SMTP_CLI_COMMAND:
+		return smtp_client_command(f, sf, in, out, to_client);
+	}
+	fatalx("smtp: bad client state %d", (int)sf->cli);
+}
+
+/* Move client bytes to the server. */
+static int
+smtp_filter_client(struct proto_filter *f, struct evbuffer *in,
+    struct evbuffer *out, struct evbuffer *to_client)
+{
+	struct smtp_filter	*sf = f->impl;
+	int			 r;
+
+	while (!f->done && evbuffer_get_length(in) > 0)
+		if ((r = smtp_client_step(f, sf, in, out, to_client)) <= 0)
+			return r;
+	return 0;
+}
+
+const struct proto_ops proto_smtp_ops = {
+	.name = "smtp",
+	.dialogue_line = smtp_dialogue_line,
+	.write_greeting = smtp_write_greeting,
+	.filter_new = smtp_filter_new,
+	.filter_free = smtp_filter_free,
+	.filter_expect_greeting = smtp_filter_expect_greeting,
+	.filter_server = smtp_filter_server,
+	.filter_client = smtp_filter_client,
+};
