@@ -3,7 +3,8 @@
 #   make                 build build/mailtlsd
 #   make check           build and run every test (unit + integration)
 #   make check SANITIZE=1  the same, built with ASan+UBSan into build/san/
-#   make install PREFIX=/usr/local DESTDIR=... SYSCONFDIR=/etc
+#   make install PREFIX=/usr/local DESTDIR=... SYSCONFDIR=/etc [UNITDIR=...]
+#   make uninstall       the same variables; the configuration stays
 
 PREFIX		?= /usr/local
 SYSCONFDIR	?= /etc
@@ -47,7 +48,7 @@ CFLAGS		?= -O2 -g
 WARN		:= -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wformat=2 \
 		   -Wmissing-prototypes -Wstrict-prototypes
 ALL_CFLAGS	:= -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
-		   -DMAILTLSD_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) \
+		   -DMAILTLSD_VERSION='"$(VERSION)"' $(WARN) $(CPPFLAGS) $(CFLAGS) \
 		   $(SAN_FLAGS) $(MBEDTLS_CFLAGS) $(EVENT_CFLAGS) -MMD -MP
 ALL_LDFLAGS	:= $(LDFLAGS) $(SAN_FLAGS)
 
@@ -84,23 +85,40 @@ unit-check: $(BUILD)/check_mailtlsd
 integration-check: $(BUILD)/mailtlsd
 	MAILTLSD=$(abspath $(BUILD)/mailtlsd) $(PYTHON) tests/integration/run.py
 
+# The installed configuration is never overwritten (nor removed by
+# uninstall); the unit gets the installed paths.
+CONF_DEST	= $(DESTDIR)$(SYSCONFDIR)/mailtlsd/mailtlsd.conf
+UNIT_SED	= sed -e 's|@SBINDIR@|$(SBINDIR)|g' \
+		      -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+
 install: $(BUILD)/mailtlsd
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
-		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/mailtlsd
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/mailtlsd \
+		$(DESTDIR)$(UNITDIR)
 	install -m 0755 $(BUILD)/mailtlsd $(DESTDIR)$(SBINDIR)/mailtlsd
 	install -m 0644 man/mailtlsd.8 $(DESTDIR)$(MANDIR)/man8/mailtlsd.8
 	install -m 0644 man/mailtlsd.conf.5 $(DESTDIR)$(MANDIR)/man5/mailtlsd.conf.5
-	test -e $(DESTDIR)$(SYSCONFDIR)/mailtlsd/mailtlsd.conf || \
-		install -m 0644 conf/mailtlsd.conf $(DESTDIR)$(SYSCONFDIR)/mailtlsd/mailtlsd.conf
-	if [ -f systemd/mailtlsd.service ]; then \
-		install -d $(DESTDIR)$(UNITDIR); \
-		install -m 0644 systemd/mailtlsd.service $(DESTDIR)$(UNITDIR)/; \
+	@if [ -e $(CONF_DEST) ]; then \
+		echo "keeping the existing $(CONF_DEST)"; \
+	else \
+		echo "install -m 0644 conf/mailtlsd.conf $(CONF_DEST)"; \
+		install -m 0644 conf/mailtlsd.conf $(CONF_DEST); \
 	fi
+	$(UNIT_SED) systemd/mailtlsd.service.in \
+		> $(DESTDIR)$(UNITDIR)/mailtlsd.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/mailtlsd.service.tmp
+	mv -f $(DESTDIR)$(UNITDIR)/mailtlsd.service.tmp \
+		$(DESTDIR)$(UNITDIR)/mailtlsd.service
+	install -m 0644 systemd/mailtlsd.socket $(DESTDIR)$(UNITDIR)/mailtlsd.socket
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/mailtlsd $(DESTDIR)$(MANDIR)/man8/mailtlsd.8 \
 		$(DESTDIR)$(MANDIR)/man5/mailtlsd.conf.5 \
-		$(DESTDIR)$(UNITDIR)/mailtlsd.service
+		$(DESTDIR)$(UNITDIR)/mailtlsd.service \
+		$(DESTDIR)$(UNITDIR)/mailtlsd.socket
+	@if [ -e $(CONF_DEST) ]; then \
+		echo "kept $(CONF_DEST): remove it by hand if you wish"; \
+	fi
 
 clean:
 	rm -rf build

@@ -1,9 +1,11 @@
 /*
  * listener.c - accept mail clients on one address.
  *
- * Over max_sessions a client gets the protocol's "try later" line and is
- * closed.  When accept fails for lack of descriptors the listener pauses
- * for a moment instead of spinning on a socket that stays readable.
+ * The socket is the one systemd passed for the address (socket
+ * activation) or one bound here.  Over max_sessions a client gets the
+ * protocol's "try later" line and is closed.  When accept fails for lack
+ * of descriptors the listener pauses for a moment instead of spinning on a
+ * socket that stays readable.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +19,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "activation.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
@@ -132,16 +135,13 @@ err:
 	return -1;
 }
 
-/* Bind and start accepting. */
-struct listener *
-listener_new(struct runtime *rt, const struct listen_addr *addr,
-    struct service *svc, char *err, size_t errlen)
+/* Start accepting on fd, a listening socket bound to addr. */
+static struct listener *
+listener_new_from_fd(struct runtime *rt, const struct listen_addr *addr,
+    struct service *svc, int fd, char *err, size_t errlen)
 {
 	struct listener	*l;
-	int		 fd;
 
-	if ((fd = listener_bind(addr, err, errlen)) < 0)
-		return NULL;
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		goto err;
 	l->rt = rt;
@@ -163,6 +163,19 @@ err:
 		close(fd);
 	listener_free(l);
 	return NULL;
+}
+
+/* Take the socket systemd passed for addr, or bind it; start accepting. */
+struct listener *
+listener_new(struct runtime *rt, const struct listen_addr *addr,
+    struct service *svc, char *err, size_t errlen)
+{
+	int	fd;
+
+	if ((fd = activation_take(addr)) < 0 &&
+	    (fd = listener_bind(addr, err, errlen)) < 0)
+		return NULL;
+	return listener_new_from_fd(rt, addr, svc, fd, err, errlen);
 }
 
 /* Stop accepting and close the socket; NULL is fine. */

@@ -12,7 +12,10 @@ struct listener;
 struct runtime;
 struct service;
 
-/* Bind addr and start accepting for svc; NULL with a reason in err. */
+/*
+ * Start accepting for svc on addr: on the socket systemd passed for it,
+ * else on a newly bound one.  NULL with a reason in err.
+ */
 struct listener	*listener_new(struct runtime *, const struct listen_addr *,
 		    struct service *, char *err, size_t errlen);
 void		 listener_free(struct listener *);

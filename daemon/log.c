@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include "log.h"
 
@@ -21,6 +23,28 @@ log_init(enum log_target target, enum log_level level)
 	log_threshold = level;
 	if (target == LOG_TO_SYSLOG)
 		openlog("mailtlsd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+/*
+ * Whether standard error is the journal's stream: $JOURNAL_STREAM names
+ * its device and inode ("DEV:INO"), and is only believed when it matches,
+ * since a process started from a service inherits the variable too.
+ */
+int
+log_stderr_is_journal(void)
+{
+	const char		*env = getenv("JOURNAL_STREAM");
+	unsigned long long	 dev, ino;
+	struct stat		 st;
+	char			 end;
+
+	if (env == NULL ||
+	    sscanf(env, "%llu:%llu%c", &dev, &ino, &end) != 2)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) != 0)
+		return 0;
+	return (unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino;
 }
 
 /* Change the level, for instance after a configuration reload. */

@@ -18,6 +18,9 @@ enum log_target {
 };
 
 void	log_init(enum log_target, enum log_level);
+
+/* Whether stderr is connected to the journal (JOURNAL_STREAM matches). */
+int	log_stderr_is_journal(void);
 void	log_set_level(enum log_level);
 
 /* level made more detailed by steps (-v), capped at debug. */

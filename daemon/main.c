@@ -1,6 +1,11 @@
 /*
  * main.c - mailtlsd's command line, start-up, privilege drop and
  * daemonizing.
+ *
+ * Start-up order: read the configuration; take the sockets systemd passed
+ * and connect to its notification socket; bind every listen address and
+ * load every certificate and key; detach (-d) and write pid_file; drop to
+ * the configured user; only then report "ready" (and READY=1).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,8 +20,10 @@
 
 #include <event2/event.h>
 
+#include "activation.h"
 #include "config.h"
 #include "log.h"
+#include "notify.h"
 #include "runtime.h"
 #include "service.h"
 #include "tls.h"
@@ -177,20 +184,60 @@ write_pid_file(const char *path)
 		return -1;
 	}
 	fprintf(f, "%ld\n", (long)getpid());
-	return fclose(f) == 0 ? 0 : -1;
+	if (fclose(f) != 0) {
+		log_error("cannot write pid_file %s", path);
+		return -1;
+	}
+	return 0;
 }
 
-/* Classic double fork; the grandchild returns with stdio on /dev/null. */
+/* Remove the pid file at exit, if it is still ours to remove. */
+static void
+remove_pid_file(const char *path)
+{
+	if (path[0] != '\0' && unlink(path) != 0)
+		log_debug("cannot remove pid_file %s: %s", path,
+		    strerror(errno));
+}
+
+/*
+ * The process that ran "mailtlsd -d": wait until the daemon reports that
+ * it started (a byte on the pipe) or failed (end of file), and exit so.
+ */
+static void __attribute__((noreturn))
+detach_wait(int fd)
+{
+	ssize_t	n;
+	char	c;
+
+	while ((n = read(fd, &c, 1)) < 0 && errno == EINTR)
+		;
+	if (n != 1)
+		fprintf(stderr, "mailtlsd: failed to start; see the system "
+		    "log\n");
+	_exit(n == 1 ? 0 : 1);
+}
+
+/*
+ * Classic double fork; the grandchild returns with stdio on /dev/null and
+ * *ready_fd to pass to detach_done() once it serves.
+ */
 static int
-detach(struct runtime *rt)
+detach(struct runtime *rt, int *ready_fd)
 {
 	pid_t	pid;
-	int	fd;
+	int	fd, p[2];
 
+	if (pipe(p) != 0)
+		return -1;
 	if ((pid = fork()) < 0)
 		return -1;
-	if (pid > 0)
-		_exit(0);
+	if (pid > 0) {
+		close(p[1]);
+		detach_wait(p[0]);
+	}
+	close(p[0]);
+	*ready_fd = p[1];
 	if (setsid() < 0)
 		return -1;
 	if ((pid = fork()) < 0)
@@ -212,38 +259,66 @@ detach(struct runtime *rt)
 	return tls_reseed();
 }
 
+/* Let the process that ran "mailtlsd -d" exit 0. */
+static void
+detach_done(int fd)
+{
+	char	c = 0;
+
+	if (fd < 0)
+		return;
+	if (write(fd, &c, 1) != 1)
+		log_warn("cannot report the start to the parent process");
+	close(fd);
+}
+
+/* Detach (-d) and write pid_file; -1 after logging why. */
+static int
+daemonize(struct runtime *rt, int *ready_fd)
+{
+	log_init(LOG_TO_SYSLOG, log_level_raise(rt->config->log_level,
+	    rt->verbose));
+	if (detach(rt, ready_fd) != 0) {
+		log_error("cannot detach");
+		return -1;
+	}
+	return write_pid_file(rt->config->pid_file);
+}
+
 /* Start the daemon on cfg and run it; the exit status. */
 static int
 run_daemon(struct config *cfg, const struct options *opts)
 {
 	struct runtime	*rt;
-	int		 status;
+	char		 pid_file[CONFIG_PATH_MAX] = "";
+	int		 status = 1, ready_fd = -1;
 
 	log_info("version %s starting with mbedTLS %s", MAILTLSD_VERSION,
 	    tls_library_version());
-	if ((rt = runtime_new(cfg, opts->verbose)) == NULL)
-		return 1;
+	activation_init();
+	notify_init();
+	rt = runtime_new(cfg, opts->verbose);
+	activation_close_unused();
+	if (rt == NULL)
+		goto done;
 	if (opts->detach) {
-		log_init(LOG_TO_SYSLOG, log_level_raise(rt->config->log_level,
-		    opts->verbose));
-		if (detach(rt) != 0) {
-			log_error("cannot detach");
-			runtime_free(rt);
-			return 1;
-		}
-		if (write_pid_file(rt->config->pid_file) != 0) {
-			runtime_free(rt);
-			return 1;
-		}
+		if (daemonize(rt, &ready_fd) != 0)
+			goto done;
+		snprintf(pid_file, sizeof(pid_file), "%s",
+		    rt->config->pid_file);
 	}
-	if (drop_privileges(rt->config->user) != 0) {
-		runtime_free(rt);
-		return 1;
-	}
-	log_info("ready: %d service(s) on %d address(es)", rt->n_services,
-	    rt->n_listeners);
+	if (drop_privileges(rt->config->user) != 0)
+		goto done;
+	runtime_ready(rt);
+	detach_done(ready_fd);
+	ready_fd = -1;
 	status = runtime_run(rt);
+done:
+	if (ready_fd >= 0)
+		close(ready_fd);
 	runtime_free(rt);
+	remove_pid_file(pid_file);
+	notify_close();
 	return status;
 }
 
@@ -256,8 +331,8 @@ main(int argc, char **argv)
 
 	parse_options(argc, argv, &opts);
 	signal(SIGPIPE, SIG_IGN);
-	log_init(getenv("JOURNAL_STREAM") != NULL ? LOG_TO_JOURNAL :
-	    LOG_TO_STDERR, LOG_LEVEL_INFO);
+	log_init(log_stderr_is_journal() ? LOG_TO_JOURNAL : LOG_TO_STDERR,
+	    LOG_LEVEL_INFO);
 	if (opts.probe != NULL) {
 		fprintf(stderr, "mailtlsd: -p is not supported yet in this "
 		    "version\n");

@@ -5,7 +5,9 @@
  * A reload builds the new services and listeners completely before it
  * touches the running ones, so an invalid file, an unreadable CA bundle or
  * an address that cannot be bound leaves the daemon exactly as it was.
- * Open sessions keep the service they started with.
+ * Open sessions keep the service they started with.  The service manager
+ * hears of each transition (notify.c): READY=1 once serving, RELOADING=1
+ * and READY=1 around a reload, failed or not, and STOPPING=1 at shutdown.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "notify.h"
 #include "runtime.h"
 #include "service.h"
 #include "session.h"
@@ -255,26 +258,21 @@ err:
 	return NULL;
 }
 
-/* Re-read the configuration; keep the running one on any error. */
-void
-runtime_reload(struct runtime *rt)
+/* Load the file again and switch to it; -1 (running one kept) on error. */
+static int
+runtime_reload_config(struct runtime *rt)
 {
 	struct config_errors	 errs = { 0 };
 	struct runtime_set	 set = { 0 };
 	struct config		*cfg;
 	int			 i, reused = 0;
 
-	log_info("received SIGHUP: reloading %s", rt->config->path);
-	if (rt->draining) {
-		log_warnx("reload ignored: the daemon is shutting down");
-		return;
-	}
 	if ((cfg = config_load(rt->config->path, &errs)) == NULL) {
 		for (i = 0; i < errs.count; i++)
 			log_errorx("%s", errs.lines[i]);
 		config_errors_clear(&errs);
 		log_errorx("reload failed: keeping the running configuration");
-		return;
+		return -1;
 	}
 	if (runtime_build_services(cfg, &set) != 0 ||
 	    runtime_build_listeners(rt, cfg, &set, &reused) != 0) {
@@ -282,11 +280,59 @@ runtime_reload(struct runtime *rt)
 		runtime_set_free(&set);
 		config_free(cfg);
 		log_errorx("reload failed: keeping the running configuration");
-		return;
+		return -1;
 	}
 	runtime_install(rt, &set, cfg);
 	log_info("configuration reloaded: %d service(s), %d listener(s) "
 	    "(%d kept)", rt->n_services, rt->n_listeners, reused);
+	return 0;
+}
+
+/* Tell the service manager what the daemon serves, after prefix. */
+static void
+runtime_notify_ready(const struct runtime *rt, const char *prefix)
+{
+	char	status[256];
+
+	snprintf(status, sizeof(status), "%sserving %d service(s) on %d "
+	    "address(es)", prefix, rt->n_services, rt->n_listeners);
+	notify_ready(status);
+}
+
+/* Re-read the configuration; keep the running one on any error. */
+void
+runtime_reload(struct runtime *rt)
+{
+	log_info("received SIGHUP: reloading %s", rt->config->path);
+	if (rt->draining) {
+		log_warnx("reload ignored: the daemon is shutting down");
+		return;
+	}
+	notify_reloading("reloading the configuration");
+	if (runtime_reload_config(rt) != 0)
+		runtime_notify_ready(rt, "reload failed, see the log; ");
+	else
+		runtime_notify_ready(rt, "");
+}
+
+/* Every listener is bound and privileges are dropped: say so. */
+void
+runtime_ready(const struct runtime *rt)
+{
+	log_info("ready: %d service(s) on %d address(es)", rt->n_services,
+	    rt->n_listeners);
+	runtime_notify_ready(rt, "");
+}
+
+/* Tell the service manager the daemon is going away. */
+static void
+runtime_notify_stopping(const struct runtime *rt)
+{
+	char	status[128];
+
+	snprintf(status, sizeof(status), "shutting down, draining %u "
+	    "session(s)", rt->n_sessions);
+	notify_stopping(status);
 }
 
 /* Stop accepting; the loop ends when the last session has drained. */
@@ -298,6 +344,7 @@ runtime_shutdown(struct runtime *rt)
 
 	if (!rt->draining) {
 		rt->draining = 1;
+		runtime_notify_stopping(rt);
 		for (i = 0; i < rt->n_listeners; i++)
 			listener_free(rt->listeners[i]);
 		rt->n_listeners = 0;

@@ -44,6 +44,9 @@ struct runtime {
 struct runtime	*runtime_new(struct config *, int verbose);
 void		 runtime_free(struct runtime *);
 
+/* Log and notify that the daemon serves (after the privilege drop). */
+void		 runtime_ready(const struct runtime *);
+
 /* Run the loop until shutdown completes; the exit status. */
 int		 runtime_run(struct runtime *);
 

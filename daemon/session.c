@@ -230,11 +230,18 @@ session_arm_timer(struct session *s)
 static int
 session_try_finish(struct session *s)
 {
+	/* The server side is done as soon as close_notify has left. */
+	if (s->server != NULL &&
+	    evbuffer_get_length(bufferevent_get_output(s->server)) == 0) {
+		tls_conn_free(s->tls);
+		s->tls = NULL;
+		bufferevent_free(s->server);
+		s->server = NULL;
+	}
 	if (s->client != NULL &&
 	    evbuffer_get_length(bufferevent_get_output(s->client)) > 0)
 		return 0;
-	if (s->server != NULL &&
-	    evbuffer_get_length(bufferevent_get_output(s->server)) > 0)
+	if (s->server != NULL)
 		return 0;
 	/* Let the client read our last bytes before it sees the close. */
 	if (s->client != NULL && !s->client_eof) {
@@ -319,14 +326,25 @@ session_filter_done(struct session *s)
 	s->up_plain = NULL;
 }
 
+/* The filter found a protocol violation: tell the client, then end. */
+static int
+session_filter_failed(struct session *s)
+{
+	/* Before login the client's output always ends at a line boundary. */
+	proto_write_unavailable(bufferevent_get_output(s->client),
+	    s->svc->cfg.protocol, "mailtlsd ended the session: protocol "
+	    "error before login; see the mailtlsd log");
+	return session_close(s, LOG_LEVEL_WARN,
+	    proto_filter_reason(s->filter));
+}
+
 /* Run the server's bytes through the filter; -1 when the session ended. */
 static int
 session_filter_down(struct session *s)
 {
 	if (proto_filter_server(s->filter, s->down_plain,
 	    bufferevent_get_output(s->client)) != 0)
-		return session_close(s, LOG_LEVEL_WARN,
-		    proto_filter_reason(s->filter));
+		return session_filter_failed(s);
 	if (proto_filter_done(s->filter))
 		session_filter_done(s);
 	/* The filter holds client bytes whose meaning waited for this. */
@@ -400,8 +418,7 @@ session_filter_up(struct session *s)
 		return 0;
 	if (proto_filter_client(s->filter, bufferevent_get_input(s->client),
 	    s->up_plain, bufferevent_get_output(s->client)) != 0)
-		return session_close(s, LOG_LEVEL_WARN,
-		    proto_filter_reason(s->filter));
+		return session_filter_failed(s);
 	if (proto_filter_done(s->filter))
 		session_filter_done(s);
 	return 0;
@@ -443,20 +460,22 @@ session_start_relay(struct session *s)
 {
 	const struct service_config	*sc = &s->svc->cfg;
 
-	session_log(s, LOG_LEVEL_INFO, "connected to %s with %s, %s",
+	session_log(s, LOG_LEVEL_INFO, "connected to %s with %s, %s%s",
 	    s->server_addr, tls_conn_version(s->tls),
-	    tls_conn_ciphersuite(s->tls));
-	if (sc->tls == TLS_MODE_STARTTLS) {
+	    tls_conn_ciphersuite(s->tls),
+	    tls_conn_resumed(s->tls) ? ", resumed" : "");
+	/* Until login, capabilities reach the client as they are after TLS. */
+	s->filter = proto_filter_new(sc->protocol);
+	s->down_plain = evbuffer_new();
+	s->up_plain = evbuffer_new();
+	if (s->filter == NULL || s->down_plain == NULL || s->up_plain == NULL)
+		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
+	if (sc->tls == TLS_MODE_IMPLICIT)
+		proto_filter_expect_greeting(s->filter);
+	else if (proto_write_greeting(bufferevent_get_output(s->client),
+	    sc) != 0)
 		/* The server's plaintext greeting was never trustworthy. */
-		s->filter = proto_filter_new(sc->protocol);
-		s->down_plain = evbuffer_new();
-		s->up_plain = evbuffer_new();
-		if (s->filter == NULL || s->down_plain == NULL ||
-		    s->up_plain == NULL || proto_write_greeting(
-		    bufferevent_get_output(s->client), sc) != 0)
-			return session_close(s, LOG_LEVEL_ERROR,
-			    "out of memory");
-	}
+		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
 	session_set_state(s, SESSION_RELAYING);
 	if (session_pump_down(s) != 0)
 		return -1;
@@ -507,7 +526,8 @@ session_server_line(struct session *s, char *line, size_t *len)
 
 	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
 	if (eol.pos < 0)
-		return evbuffer_get_length(in) > PROTO_LINE_MAX ? -1 : 0;
+		/* The line may be complete but for its LF. */
+		return evbuffer_get_length(in) > PROTO_LINE_MAX + 1 ? -1 : 0;
 	if ((size_t)eol.pos > PROTO_LINE_MAX)
 		return -1;
 	*len = (size_t)eol.pos;

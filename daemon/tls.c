@@ -30,10 +30,14 @@
 #include "tls.h"
 
 #define TLS_ERROR_MAX	384
+
+
 #define SPKI_DER_MAX	2048	/* a 16384-bit RSA key fits */
 
 struct tls_ctx {
 	mbedtls_ssl_config	conf;
+	mbedtls_ssl_session	resume;		/* last verified session */
+	int			have_resume;
 	mbedtls_x509_crt	ca_chain;
 	mbedtls_x509_crt	own_cert;
 	mbedtls_pk_context	own_key;
@@ -51,6 +55,8 @@ struct tls_conn {
 	int			 pin_matched;
 	int			 close_notify_sent;
 	int			 saw_plaintext;
+	int			 resumed;
+	int			 verify_called;
 	char			 error[TLS_ERROR_MAX];
 };
 
@@ -200,6 +206,7 @@ tls_verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 
 	(void)depth;
 	(void)flags;
+	conn->verify_called = 1;
 	if (conn->ctx->n_pins > 0 && tls_pin_matches(conn->ctx, crt))
 		conn->pin_matched = 1;
 	return 0;
@@ -317,6 +324,7 @@ tls_ctx_new(const struct service_config *sc, char *err, size_t errlen)
 		return NULL;
 	}
 	mbedtls_ssl_config_init(&ctx->conf);
+	mbedtls_ssl_session_init(&ctx->resume);
 	mbedtls_x509_crt_init(&ctx->ca_chain);
 	mbedtls_x509_crt_init(&ctx->own_cert);
 	mbedtls_pk_init(&ctx->own_key);
@@ -357,6 +365,7 @@ tls_ctx_free(struct tls_ctx *ctx)
 	if (ctx == NULL)
 		return;
 	mbedtls_ssl_config_free(&ctx->conf);
+	mbedtls_ssl_session_free(&ctx->resume);
 	mbedtls_x509_crt_free(&ctx->ca_chain);
 	mbedtls_x509_crt_free(&ctx->own_cert);
 	mbedtls_pk_free(&ctx->own_key);
@@ -404,6 +413,13 @@ tls_conn_new(struct tls_ctx *ctx, struct bufferevent *raw)
 	if (mbedtls_ssl_set_hostname(&conn->ssl, ctx->server_name) != 0)
 		goto err;
 	mbedtls_ssl_set_verify(&conn->ssl, tls_verify_cb, conn);
+	/*
+	 * Offer the last session this context verified: same server_name, CA,
+	 * pins and settings by construction.  A server that declines gets a
+	 * full, fully verified handshake.
+	 */
+	if (ctx->have_resume)
+		(void)mbedtls_ssl_set_session(&conn->ssl, &ctx->resume);
 	mbedtls_ssl_set_bio(&conn->ssl, conn, tls_bio_send, tls_bio_recv,
 	    NULL);
 	return conn;
@@ -544,6 +560,30 @@ tls_check_pins(struct tls_conn *conn)
 	return -1;
 }
 
+/*
+ * Whether the handshake resumed a session: with verification on, a full
+ * handshake always runs the verify callback and a resumed one never does.
+ * (Session IDs cannot tell: with tickets the client picks a new ID.)
+ */
+static int
+tls_was_resumed(const struct tls_conn *conn)
+{
+	return conn->ctx->verify && conn->ctx->have_resume &&
+	    !conn->verify_called;
+}
+
+/* Keep this verified session for the next connection of the service. */
+static void
+tls_save_session(struct tls_conn *conn)
+{
+	struct tls_ctx	*ctx = conn->ctx;
+
+	mbedtls_ssl_session_free(&ctx->resume);
+	mbedtls_ssl_session_init(&ctx->resume);
+	ctx->have_resume = mbedtls_ssl_get_session(&conn->ssl,
+	    &ctx->resume) == 0;
+}
+
 /* Drive the handshake as far as the buffered input allows. */
 int
 tls_conn_handshake(struct tls_conn *conn)
@@ -563,7 +603,19 @@ tls_conn_handshake(struct tls_conn *conn)
 		tls_explain_handshake(conn, ret);
 		return -1;
 	}
-	return tls_check_pins(conn) == 0 ? 1 : -1;
+	/* A resumed session passed chain, name and pins when it was made. */
+	conn->resumed = tls_was_resumed(conn);
+	if (!conn->resumed && tls_check_pins(conn) != 0)
+		return -1;
+	tls_save_session(conn);
+	return 1;
+}
+
+/* Whether the handshake resumed an earlier session. */
+int
+tls_conn_resumed(const struct tls_conn *conn)
+{
+	return conn->resumed;
 }
 
 /* Decrypt application data. */

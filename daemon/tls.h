@@ -67,6 +67,9 @@ void		 tls_conn_close_notify(struct tls_conn *);
 /* Why the last call failed, in plain words. */
 const char	*tls_conn_error(const struct tls_conn *);
 
+/* Whether the handshake resumed an earlier session of the service. */
+int		 tls_conn_resumed(const struct tls_conn *);
+
 /* Whether the handshake failed on bytes that were not TLS records. */
 int		 tls_conn_saw_plaintext(const struct tls_conn *);
 

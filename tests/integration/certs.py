@@ -83,6 +83,9 @@ class Certs:
     unknown_ca: str         # mail.test, signed by a CA nobody trusts
     client: str             # client certificate signed by ca
     client_key: str
+    sha1_signed: str        # mail.test, signed by ca with SHA-1
+    weak_key: str           # a 1024-bit RSA key
+    weak_rsa: str           # mail.test, signed by ca, 1024-bit key
     pin_good: str           # base64 SHA-256 of good's SPKI
     pin_other: str          # the same for other_key
 
@@ -112,9 +115,9 @@ def _write(path, text):
     return path
 
 
-def _new_key(path):
+def _new_key(path, bits=2048):
     _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt",
-             "rsa_keygen_bits:2048", "-out", path)
+             "rsa_keygen_bits:%d" % bits, "-out", path)
     return path
 
 
@@ -133,7 +136,7 @@ def _new_ca(d, name, req_cnf):
 
 
 def _issue(ca_dir, key, subject_cn, out, section, ext_name,
-           start=None, end=None):
+           start=None, end=None, md="sha256"):
     """Sign a certificate for key with the CA in ca_dir."""
     csr = out + ".csr"
     ext = _write(out + ".ext", EXT_CNF.format(name=ext_name))
@@ -148,7 +151,7 @@ def _issue(ca_dir, key, subject_cn, out, section, ext_name,
              "-cert", os.path.join(ca_dir, "ca.crt"),
              "-keyfile", os.path.join(ca_dir, "ca.key"),
              "-in", csr, "-out", out, "-notext",
-             "-extfile", ext, "-extensions", section, *dates)
+             "-extfile", ext, "-extensions", section, "-md", md, *dates)
     return out
 
 
@@ -171,6 +174,7 @@ def generate(d):
     key = _new_key(os.path.join(d, "server.key"))
     other_key = _new_key(os.path.join(d, "other.key"))
     client_key = _new_key(os.path.join(d, "client.key"))
+    weak_key = _new_key(os.path.join(d, "weak.key"), bits=1024)
 
     def leaf(name, **kw):
         return _issue(ca_dir, key, kw.pop("cn", SERVER_NAME),
@@ -196,6 +200,11 @@ def generate(d):
         client=_issue(ca_dir, client_key, "mailtlsd test client",
                       os.path.join(d, "client.crt"), "client", SERVER_NAME),
         client_key=client_key,
+        sha1_signed=leaf("sha1_signed", md="sha1"),
+        weak_key=weak_key,
+        weak_rsa=_issue(ca_dir, weak_key, SERVER_NAME,
+                        os.path.join(d, "weak_rsa.crt"), "server",
+                        SERVER_NAME),
         pin_good=spki_pin(good), pin_other=spki_pin(self_signed))
     return certs
 

@@ -23,6 +23,7 @@ LOG_REASONS = {
     "connect_timeout":   r"connect timed out",
     "handshake_timeout": r"handshake timed out",
     "pin":               r"pin",
+    "weak":              r"weak signature hash or key",
     "max_sessions":      r"max_sessions|too many",
     "verify_off":        r"verify",
     "reloaded":          r"reloaded",

@@ -101,6 +101,7 @@ class Ctx:
     # -- servers --
     def tls_context(self, cert="good", profile="modern", client_ca=None):
         key = (self.certs.other_key if cert in ("self_signed", "unknown_ca")
+               else self.certs.weak_key if cert == "weak_rsa"
                else self.certs.key)
         return make_server_context(getattr(self.certs, cert), key, profile,
                                    client_ca)

@@ -32,7 +32,8 @@ import harness  # noqa: E402
 from certs import Certs, generate  # noqa: E402
 
 TEST_MODULES = ["test_relay", "test_tls", "test_upstream", "test_limits",
-                "test_signals", "test_config"]
+                "test_signals", "test_config", "test_starttls",
+                "test_service", "test_install"]
 
 
 def load_tests():

@@ -50,12 +50,18 @@ def _profile_tls12(ctx):
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
 
 
+def _profile_legacy(ctx):
+    # Lets OpenSSL serve SHA-1 signed certificates and 1024-bit RSA keys.
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+
+
 PROFILES = {
     "modern": _profile_modern,
     "tls12": _profile_tls12,
     "tls10_11": _profile_tls10_11,
     "cbc": _profile_cbc,
     "static_rsa": _profile_static_rsa,
+    "legacy": _profile_legacy,
 }
 
 

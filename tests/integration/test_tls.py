@@ -46,6 +46,8 @@ CERT_FAILURES = {
     "cbc_only": ({"profile": "cbc"}, "cipher"),
     "static_rsa_only": ({"profile": "static_rsa"}, "cipher"),
     "plaintext": ({"behaviour": "plaintext", "tls": False}, "plaintext"),
+    "sha1_signed": ({"cert": "sha1_signed", "profile": "legacy"}, "weak"),
+    "rsa_1024": ({"cert": "weak_rsa", "profile": "legacy"}, "weak"),
 }
 
 

@@ -1,0 +1,413 @@
+"""Running as a service: notifications, socket activation, -d, user =, logs.
+
+The service manager is played by the test: a unix datagram socket named by
+NOTIFY_SOCKET receives the sd_notify messages, `systemd-socket-activate`
+binds and passes listening sockets (LISTEN_FDS), and JOURNAL_STREAM names
+the pipe the daemon's stderr goes to.  No PID 1 systemd is needed.
+"""
+
+import os
+import pwd
+import grp
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from client import noop
+from daemon import Daemon
+from expectations import GREETING, LOG_REASONS, SECRET
+from harness import Skip, case, check, connect_refused, port_is_free, \
+    wait_until
+
+SANITIZER_ENV = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+
+
+class NotifySocket:
+    """The receiving end of NOTIFY_SOCKET: a path, or @name (abstract)."""
+
+    def __init__(self, t, abstract=False):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if abstract:
+            name = "mailtlsd-test-%d-%d" % (os.getpid(), id(self))
+            self.sock.bind("\0" + name)
+            self.address = "@" + name
+        else:
+            self.address = os.path.join(t.tmp, "notify.sock")
+            self.sock.bind(self.address)
+        self.messages = []
+        t.stack.callback(self.sock.close)
+
+    def next(self, timeout=10):
+        """The next message as a dict of its NAME=value lines."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        except socket.timeout:
+            raise AssertionError("no notification within %ss (had %r)"
+                                 % (timeout, self.messages))
+        msg = dict(line.split("=", 1)
+                   for line in data.decode().split("\n") if line)
+        self.messages.append(msg)
+        return msg
+
+    def pending(self):
+        """Messages already waiting, without blocking."""
+        out = []
+        self.sock.settimeout(0)
+        while True:
+            try:
+                out.append(self.sock.recv(4096))
+            except BlockingIOError:
+                return out
+
+    def expect(self, key, timeout=10):
+        """The next message, which must carry key=1."""
+        msg = self.next(timeout)
+        check(msg.get(key) == "1", "expected %s=1, got %r", key, msg)
+        return msg
+
+
+class ServiceDaemon(Daemon):
+    """mailtlsd started under a wrapper command and/or a journal stream."""
+
+    def __init__(self, binary, workdir, name, env=None, wrapper=(),
+                 journal=False):
+        super().__init__(binary, workdir, name, env)
+        self.wrapper = list(wrapper)
+        self.journal = journal
+
+    def start(self, ready=LOG_REASONS["ready"], ready_timeout=15):
+        """Start; wait for a log line matching ready (None: do not wait)."""
+        r, w = os.pipe()
+        env = dict(self.env)
+        if self.journal:
+            st = os.fstat(w)
+            env["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
+        try:
+            self.proc = subprocess.Popen(
+                self.wrapper + [self.binary, "-f", "-c", self.conf_path],
+                stdin=subprocess.DEVNULL, stdout=w, stderr=w, env=env,
+                cwd=self.workdir)
+        finally:
+            os.close(w)
+        self.proc.stdout = os.fdopen(r, "rb")
+        self.reader = threading.Thread(target=self._read_log, daemon=True)
+        self.reader.start()
+        if ready:
+            self.wait_log(ready, timeout=ready_timeout,
+                          what="the daemon to start")
+        return self
+
+
+def service_daemon(t, services, start=True, **kw):
+    """A ServiceDaemon for services, checked at teardown like t.daemon()."""
+    global_opts = kw.pop("global_opts", {})
+    d = ServiceDaemon(t.binary, t.tmp, "mailtlsd%d" % len(t.daemons), **kw)
+    t.daemons.append(d)
+    d.write_config(t.config(services, **global_opts))
+    t.stack.callback(t._finish_daemon, d)
+    if start:
+        d.start()
+    return d
+
+
+def session(t, port):
+    """A relayed IMAP session to the echo server, checked by one NOOP."""
+    c = t.connect(port)
+    c.expect_line(GREETING["imap"])
+    noop(c, "imap", b"hello")
+    return c
+
+
+def socket_activate(t, addresses, env=None):
+    """The systemd-socket-activate command line passing addresses."""
+    tool = shutil.which("systemd-socket-activate")
+    if tool is None:
+        raise Skip("systemd-socket-activate not installed (package systemd)")
+    argv = [tool]
+    for a in addresses:
+        argv += ["-l", a]
+    for name in SANITIZER_ENV:
+        if name in os.environ:
+            argv += ["-E", "%s=%s" % (name, os.environ[name])]
+    for name, value in (env or {}).items():
+        argv += ["-E", "%s=%s" % (name, value)]
+    return argv
+
+
+def proc_status(pid):
+    """/proc/PID/status as a dict of its fields."""
+    with open("/proc/%d/status" % pid) as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f
+                    if ":\t" in line)
+
+
+def running(pid):
+    """Whether pid is a live process (not gone, not a zombie)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------ notify
+
+@case(params={"path": {"abstract": False}, "abstract": {"abstract": True}})
+def test_notify_ready_reload_stop(t, abstract):
+    """READY=1 once serving, RELOADING/READY around SIGHUP, STOPPING=1."""
+    ns = NotifySocket(t, abstract)
+    srv = t.server()
+    svc = t.service(srv)
+    d = t.daemon(svc, env={"NOTIFY_SOCKET": ns.address})
+    msg = ns.expect("READY")
+    check("serving 1 service" in msg.get("STATUS", ""), "STATUS %r", msg)
+    old = session(t, svc.port)
+
+    svc.opts["idle_timeout"] = 600
+    mark = d.reload(t.config([svc]))
+    msg = ns.expect("RELOADING")
+    check(msg.get("MONOTONIC_USEC", "").isdigit(), "no MONOTONIC_USEC: %r",
+          msg)
+    msg = ns.expect("READY")
+    check("fail" not in msg.get("STATUS", ""), "STATUS %r", msg)
+    d.wait_log(LOG_REASONS["reloaded"], since=mark)
+
+    mark = d.reload(t.config([svc]) + "no_such_key = 1\n")
+    ns.expect("RELOADING")
+    msg = ns.expect("READY")
+    check("reload failed" in msg.get("STATUS", ""), "STATUS %r", msg)
+    d.wait_log(r"reload failed", since=mark)
+    noop(old, "imap", b"after-reloads")
+
+    d.stopped_by_test = True
+    d.signal(signal.SIGTERM)
+    msg = ns.expect("STOPPING")
+    check("draining 1 session" in msg.get("STATUS", ""), "STATUS %r", msg)
+    old.close()
+    rc = d.wait_exit(10)
+    check(rc == 0, "exit status %s after SIGTERM", rc)
+    extra = ns.pending()
+    check(not extra, "unexpected notifications: %r", extra)
+
+
+@case(params={"missing": {"value": "/nonexistent/notify.sock"},
+              "relative": {"value": "notify.sock"}})
+def test_notify_socket_unusable(t, value):
+    """An unusable NOTIFY_SOCKET is logged; the daemon serves anyway."""
+    srv = t.server()
+    svc = t.service(srv)
+    d = t.daemon(svc, env={"NOTIFY_SOCKET": value})
+    d.wait_log(r"cannot notify|not notifying",
+               what="a warning about NOTIFY_SOCKET")
+    session(t, svc.port)
+
+
+# ------------------------------------------------- socket activation
+
+@case()
+def test_socket_activation(t):
+    """Passed sockets are adopted by address, kept on reload; others bound.
+
+    systemd-socket-activate binds A's address and an address no service
+    has, and starts mailtlsd only at the first connection: that client was
+    accepted by the passed socket before the daemon existed.
+    """
+    srv = t.server()
+    a = t.service(srv, name="a")
+    b = t.service(srv, name="b")
+    stray = t.ports.take()
+    ns = NotifySocket(t, abstract=True)
+    wrapper = socket_activate(t, ["127.0.0.1:%d" % a.port,
+                                  "127.0.0.1:%d" % stray],
+                              env={"NOTIFY_SOCKET": ns.address})
+    d = service_daemon(t, [a, b], wrapper=wrapper, start=False)
+    d.start(ready=r"Listening on 127\.0\.0\.1:%d" % stray)
+    first = t.connect(a.port)
+    d.wait_log(LOG_REASONS["ready"], timeout=15, what="the daemon to start")
+    ns.expect("READY")
+    first.expect_line(GREETING["imap"])
+    noop(first, "imap", b"first")
+
+    d.wait_log(r"using socket passed by systemd for 127\.0\.0\.1:%d$"
+               % a.port)
+    d.wait_log(r"socket passed by systemd for 127\.0\.0\.1:%d matches no "
+               r"listen address" % stray)
+    check(d.find_log(r"passed by systemd for 127\.0\.0\.1:%d" % b.port)
+          is None, "b's address was not passed, yet the log says it was")
+    session(t, b.port)
+    check(connect_refused(stray), "the stray passed socket is still open")
+
+    mark = d.reload(t.config([a, b]))
+    d.wait_log(r"reloaded.*\(2 kept\)", since=mark, timeout=10)
+    session(t, a.port)
+    noop(first, "imap", b"after-reload")
+
+
+@case()
+def test_listen_fds_for_another_process(t):
+    """LISTEN_FDS meant for another pid is ignored: addresses are bound."""
+    srv = t.server()
+    svc = t.service(srv)
+    d = t.daemon(svc, env={"LISTEN_PID": "1", "LISTEN_FDS": "1"})
+    session(t, svc.port)
+    check(d.find_log(r"passed by systemd") is None,
+          "the daemon took sockets meant for another process")
+
+
+# --------------------------------------------------------------- -d
+
+@case()
+def test_detach_writes_pid_file(t):
+    """-d returns once the daemon serves; pid_file holds the daemon's pid."""
+    srv = t.server()
+    svc = t.service(srv)
+    pid_file = os.path.join(t.tmp, "mailtlsd.pid")
+    conf = os.path.join(t.tmp, "detach.conf")
+    with open(conf, "w") as f:
+        f.write(t.config([svc], pid_file=pid_file))
+    p = subprocess.run([t.binary, "-d", "-c", conf], capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=15)
+    check(p.returncode == 0, "mailtlsd -d exited %s: %r", p.returncode,
+          p.stderr[-500:])
+    with open(pid_file) as f:
+        pid = int(f.read().strip())
+    t.stack.callback(_kill_detached, pid)
+    check(running(pid), "pid %d from pid_file is not running", pid)
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        argv = f.read().split(b"\0")
+    check(argv[0] == t.binary.encode() and b"-d" in argv,
+          "pid %d is not the daemon: %r", pid, argv)
+    check(os.getsid(pid) != os.getsid(0),
+          "the daemon did not leave the caller's session")
+    c = session(t, svc.port)
+    c.close()
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not running(pid), 10, "the daemon to exit")
+    check(not os.path.exists(pid_file), "pid_file left behind at exit")
+
+
+@case()
+def test_detach_failure_exit_status(t):
+    """-d exits 1 when start-up fails after the fork (pid_file unwritable)."""
+    srv = t.server()
+    svc = t.service(srv)
+    conf = os.path.join(t.tmp, "detach.conf")
+    with open(conf, "w") as f:
+        f.write(t.config([svc], pid_file=os.path.join(t.tmp, "no", "pid")))
+    p = subprocess.run([t.binary, "-d", "-c", conf], capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=15)
+    check(p.returncode == 1, "mailtlsd -d exited %s", p.returncode)
+    wait_until(lambda: port_is_free("127.0.0.1", svc.port), 5,
+               "the failed daemon to release its port")
+
+
+def _kill_detached(pid):
+    if running(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------ user =
+
+def nobody():
+    """(uid, gid, name) of the unprivileged test user, or Skip."""
+    if os.geteuid() != 0:
+        raise Skip("dropping privileges needs the tests to run as root")
+    try:
+        pw = pwd.getpwnam("nobody")
+    except KeyError:
+        raise Skip("no user nobody")
+    return pw.pw_uid, pw.pw_gid, pw.pw_name
+
+
+def free_low_port():
+    """A free loopback port below 1024, or Skip."""
+    for port in range(987, 600, -7):
+        if port_is_free("127.0.0.1", port):
+            return port
+    raise Skip("no free port below 1024")
+
+
+@case()
+def test_user_drops_privileges(t):
+    """user = nobody: binds a port below 1024 as root, then serves as nobody.
+
+    The notification socket belongs to root and is not writable by nobody:
+    READY=1 arrives only because the daemon connected to it before the
+    drop.  At READY the drop is complete.
+    """
+    uid, gid, name = nobody()
+    groups = sorted(g.gr_gid for g in grp.getgrall() if name in g.gr_mem)
+    srv = t.server()
+    svc = t.service(srv)
+    svc.port = free_low_port()
+    svc.opts["listen"] = "127.0.0.1:%d" % svc.port
+    ns = NotifySocket(t)
+    os.chmod(ns.address, 0o700)
+    d = t.daemon(svc, user=name, env={"NOTIFY_SOCKET": ns.address})
+    ns.expect("READY")
+    st = proc_status(d.pid)
+    check(st["Uid"].split() == [str(uid)] * 4, "Uid: %s", st["Uid"])
+    check(st["Gid"].split() == [str(gid)] * 4, "Gid: %s", st["Gid"])
+    check(sorted(int(g) for g in st["Groups"].split()) ==
+          sorted(set(groups + [gid])), "Groups: %s", st["Groups"])
+    check(int(st["CapEff"], 16) == 0 and int(st["CapPrm"], 16) == 0,
+          "capabilities left: %s / %s", st["CapEff"], st["CapPrm"])
+    d.wait_log(r"running as user %s" % name)
+    session(t, svc.port)
+
+
+@case()
+def test_user_unknown(t):
+    """user = a user that does not exist: exit 1 with the reason."""
+    srv = t.server()
+    svc = t.service(srv)
+    conf = os.path.join(t.tmp, "user.conf")
+    with open(conf, "w") as f:
+        f.write(t.config([svc], user="no-such-user-mailtlsd"))
+    p = subprocess.run([t.binary, "-f", "-c", conf], capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=15)
+    check(p.returncode == 1, "exit status %s", p.returncode)
+    check(b"no-such-user-mailtlsd: no such user" in p.stderr,
+          "stderr: %r", p.stderr[-300:])
+
+
+# ------------------------------------------------------------ logging
+
+@case()
+def test_journal_priority_prefixes(t):
+    """With stderr on the journal every line has a <N> priority prefix,
+    session lines a session id, and no password or mail byte is logged."""
+    srv = t.server()
+    svc = t.service(srv)
+    d = service_daemon(t, [svc], journal=True)
+    c = session(t, svc.port)
+    c.send(b"a2 LOGIN alice " + SECRET + b"\r\n")
+    c.line()
+    noop(c, "imap", b"mail-content-" + SECRET)
+    c.close()
+    d.wait_log(r"closed:", what="the session to end")
+    lines = d.log()
+    bad = [l for l in lines if not re.match(r"<[0-7]>\S", l)]
+    check(not bad, "lines without a priority prefix: %r", bad[:3])
+    check(any(l.startswith("<6>ready:") for l in lines),
+          "no <6>ready line: %r", lines[:5])
+    sess = [l for l in lines if "client 127.0.0.1" in l or "closed:" in l]
+    check(sess and all(re.match(r"<\d>\[svc#\d+\] ", l) for l in sess),
+          "session lines without a session id: %r", sess)
+    check(not any(SECRET.decode() in l for l in lines),
+          "the password or mail content reached the log")
+
+
+@case()
+def test_journal_stream_of_another_process(t):
+    """A JOURNAL_STREAM that is not our stderr is ignored: plain lines."""
+    srv = t.server()
+    svc = t.service(srv)
+    d = t.daemon(svc, env={"JOURNAL_STREAM": "1:1"})
+    check(all(l.startswith("mailtlsd: ") for l in d.log()),
+          "lines with journal prefixes: %r", d.log()[:3])
