@@ -207,12 +207,6 @@ static const char *
 not_supported_yet(enum key_id id, const struct service_config *svc)
 {
 	switch (id) {
-	case KEY_POOL_SIZE:
-		if (svc->pool_size != 0)
-			return "pool_size other than 0 is not supported yet";
-		break;
-	case KEY_POOL_MAX_AGE:
-		return "pool_max_age is not supported yet";
 	case KEY_LOCAL_TLS:
 		if (svc->local_tls != LOCAL_TLS_NONE)
 			return "local_tls other than none is not supported yet";

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "pool.h"
 #include "proto.h"
 #include "runtime.h"
 #include "service.h"
@@ -63,8 +64,14 @@ listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct listener	*l = arg;
+	struct session	*pooled;
 
 	(void)evl;
+	/* A ready pooled connection takes no new slot. */
+	if ((pooled = pool_take(l->svc->pool)) != NULL) {
+		session_attach(pooled, fd, sa, (socklen_t)salen);
+		return;
+	}
 	if (!runtime_may_accept(l->rt)) {
 		log_warnx("[%s] max_sessions (%u) reached: refusing a client "
 		    "on %s", l->svc->cfg.name, l->rt->config->max_sessions,

@@ -560,3 +560,40 @@ proto_fifo_holds(const struct proto_fifo *q, int type)
 			return 1;
 	return 0;
 }
+
+/* Whether the line starting at offset start of buf ends an SMTP reply. */
+static int
+proto_smtp_final_line(struct evbuffer *buf, size_t start)
+{
+	struct evbuffer_ptr	at;
+	char			head[4];
+
+	if (evbuffer_ptr_set(buf, &at, start, EVBUFFER_PTR_SET) != 0 ||
+	    evbuffer_copyout_from(buf, &at, head, sizeof(head)) !=
+	    (ev_ssize_t)sizeof(head))
+		return 0;
+	return head[3] == ' ' || head[3] == '\r' || head[3] == '\n';
+}
+
+/* Whether buf holds the complete greeting and nothing after it. */
+int
+proto_greeting_complete(enum mail_protocol protocol, struct evbuffer *buf)
+{
+	struct evbuffer_ptr	eol;
+	size_t			eol_len, start = 0;
+
+	for (;;) {
+		if (evbuffer_ptr_set(buf, &eol, start, EVBUFFER_PTR_SET) != 0)
+			return 0;
+		eol = evbuffer_search_eol(buf, &eol, &eol_len,
+		    EVBUFFER_EOL_CRLF);
+		if (eol.pos < 0)
+			return 0;
+		/* IMAP and POP3 greet in one line; SMTP until "ddd ". */
+		if (protocol != MAIL_PROTO_SMTP ||
+		    proto_smtp_final_line(buf, start))
+			break;
+		start = (size_t)eol.pos + eol_len;
+	}
+	return (size_t)eol.pos + eol_len == evbuffer_get_length(buf) ? 1 : -1;
+}

@@ -78,6 +78,14 @@ const char	*proto_dialogue_state(const struct proto_dialogue *);
 int		 proto_write_greeting(struct evbuffer *,
 		    const struct service_config *);
 
+/*
+ * Whether buf holds exactly the server's complete greeting (implicit TLS):
+ * 1 when it does, 0 while it is incomplete, -1 when more than the greeting
+ * arrived.  A pooled connection waits with the greeting and nothing else.
+ */
+int		 proto_greeting_complete(enum mail_protocol,
+		    struct evbuffer *buf);
+
 /* A new pre-login filter for a protocol; NULL (no memory). */
 struct proto_filter *proto_filter_new(enum mail_protocol);
 void		 proto_filter_free(struct proto_filter *);

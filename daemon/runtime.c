@@ -20,6 +20,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "pool.h"
 #include "notify.h"
 #include "runtime.h"
 #include "service.h"
@@ -148,6 +149,36 @@ runtime_build_listeners(struct runtime *rt, const struct config *cfg,
 	return 0;
 }
 
+/* Close the pooled connections of the running services. */
+static void
+runtime_stop_pools(struct runtime *rt)
+{
+	struct pool	*pool;
+	int		 i;
+
+	for (i = 0; i < rt->n_services; i++) {
+		pool = rt->services[i]->pool;
+		pool_free(pool);	/* its members end before it is unset */
+		rt->services[i]->pool = NULL;
+	}
+}
+
+/* Start the pools of the running services that have pool_size set. */
+static void
+runtime_start_pools(struct runtime *rt)
+{
+	struct service	*svc;
+	int		 i;
+
+	for (i = 0; i < rt->n_services; i++) {
+		svc = rt->services[i];
+		if (svc->cfg.pool_size > 0 &&
+		    (svc->pool = pool_new(rt, svc)) == NULL)
+			log_errorx("[%s] cannot start the pool: out of memory",
+			    svc->cfg.name);
+	}
+}
+
 /* Make set the running one; the previous is freed. */
 static void
 runtime_install(struct runtime *rt, struct runtime_set *set,
@@ -160,6 +191,7 @@ runtime_install(struct runtime *rt, struct runtime_set *set,
 		for (j = 0; j < set->services[i]->cfg.n_listen; j++)
 			listener_set_service(set->listeners[k++],
 			    set->services[i]);
+	runtime_stop_pools(rt);
 	old.services = rt->services;
 	old.n_services = rt->n_services;
 	old.listeners = rt->listeners;
@@ -173,6 +205,7 @@ runtime_install(struct runtime *rt, struct runtime_set *set,
 	config_free(rt->config);
 	rt->config = cfg;
 	log_set_level(log_level_raise(cfg->log_level, rt->verbose));
+	runtime_start_pools(rt);
 }
 
 /* SIGTERM / SIGINT: stop accepting, drain. */
@@ -345,6 +378,7 @@ runtime_shutdown(struct runtime *rt)
 	if (!rt->draining) {
 		rt->draining = 1;
 		runtime_notify_stopping(rt);
+		runtime_stop_pools(rt);
 		for (i = 0; i < rt->n_listeners; i++)
 			listener_free(rt->listeners[i]);
 		rt->n_listeners = 0;
@@ -356,12 +390,19 @@ runtime_shutdown(struct runtime *rt)
 		event_base_loopbreak(rt->base);
 }
 
-/* A session was freed. */
+/* A session was freed: pools waiting for room may refill. */
 void
 runtime_session_ended(struct runtime *rt)
 {
-	if (rt->draining && rt->n_sessions == 0)
-		event_base_loopbreak(rt->base);
+	int	i;
+
+	if (rt->draining) {
+		if (rt->n_sessions == 0)
+			event_base_loopbreak(rt->base);
+		return;
+	}
+	for (i = 0; i < rt->n_services; i++)
+		pool_kick(rt->services[i]->pool);
 }
 
 /* Whether max_sessions leaves room for one more client. */
@@ -391,6 +432,7 @@ runtime_free(struct runtime *rt)
 
 	if (rt == NULL)
 		return;
+	runtime_stop_pools(rt);
 	while (!TAILQ_EMPTY(&rt->sessions))
 		session_abort(TAILQ_FIRST(&rt->sessions));
 	set.services = rt->services;

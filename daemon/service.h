@@ -9,11 +9,13 @@
 
 #include "config.h"
 
+struct pool;
 struct tls_ctx;
 
 struct service {
 	struct service_config	 cfg;
 	struct tls_ctx		*tls;
+	struct pool		*pool;		/* NULL when pool_size = 0 */
 	unsigned		 refs;
 };
 

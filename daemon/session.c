@@ -1,8 +1,11 @@
 /*
  * session.c - one mail client's session through mailtlsd.
  *
- *   CONNECTING -> [DIALOGUE] -> HANDSHAKING -> RELAYING -> CLOSING
+ *   CONNECTING -> [DIALOGUE] -> HANDSHAKING -> [PARKED] -> RELAYING -> CLOSING
  *
+ * PARKED is a pooled connection without a client yet (pool.c): it holds the
+ * server's greeting (implicit TLS) and is discarded when the server sends
+ * anything more, closes, or when it reaches pool_max_age.
  * DIALOGUE is the plaintext STARTTLS step (tls = starttls), spoken by
  * mailtlsd itself; nothing the server says there reaches the client.  Until
  * RELAYING the client's bytes wait in its bounded input buffer: nothing
@@ -30,6 +33,7 @@
 
 #include "addr.h"
 #include "log.h"
+#include "pool.h"
 #include "proto.h"
 #include "runtime.h"
 #include "service.h"
@@ -45,12 +49,14 @@ enum session_state {
 	SESSION_CONNECTING,
 	SESSION_DIALOGUE,
 	SESSION_HANDSHAKING,
+	SESSION_PARKED,
 	SESSION_RELAYING,
 	SESSION_CLOSING
 };
 
 static const char *const session_state_names[] = {
-	"CONNECTING", "DIALOGUE", "HANDSHAKING", "RELAYING", "CLOSING"
+	"CONNECTING", "DIALOGUE", "HANDSHAKING", "PARKED", "RELAYING",
+	"CLOSING"
 };
 
 struct session {
@@ -69,6 +75,8 @@ struct session {
 	struct proto_filter	*filter;	/* after STARTTLS, until login */
 	struct evbuffer		*down_plain;	/* server bytes for the filter */
 	struct evbuffer		*up_plain;	/* filtered client bytes */
+	struct pool		*pool;		/* while a pool member */
+	struct evbuffer		*parked;	/* for the client to come */
 
 	uint64_t		 started_ms;
 	uint64_t		 connected_ms;	/* TCP up: handshake clock */
@@ -82,6 +90,8 @@ struct session {
 	unsigned		 server_shut : 1;	/* we sent FIN to server */
 	unsigned		 server_broken : 1;	/* socket error */
 	unsigned		 server_eof : 1;	/* server socket ended */
+	unsigned		 pool_ready : 1;	/* parked, greeted */
+	unsigned		 pool_aged : 1;		/* reached pool_max_age */
 
 	unsigned long long	 bytes_up;
 	unsigned long long	 bytes_down;
@@ -92,6 +102,8 @@ struct session {
 
 static int	session_close(struct session *, enum log_level, const char *);
 static int	session_pump_up(struct session *);
+static int	session_relay(struct session *);
+static int	session_park(struct session *);
 static void	session_arm_timer(struct session *);
 
 /* Milliseconds of a clock that never jumps. */
@@ -153,8 +165,10 @@ session_free(struct session *s)
 	double		 seconds;
 
 	seconds = (double)(session_now_ms() - s->started_ms) / 1000.0;
-	session_log(s, LOG_LEVEL_INFO, "closed: %s (%llu bytes up, %llu "
-	    "down, %.1fs)", s->reason, s->bytes_up, s->bytes_down, seconds);
+	/* Pool members that never served a client are routine: debug. */
+	session_log(s, s->client_addr[0] != '\0' ? LOG_LEVEL_INFO :
+	    LOG_LEVEL_DEBUG, "closed: %s (%llu bytes up, %llu down, %.1fs)",
+	    s->reason, s->bytes_up, s->bytes_down, seconds);
 	upstream_cancel(s->connecting);
 	tls_conn_free(s->tls);
 	proto_dialogue_free(s->dialogue);
@@ -163,6 +177,10 @@ session_free(struct session *s)
 		evbuffer_free(s->down_plain);
 	if (s->up_plain != NULL)
 		evbuffer_free(s->up_plain);
+	if (s->parked != NULL)
+		evbuffer_free(s->parked);
+	if (s->pool != NULL)
+		pool_member_gone(s->pool, s, !s->pool_aged);
 	if (s->server != NULL)
 		bufferevent_free(s->server);
 	if (s->client != NULL)
@@ -193,6 +211,9 @@ session_deadline(const struct session *s)
 		/* Everything from TCP connect until the client is greeted. */
 		deadline = s->connected_ms +
 		    (uint64_t)sc->handshake_timeout * 1000;
+		break;
+	case SESSION_PARKED:
+		deadline = s->started_ms + (uint64_t)sc->pool_max_age * 1000;
 		break;
 	case SESSION_RELAYING:
 		/* Once the client has finished, the server gets less time. */
@@ -268,7 +289,9 @@ session_close(struct session *s, enum log_level level, const char *reason)
 		return -1;
 	}
 	snprintf(s->reason, sizeof(s->reason), "%s", reason);
-	if (s->state < SESSION_RELAYING) {
+	if (s->client == NULL && s->state < SESSION_RELAYING)
+		session_log(s, level, "pool: %s", reason);
+	else if (s->state < SESSION_RELAYING) {
 		session_log(s, level, "cannot reach %s:%u securely: %s",
 		    s->svc->cfg.remote_host, s->svc->cfg.remote_port, reason);
 		if (s->client != NULL)
@@ -279,7 +302,7 @@ session_close(struct session *s, enum log_level level, const char *reason)
 		session_log(s, level, "ending: %s", reason);
 	upstream_cancel(s->connecting);
 	s->connecting = NULL;
-	if (s->server != NULL && (s->state < SESSION_RELAYING ||
+	if (s->server != NULL && (s->state < SESSION_PARKED ||
 	    s->server_broken)) {
 		/* Nothing worth flushing: no session exists there yet. */
 		tls_conn_free(s->tls);
@@ -311,12 +334,20 @@ session_server_finished(struct session *s, int how)
 	    "server closed the connection without close_notify");
 }
 
+/* Where bytes for the client go: its socket, or the parked buffer. */
+static struct evbuffer *
+session_client_out(struct session *s)
+{
+	return s->client != NULL ? bufferevent_get_output(s->client) :
+	    s->parked;
+}
+
 /* The client has logged in: the relay becomes a plain copy. */
 static void
 session_filter_done(struct session *s)
 {
 	session_log(s, LOG_LEVEL_DEBUG, "client logged in: plain relay");
-	evbuffer_add_buffer(bufferevent_get_output(s->client), s->down_plain);
+	evbuffer_add_buffer(session_client_out(s), s->down_plain);
 	evbuffer_prepend_buffer(bufferevent_get_input(s->client), s->up_plain);
 	proto_filter_free(s->filter);
 	s->filter = NULL;
@@ -331,7 +362,7 @@ static int
 session_filter_failed(struct session *s)
 {
 	/* Before login the client's output always ends at a line boundary. */
-	proto_write_unavailable(bufferevent_get_output(s->client),
+	proto_write_unavailable(session_client_out(s),
 	    s->svc->cfg.protocol, "mailtlsd ended the session: protocol "
 	    "error before login; see the mailtlsd log");
 	return session_close(s, LOG_LEVEL_WARN,
@@ -343,12 +374,13 @@ static int
 session_filter_down(struct session *s)
 {
 	if (proto_filter_server(s->filter, s->down_plain,
-	    bufferevent_get_output(s->client)) != 0)
+	    session_client_out(s)) != 0)
 		return session_filter_failed(s);
 	if (proto_filter_done(s->filter))
 		session_filter_done(s);
 	/* The filter holds client bytes whose meaning waited for this. */
-	if (evbuffer_get_length(bufferevent_get_input(s->client)) > 0)
+	if (s->client != NULL &&
+	    evbuffer_get_length(bufferevent_get_input(s->client)) > 0)
 		return session_pump_up(s);
 	return 0;
 }
@@ -357,7 +389,7 @@ session_filter_down(struct session *s)
 static int
 session_pump_down(struct session *s)
 {
-	struct evbuffer		*out = bufferevent_get_output(s->client);
+	struct evbuffer		*out = session_client_out(s);
 	struct evbuffer		*dst;
 	struct evbuffer_iovec	 vec;
 	int			 n;
@@ -454,6 +486,61 @@ session_pump_up(struct session *s)
 	return 0;
 }
 
+/* Greet the client (STARTTLS mode) and start relaying. */
+static int
+session_relay(struct session *s)
+{
+	const struct service_config	*sc = &s->svc->cfg;
+
+	/* The server's plaintext greeting was never trustworthy. */
+	if (sc->tls == TLS_MODE_STARTTLS && proto_write_greeting(
+	    bufferevent_get_output(s->client), sc) != 0)
+		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
+	session_set_state(s, SESSION_RELAYING);
+	if (session_pump_down(s) != 0)
+		return -1;
+	return session_pump_up(s);
+}
+
+/*
+ * A parked member holds the greeting (implicit TLS) or nothing (STARTTLS);
+ * anything more from the server, and it is discarded.
+ */
+static int
+session_parked_check(struct session *s)
+{
+	int	greeted;
+
+	if (s->svc->cfg.tls == TLS_MODE_STARTTLS)
+		greeted = evbuffer_get_length(s->parked) == 0 ? 1 : -1;
+	else
+		greeted = proto_greeting_complete(s->svc->cfg.protocol,
+		    s->parked);
+	if (greeted == 1 && evbuffer_get_length(s->down_plain) > 0)
+		greeted = -1;
+	if (greeted < 0)
+		return session_close(s, LOG_LEVEL_INFO, "server sent data "
+		    "while the connection waited in the pool");
+	if (greeted == 1 && !s->pool_ready) {
+		s->pool_ready = 1;
+		session_log(s, LOG_LEVEL_DEBUG, "ready in the pool");
+		pool_member_ready(s->pool, s);
+	}
+	return 0;
+}
+
+/* A pool member finished TLS: wait for a client. */
+static int
+session_park(struct session *s)
+{
+	if ((s->parked = evbuffer_new()) == NULL)
+		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
+	session_set_state(s, SESSION_PARKED);
+	if (session_pump_down(s) != 0)
+		return -1;
+	return session_parked_check(s);
+}
+
 /* TLS is up and verified: start relaying. */
 static int
 session_start_relay(struct session *s)
@@ -472,14 +559,9 @@ session_start_relay(struct session *s)
 		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
 	if (sc->tls == TLS_MODE_IMPLICIT)
 		proto_filter_expect_greeting(s->filter);
-	else if (proto_write_greeting(bufferevent_get_output(s->client),
-	    sc) != 0)
-		/* The server's plaintext greeting was never trustworthy. */
-		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
-	session_set_state(s, SESSION_RELAYING);
-	if (session_pump_down(s) != 0)
-		return -1;
-	return session_pump_up(s);
+	if (s->client == NULL)
+		return session_park(s);
+	return session_relay(s);
 }
 
 /* Drive the handshake with what has arrived. */
@@ -598,6 +680,8 @@ session_server_read_cb(struct bufferevent *bev, void *arg)
 		session_handshake(s);
 	else if (s->state == SESSION_RELAYING)
 		session_pump_down(s);
+	else if (s->state == SESSION_PARKED && session_pump_down(s) == 0)
+		session_parked_check(s);
 }
 
 /* The server's output buffer drained below its low-water mark. */
@@ -656,8 +740,8 @@ session_server_event_cb(struct bufferevent *bev, short what, void *arg)
 		session_dialogue(s);
 	else if (s->state == SESSION_HANDSHAKING)
 		session_handshake(s);
-	else
-		session_pump_down(s);
+	else if (session_pump_down(s) == 0 && s->state == SESSION_PARKED)
+		session_parked_check(s);
 }
 
 /* The TCP connection to the server is up, or every address failed. */
@@ -782,12 +866,71 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 		    "server did not finish after the client left" :
 		    "idle timeout");
 		break;
+	case SESSION_PARKED:
+		s->pool_aged = 1;
+		session_close(s, LOG_LEVEL_DEBUG, "pooled connection reached "
+		    "pool_max_age");
+		break;
 	case SESSION_CLOSING:
 		session_free(s);
 		break;
 	case SESSION_CONNECTING:
 		break;
 	}
+}
+
+/* A new session in the runtime's list, without sockets yet. */
+static struct session *
+session_new(struct runtime *rt, struct service *svc)
+{
+	struct session	*s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->rt = rt;
+	s->svc = service_ref(svc);
+	s->id = ++rt->next_session_id;
+	s->started_ms = session_now_ms();
+	s->state_ms = s->active_ms = s->started_ms;
+	snprintf(s->reason, sizeof(s->reason), "out of memory");
+	TAILQ_INSERT_TAIL(&rt->sessions, s, entry);
+	rt->n_sessions++;
+	if ((s->timer = evtimer_new(rt->base, session_timer_cb, s)) == NULL) {
+		session_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* Give the session its client socket; 0, or -1 (fd closed). */
+static int
+session_setup_client(struct session *s, int fd, const struct sockaddr *sa)
+{
+	addr_format(sa, s->client_addr, sizeof(s->client_addr));
+	s->client = bufferevent_socket_new(s->rt->base, fd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (s->client == NULL) {
+		evutil_closesocket(fd);
+		return -1;
+	}
+	bufferevent_setcb(s->client, session_client_read_cb,
+	    session_client_write_cb, session_client_event_cb, s);
+	bufferevent_setwatermark(s->client, EV_READ, 0, SESSION_BUF_MAX);
+	bufferevent_setwatermark(s->client, EV_WRITE, SESSION_BUF_MAX / 2, 0);
+	bufferevent_enable(s->client, EV_READ);
+	return 0;
+}
+
+/* Start resolving and connecting to the service's server. */
+static int
+session_connect(struct session *s)
+{
+	const struct service_config	*sc = &s->svc->cfg;
+
+	s->connecting = upstream_connect(s->rt->base, s->rt->dns,
+	    sc->remote_host, sc->remote_port, sc->connect_timeout,
+	    session_upstream_cb, s);
+	return s->connecting != NULL ? 0 : -1;
 }
 
 /* Take over an accepted client and start reaching the server. */
@@ -798,46 +941,60 @@ session_start(struct runtime *rt, struct service *svc, int fd,
 	struct session	*s;
 
 	(void)salen;
-	if ((s = calloc(1, sizeof(*s))) == NULL)
+	if ((s = session_new(rt, svc)) == NULL) {
+		evutil_closesocket(fd);
 		goto err;
-	s->rt = rt;
-	s->svc = service_ref(svc);
-	s->id = ++rt->next_session_id;
-	s->started_ms = session_now_ms();
-	s->state_ms = s->active_ms = s->started_ms;
-	snprintf(s->reason, sizeof(s->reason), "unknown");
-	addr_format(sa, s->client_addr, sizeof(s->client_addr));
-	TAILQ_INSERT_TAIL(&rt->sessions, s, entry);
-	rt->n_sessions++;
-
-	if ((s->timer = evtimer_new(rt->base, session_timer_cb, s)) == NULL)
-		goto err_session;
-	s->client = bufferevent_socket_new(rt->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (s->client == NULL)
-		goto err_session;
-	fd = -1;
-	bufferevent_setcb(s->client, session_client_read_cb,
-	    session_client_write_cb, session_client_event_cb, s);
-	bufferevent_setwatermark(s->client, EV_READ, 0, SESSION_BUF_MAX);
-	bufferevent_setwatermark(s->client, EV_WRITE, SESSION_BUF_MAX / 2, 0);
-	bufferevent_enable(s->client, EV_READ);
-	s->connecting = upstream_connect(rt->base, rt->dns,
-	    svc->cfg.remote_host, svc->cfg.remote_port,
-	    svc->cfg.connect_timeout, session_upstream_cb, s);
-	if (s->connecting == NULL)
-		goto err_session;
+	}
+	if (session_setup_client(s, fd, sa) != 0 || session_connect(s) != 0) {
+		session_free(s);
+		goto err;
+	}
 	session_log(s, LOG_LEVEL_INFO, "client %s, connecting to %s:%u",
 	    s->client_addr, svc->cfg.remote_host, svc->cfg.remote_port);
 	return 0;
-
-err_session:
-	snprintf(s->reason, sizeof(s->reason), "out of memory");
-	session_free(s);
 err:
-	if (fd >= 0)
-		evutil_closesocket(fd);
-	log_errorx("cannot start a session: out of memory");
+	log_errorx("[%s] cannot start a session: out of memory",
+	    svc->cfg.name);
 	return -1;
+}
+
+/* A pool member: a session that connects before any client comes. */
+struct session *
+session_start_pooled(struct runtime *rt, struct service *svc,
+    struct pool *pool)
+{
+	struct session	*s;
+
+	if ((s = session_new(rt, svc)) == NULL)
+		return NULL;
+	if (session_connect(s) != 0) {
+		session_free(s);
+		return NULL;
+	}
+	s->pool = pool;		/* from now on the pool hears of its end */
+	session_log(s, LOG_LEVEL_DEBUG, "pool: connecting to %s:%u",
+	    svc->cfg.remote_host, svc->cfg.remote_port);
+	return s;
+}
+
+/* Give a ready pool member its client: greet it at once. */
+int
+session_attach(struct session *s, int fd, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	(void)salen;
+	s->pool = NULL;		/* taken: used by this client only, ever */
+	if (session_setup_client(s, fd, sa) != 0) {
+		session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		return -1;
+	}
+	s->started_ms = session_now_ms();
+	evbuffer_add_buffer(bufferevent_get_output(s->client), s->parked);
+	evbuffer_free(s->parked);
+	s->parked = NULL;
+	session_log(s, LOG_LEVEL_INFO, "client %s, pooled connection to %s",
+	    s->client_addr, s->server_addr);
+	return session_relay(s);
 }
 
 /* The daemon is stopping: finish within shutdown_timeout. */

@@ -8,6 +8,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+struct pool;
 struct runtime;
 struct service;
 struct session;
@@ -15,6 +16,14 @@ struct session;
 /* Take over an accepted client socket; -1 (fd closed) on failure. */
 int	session_start(struct runtime *, struct service *, int fd,
 	    const struct sockaddr *, socklen_t);
+
+/* A pool member: connects and parks until a client comes; NULL (memory). */
+struct session	*session_start_pooled(struct runtime *, struct service *,
+		    struct pool *);
+
+/* Give a parked pool member its client; -1 (fd closed) on failure. */
+int	session_attach(struct session *, int fd, const struct sockaddr *,
+	    socklen_t);
 
 /* The daemon is stopping: close within the service's shutdown_timeout. */
 void	session_drain(struct session *);

@@ -6,16 +6,16 @@ binds and passes listening sockets (LISTEN_FDS), and JOURNAL_STREAM names
 the pipe the daemon's stderr goes to.  No PID 1 systemd is needed.
 """
 
+import grp
 import os
 import pwd
-import grp
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
-import time
 
 from client import noop
 from daemon import Daemon
@@ -358,6 +358,57 @@ def test_user_drops_privileges(t):
     check(int(st["CapEff"], 16) == 0 and int(st["CapPrm"], 16) == 0,
           "capabilities left: %s / %s", st["CapEff"], st["CapPrm"])
     d.wait_log(r"running as user %s" % name)
+    session(t, svc.port)
+
+
+def world_reachable(path):
+    """Whether every directory above path is searchable by anyone."""
+    d = os.path.dirname(os.path.abspath(path))
+    while True:
+        if not os.stat(d).st_mode & 0o001:
+            return False
+        if d == "/":
+            return True
+        d = os.path.dirname(d)
+
+
+@case()
+def test_unit_privileges(t):
+    """What mailtlsd.service grants is enough: started as an unprivileged
+    user with only CAP_NET_BIND_SERVICE (ambient, bounding set) and
+    no_new_privs, with no user = in the config, it binds a port below
+    1024 and serves."""
+    uid, gid, _ = nobody()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise Skip("setpriv not installed (package util-linux)")
+    if not world_reachable(t.binary):
+        raise Skip("%s is not reachable for an unprivileged user" % t.binary)
+    home = tempfile.mkdtemp(prefix="mailtlsd-unit-")
+    t.stack.callback(shutil.rmtree, home, True)
+    os.chmod(home, 0o755)
+    ca = os.path.join(home, "ca.crt")
+    shutil.copyfile(t.certs.ca, ca)
+    os.chmod(ca, 0o644)
+    srv = t.server()
+    svc = t.service(srv, ca_file=ca)
+    svc.port = free_low_port()
+    svc.opts["listen"] = "127.0.0.1:%d" % svc.port
+    wrapper = [setpriv, "--reuid=%d" % uid, "--regid=%d" % gid,
+               "--clear-groups", "--no-new-privs",
+               "--inh-caps=-all,+net_bind_service",
+               "--ambient-caps=-all,+net_bind_service",
+               "--bounding-set=-all,+net_bind_service"]
+    d = ServiceDaemon(t.binary, home, "unit", wrapper=wrapper)
+    t.daemons.append(d)
+    d.write_config(t.config([svc]))
+    os.chmod(d.conf_path, 0o644)
+    t.stack.callback(t._finish_daemon, d)
+    d.start()
+    st = proc_status(d.pid)
+    check(st["Uid"].split() == [str(uid)] * 4, "Uid: %s", st["Uid"])
+    check(int(st["CapEff"], 16) == 1 << 10 and st["NoNewPrivs"] == "1",
+          "CapEff %s NoNewPrivs %s", st["CapEff"], st["NoNewPrivs"])
     session(t, svc.port)
 
 

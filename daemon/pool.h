@@ -1,0 +1,30 @@
+/*
+ * pool.h - per service, a few upstream connections kept ready: TCP, TLS
+ * and (STARTTLS mode) the whole dialogue done, the server's greeting
+ * (implicit TLS) received, so a new client is greeted at once.
+ */
+#ifndef MAILTLSD_POOL_H
+#define MAILTLSD_POOL_H
+
+struct pool;
+struct runtime;
+struct service;
+struct session;
+
+/* Start keeping svc->cfg.pool_size connections ready; NULL (no memory). */
+struct pool	*pool_new(struct runtime *, struct service *);
+
+/* Close every pooled connection and free the pool; NULL is fine. */
+void		 pool_free(struct pool *);
+
+/* Hand out one ready connection (never again), or NULL. */
+struct session	*pool_take(struct pool *);
+
+/* Refill soon if there is room (a session ended somewhere). */
+void		 pool_kick(struct pool *);
+
+/* From sessions: a member is ready, or has gone (aged out or failed). */
+void		 pool_member_ready(struct pool *, struct session *);
+void		 pool_member_gone(struct pool *, struct session *, int failed);
+
+#endif /* MAILTLSD_POOL_H */
