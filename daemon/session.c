@@ -394,7 +394,12 @@ session_pump_down(struct session *s)
 	struct evbuffer_iovec	 vec;
 	int			 n;
 
+	n = TLS_WANT;
 	while (evbuffer_get_length(out) < SESSION_BUF_MAX) {
+		/* Reserve no memory unless a record may be there to read. */
+		if (!s->server_eof && !tls_conn_pending(s->tls) &&
+		    evbuffer_get_length(bufferevent_get_input(s->server)) == 0)
+			break;
 		/* Before login the filter sees the bytes first. */
 		dst = s->filter != NULL ? s->down_plain : out;
 		if (evbuffer_reserve_space(dst, SESSION_CHUNK, &vec, 1) < 1)

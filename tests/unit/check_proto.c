@@ -418,6 +418,98 @@ START_TEST(test_greetings)
 END_TEST
 
 /*
+ * proto_greeting_complete(): what a pooled connection may hold while it
+ * waits (the server's whole greeting and nothing more).
+ */
+static const struct greeting_case {
+	enum mail_protocol	 protocol;
+	const char		*text;
+	int			 want;
+} greeting_cases[] = {
+	{ MAIL_PROTO_IMAP, "", 0 },
+	{ MAIL_PROTO_IMAP, "* OK ready", 0 },
+	{ MAIL_PROTO_IMAP, "* OK ready\r", 0 },
+	{ MAIL_PROTO_IMAP, "* OK ready\r\n", 1 },
+	{ MAIL_PROTO_IMAP, "* OK ready\r\n* BYE gone\r\n", -1 },
+	{ MAIL_PROTO_IMAP, "* OK ready\r\n*", -1 },
+	/* IMAP greets in one line, even one that looks like SMTP's. */
+	{ MAIL_PROTO_IMAP, "220-a\r\n220 b\r\n", -1 },
+	{ MAIL_PROTO_POP3, "+OK", 0 },
+	{ MAIL_PROTO_POP3, "+OK ready <1.2@mail.test>\r\n", 1 },
+	{ MAIL_PROTO_POP3, "+OK a\r\n+OK b\r\n", -1 },
+	{ MAIL_PROTO_SMTP, "220", 0 },
+	{ MAIL_PROTO_SMTP, "220 b\r\n", 1 },
+	{ MAIL_PROTO_SMTP, "220-a\r\n", 0 },
+	{ MAIL_PROTO_SMTP, "220-a\r\n220", 0 },
+	{ MAIL_PROTO_SMTP, "220-a\r\n220 b", 0 },
+	{ MAIL_PROTO_SMTP, "220-a\r\n220 b\r\n", 1 },
+	{ MAIL_PROTO_SMTP, "220-a\r\n220-b\r\n220 c\r\n", 1 },
+	{ MAIL_PROTO_SMTP, "220-a\r\n220 b\r\nx", -1 },
+	{ MAIL_PROTO_SMTP, "220-a\r\n220 b\r\n250 x\r\n", -1 },
+	{ MAIL_PROTO_SMTP, "220 a\r\n220 b\r\n", -1 },
+};
+
+/* Append text one byte per chain: every line end straddles chains. */
+static void
+add_in_pieces(struct evbuffer *buf, const char *text)
+{
+	size_t	i;
+
+	for (i = 0; text[i] != '\0'; i++)
+		evbuffer_add_reference(buf, text + i, 1, NULL, NULL);
+}
+
+START_TEST(test_greeting_complete)
+{
+	const struct greeting_case	*c = &greeting_cases[_i];
+	struct evbuffer			*buf = evbuffer_new();
+	int				 got;
+
+	evbuffer_add(buf, c->text, strlen(c->text));
+	got = proto_greeting_complete(c->protocol, buf);
+	ck_assert_msg(got == c->want, "case %d (%s): got %d, want %d", _i,
+	    c->text, got, c->want);
+	/* It looks, never takes. */
+	ck_assert_uint_eq(evbuffer_get_length(buf), strlen(c->text));
+	evbuffer_free(buf);
+
+	buf = evbuffer_new();
+	add_in_pieces(buf, c->text);
+	ck_assert_int_eq(proto_greeting_complete(c->protocol, buf), c->want);
+	evbuffer_free(buf);
+}
+END_TEST
+
+START_TEST(test_greeting_complete_prefixes)
+{
+	static const char *const	smtp = "220-mail.test ESMTP\r\n"
+	    "220-second\r\n220 mail.test ready\r\n";
+	static const char *const	imap = "* OK [CAPABILITY IMAP4rev1] "
+	    "ready\r\n";
+	struct evbuffer			*buf;
+	size_t				 n;
+
+	/* Every proper prefix of a greeting is incomplete, never too much. */
+	for (n = 0; n < strlen(smtp); n++) {
+		buf = evbuffer_new();
+		evbuffer_add(buf, smtp, n);
+		ck_assert_msg(proto_greeting_complete(MAIL_PROTO_SMTP, buf) ==
+		    0, "SMTP prefix of %zu bytes", n);
+		evbuffer_free(buf);
+	}
+	for (n = 0; n < strlen(imap); n++) {
+		buf = evbuffer_new();
+		evbuffer_add(buf, imap, n);
+		ck_assert_msg(proto_greeting_complete(MAIL_PROTO_IMAP, buf) ==
+		    0, "IMAP prefix of %zu bytes", n);
+		ck_assert_msg(proto_greeting_complete(MAIL_PROTO_POP3, buf) ==
+		    0, "POP3 prefix of %zu bytes", n);
+		evbuffer_free(buf);
+	}
+}
+END_TEST
+
+/*
  * Filter transcripts: what client (C) and server (S) send, in order, and
  * what each side must receive in the end.
  */
@@ -1235,6 +1327,12 @@ proto_suite(void)
 	tcase_add_test(tc, test_dialogue_reason_sanitised);
 	tcase_add_test(tc, test_dialogue_ehlo_name_default);
 	tcase_add_test(tc, test_greetings);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("greeting_complete");
+	tcase_add_loop_test(tc, test_greeting_complete, 0,
+	    sizeof(greeting_cases) / sizeof(greeting_cases[0]));
+	tcase_add_test(tc, test_greeting_complete_prefixes);
 	suite_add_tcase(s, tc);
 	return s;
 }
