@@ -394,8 +394,10 @@ session_pump_down(struct session *s)
 	struct evbuffer_iovec	 vec;
 	int			 n;
 
-	n = TLS_WANT;
-	while (evbuffer_get_length(out) < SESSION_BUF_MAX) {
+	for (;;) {
+		n = TLS_WANT;
+		if (evbuffer_get_length(out) >= SESSION_BUF_MAX)
+			break;
 		/* Reserve no memory unless a record may be there to read. */
 		if (!s->server_eof && !tls_conn_pending(s->tls) &&
 		    evbuffer_get_length(bufferevent_get_input(s->server)) == 0)
