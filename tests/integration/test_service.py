@@ -2,8 +2,10 @@
 
 The service manager is played by the test: a unix datagram socket named by
 NOTIFY_SOCKET receives the sd_notify messages, `systemd-socket-activate`
-binds and passes listening sockets (LISTEN_FDS), and JOURNAL_STREAM names
-the pipe the daemon's stderr goes to.  No PID 1 systemd is needed.
+binds and passes listening sockets (LISTEN_FDS), JOURNAL_STREAM names
+the pipe the daemon's stderr goes to, and `setpriv` gives the daemon the
+user and the single capability the unit gives it.  No PID 1 systemd is
+needed; tests that need root or a missing tool are skipped with the reason.
 """
 
 import grp
@@ -324,9 +326,10 @@ def nobody():
     return pw.pw_uid, pw.pw_gid, pw.pw_name
 
 
-def free_low_port():
-    """A free loopback port below 1024, or Skip."""
-    for port in range(987, 600, -7):
+def free_low_port(first):
+    """A free loopback port below 1024, or Skip; tests that may run at the
+    same time start at different ports."""
+    for port in range(first, 600, -7):
         if port_is_free("127.0.0.1", port):
             return port
     raise Skip("no free port below 1024")
@@ -344,7 +347,7 @@ def test_user_drops_privileges(t):
     groups = sorted(g.gr_gid for g in grp.getgrall() if name in g.gr_mem)
     srv = t.server()
     svc = t.service(srv)
-    svc.port = free_low_port()
+    svc.port = free_low_port(987)
     svc.opts["listen"] = "127.0.0.1:%d" % svc.port
     ns = NotifySocket(t)
     os.chmod(ns.address, 0o700)
@@ -392,7 +395,7 @@ def test_unit_privileges(t):
     os.chmod(ca, 0o644)
     srv = t.server()
     svc = t.service(srv, ca_file=ca)
-    svc.port = free_low_port()
+    svc.port = free_low_port(986)
     svc.opts["listen"] = "127.0.0.1:%d" % svc.port
     wrapper = [setpriv, "--reuid=%d" % uid, "--regid=%d" % gid,
                "--clear-groups", "--no-new-privs",
