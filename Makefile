@@ -3,6 +3,10 @@
 #   make                 build build/mailtlsd
 #   make check           build and run every test (unit + integration)
 #   make check SANITIZE=1  the same, built with ASan+UBSan into build/san/
+#   make mbedtls3        fetch Debian 13's mbedTLS 3.6 source, build it into
+#                        build/mbedtls3/ (nothing is installed system-wide)
+#   make MBEDTLS_PREFIX=build/mbedtls3 check   build and test against it
+#                        (into build/mbedtls3-build/, [san/ with SANITIZE=1])
 #   make install PREFIX=/usr/local DESTDIR=... SYSCONFDIR=/etc [UNITDIR=...]
 #   make uninstall       the same variables; the configuration stays
 
@@ -17,18 +21,34 @@ CC		?= cc
 PKG_CONFIG	?= pkg-config
 PYTHON		?= python3
 
+# Another mbedTLS than the system's builds into its own tree, so switching
+# between the two never mixes objects.
+MBEDTLS_PREFIX	?=
+MBEDTLS3	:= build/mbedtls3
+ifneq ($(MBEDTLS_PREFIX),)
+BUILD_BASE	:= build/$(notdir $(abspath $(MBEDTLS_PREFIX)))-build
+else
+BUILD_BASE	:= build
+endif
+
 ifeq ($(SANITIZE),1)
-BUILD		?= build/san
+BUILD		?= $(BUILD_BASE)/san
 SAN_FLAGS	:= -fsanitize=address,undefined -fno-sanitize-recover=all \
 		   -fno-omit-frame-pointer
 else
-BUILD		?= build
+BUILD		?= $(BUILD_BASE)
 SAN_FLAGS	:=
 endif
 
 # Debian 12 ships no pkg-config file for mbedTLS; link its three libraries.
-MBEDTLS_PREFIX	?=
 ifneq ($(MBEDTLS_PREFIX),)
+# Without its headers the system's would be used, silently.
+ifeq ($(wildcard $(MBEDTLS_PREFIX)/include/mbedtls/version.h),)
+ifneq ($(filter-out mbedtls3 clean distclean,$(or $(MAKECMDGOALS),all)),)
+$(error MBEDTLS_PREFIX=$(MBEDTLS_PREFIX) holds no mbedTLS headers; for \
+	$(MBEDTLS3) run "make mbedtls3" first)
+endif
+endif
 MBEDTLS_CFLAGS	:= -I$(MBEDTLS_PREFIX)/include
 MBEDTLS_LIBS	:= -L$(MBEDTLS_PREFIX)/lib -Wl,-rpath,$(abspath $(MBEDTLS_PREFIX))/lib \
 		   -lmbedtls -lmbedx509 -lmbedcrypto
@@ -58,7 +78,8 @@ LIB_OBJS	:= $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJS))
 UNIT_SRCS	:= $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJS	:= $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all check unit-check integration-check clean install uninstall
+.PHONY: all check unit-check integration-check clean distclean install \
+	uninstall mbedtls3
 
 all: $(BUILD)/mailtlsd
 
@@ -84,6 +105,16 @@ unit-check: $(BUILD)/check_mailtlsd
 
 integration-check: $(BUILD)/mailtlsd
 	MAILTLSD=$(abspath $(BUILD)/mailtlsd) $(PYTHON) tests/integration/run.py
+
+# Debian 13's mbedTLS 3.6 from its source package: see scripts/mbedtls3.
+mbedtls3:
+	$(PYTHON) scripts/mbedtls3 $(MBEDTLS3)
+
+# Interoperability suite (tests/interop): real Dovecot, Postfix and mail
+# clients through mailtlsd. Needs root and tests/interop/setup.sh once.
+.PHONY: interop
+interop: $(BUILD)/mailtlsd
+	MAILTLSD=$(abspath $(BUILD)/mailtlsd) $(PYTHON) tests/interop/run.py
 
 # The installed configuration is never overwritten (nor removed by
 # uninstall); the unit gets the installed paths.
@@ -120,7 +151,90 @@ uninstall:
 		echo "kept $(CONF_DEST): remove it by hand if you wish"; \
 	fi
 
+# clean keeps the mbedTLS built by "make mbedtls3"; distclean removes it too.
 clean:
+	rm -rf $(filter-out $(MBEDTLS3),$(wildcard build/*))
+
+distclean:
 	rm -rf build
 
+# make bench: performance side by side with stunnel4, a table on stdout and
+# in $(BUILD)/bench/results.md (see bench/run.py; BENCH_QUICK=1 is short).
+.PHONY: bench
+bench: $(BUILD)/mailtlsd $(BUILD)/bench/aead_speed $(BUILD)/bench/ssl_mem
+	MAILTLSD=$(abspath $(BUILD)/mailtlsd) BENCH_OUT=$(abspath $(BUILD)/bench) \
+	$(PYTHON) bench/run.py
+
+$(BUILD)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(MBEDTLS_LIBS) $(EVENT_LIBS)
+
 -include $(DAEMON_OBJS:.o=.d) $(UNIT_OBJS:.o=.d)
+
+# ---- Fuzzing and the soak test (issue 7) ------------------------------
+#   make fuzz [FUZZ_SECONDS=60]   build each libFuzzer target with clang,
+#                                 ASan and UBSan into build/fuzz/ and run
+#                                 it for FUZZ_SECONDS; fails on any crash
+#   make soak [SOAK_SECONDS=300] [SOAK_SESSIONS=2000]
+#                                 sessions with churn through build/mailtlsd
+#                                 to a local TLS server; fd and RSS checks
+# make check replays the fuzz corpus through the same driver (check_fuzz.c).
+
+FUZZ_CC		?= clang
+FUZZ_SECONDS	?= 60
+FUZZ_DIR	:= build/fuzz
+FUZZ_TARGETS	:= config imap pop3 smtp
+FUZZ_SAN	:= -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZ_CFLAGS	:= -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+		   $(filter-out -Werror,$(WARN)) -Idaemon -Itests/fuzz \
+		   $(MBEDTLS_CFLAGS) $(EVENT_CFLAGS) -MMD -MP
+FUZZ_OBJS	:= $(patsubst %.c,$(FUZZ_DIR)/%.o,daemon/config.c daemon/log.c \
+		   daemon/proto.c daemon/proto_imap.c daemon/proto_pop3.c \
+		   daemon/proto_smtp.c tests/fuzz/driver.c)
+FUZZ_BINS	:= $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
+SOAK_SECONDS	?= 300
+SOAK_SESSIONS	?= 2000
+
+.PHONY: fuzz fuzz-build soak
+
+fuzz: $(FUZZ_BINS)
+	tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-build: $(FUZZ_BINS)
+
+$(FUZZ_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) \
+		-fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Werror $(FUZZ_SAN) \
+		-fsanitize=fuzzer,address,undefined -o $@ \
+		$(filter %.c %.o,$^) $(MBEDTLS_LIBS) $(EVENT_LIBS)
+
+.SECONDARY: $(FUZZ_OBJS)
+
+$(BUILD)/check_mailtlsd: $(BUILD)/tests/fuzz/driver.o
+
+$(BUILD)/tests/fuzz/driver.o: tests/fuzz/driver.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Idaemon -c -o $@ $<
+
+soak: $(BUILD)/mailtlsd
+	$(PYTHON) tests/soak/soak.py --daemon $(abspath $(BUILD)/mailtlsd) \
+		--seconds $(SOAK_SECONDS) --sessions $(SOAK_SESSIONS)
+
+-include $(BUILD)/tests/fuzz/driver.d $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d)
+
+# ---- fault injection (tests/integration/test_faults.py) ----
+# A preloadable shim that makes the daemon's allocations fail on request
+# (tests/faults/failalloc.c).  Never sanitized: the tests skip it when the
+# daemon is an ASan build, whose malloc ASan replaces.
+FAILALLOC_SO	:= build/tests/failalloc.so
+
+$(FAILALLOC_SO): tests/faults/failalloc.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
+
+integration-check: $(FAILALLOC_SO)
+# ---- end of fault injection ----

@@ -92,6 +92,8 @@ def download(c, nbytes, tag=b"a1"):
             left -= n
         if left < 0:
             c.buf += chunk[n + left:n]
+    if c.readline() != b"\r\n":             # the end of the literal's line
+        raise BenchError("no line end after the XDATA literal")
     c.expect(tag + b" OK")
     return time.perf_counter() - t0
 

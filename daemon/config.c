@@ -107,7 +107,8 @@ struct parser {
 	int			 n_services;
 	int			 cap_services;
 	int			 saw_service;	/* any non-global header */
-	int			 global_pair_reported;
+	int			 global_pair_reported;	/* client_cert/key */
+	int			 global_local_reported;	/* local_cert/key */
 	struct section		*cur;		/* NULL before any header */
 };
 
@@ -207,22 +208,14 @@ static const char *
 not_supported_yet(enum key_id id, const struct service_config *svc)
 {
 	switch (id) {
-	case KEY_LOCAL_TLS:
-		if (svc->local_tls != LOCAL_TLS_NONE)
-			return "local_tls other than none is not supported yet";
-		break;
-	case KEY_LOCAL_CERT:
-		return "local_cert is not supported yet";
-	case KEY_LOCAL_KEY:
-		return "local_key is not supported yet";
-	case KEY_STATE_DIR:
-		return "state_dir is not supported yet";
 	case KEY_MIN_TLS:
 #if !defined(MBEDTLS_SSL_PROTO_TLS1_3)
 		/* A limit of the build rather than a feature to come. */
 		if (svc->min_tls == TLS_VERSION_1_3)
 			return "min_tls = 1.3 needs mbedTLS 3 with TLS 1.3; "
 			    "this build has mbedTLS " MBEDTLS_VERSION_STRING;
+#else
+		(void)svc;
 #endif
 		break;
 	default:
@@ -1447,31 +1440,45 @@ key_line(const struct parser *p, const struct section *sec, enum key_id id)
 	return sec->keyline[id] != 0 ? sec->keyline[id] : p->global.keyline[id];
 }
 
-/* client_cert and client_key go together; a [global] half is reported once. */
+/*
+ * A certificate and its key go together (client_cert/client_key,
+ * local_cert/local_key); a [global] half is reported once.
+ */
 static void
-check_client_pair(struct parser *p, const struct section *sec)
+check_pair(struct parser *p, const struct section *sec, enum key_id cert_id,
+    const char *cert_val, enum key_id key_id, const char *key_val,
+    int *global_reported)
 {
-	const struct service_config	*svc = &sec->svc;
-	int				 cert = svc->client_cert[0] != '\0';
-	int				 key = svc->client_key[0] != '\0';
-	enum key_id			 set;
-	int				 line;
+	int		 cert = cert_val[0] != '\0';
+	int		 key = key_val[0] != '\0';
+	const char	*cert_name, *key_name;
+	enum key_id	 set;
 
 	if (cert == key)
 		return;
-	set = cert ? KEY_CLIENT_CERT : KEY_CLIENT_KEY;
+	cert_name = cert_id == KEY_CLIENT_CERT ? "client_cert" : "local_cert";
+	key_name = key_id == KEY_CLIENT_KEY ? "client_key" : "local_key";
+	set = cert ? cert_id : key_id;
 	if (sec->keyline[set] == 0) {
-		if (p->global_pair_reported)
+		if (*global_reported)
 			return;
-		p->global_pair_reported = 1;
+		*global_reported = 1;
 	}
-	line = key_line(p, sec, set);
-	if (cert)
-		parser_error(p, line, "client_cert is set but client_key is "
-		    "not (set both or neither)");
-	else
-		parser_error(p, line, "client_key is set but client_cert is "
-		    "not (set both or neither)");
+	parser_error(p, key_line(p, sec, set), "%s is set but %s is not (set "
+	    "both or neither)", cert ? cert_name : key_name,
+	    cert ? key_name : cert_name);
+}
+
+/* client_cert/client_key and local_cert/local_key go in pairs. */
+static void
+check_pairs(struct parser *p, const struct section *sec)
+{
+	const struct service_config	*svc = &sec->svc;
+
+	check_pair(p, sec, KEY_CLIENT_CERT, svc->client_cert, KEY_CLIENT_KEY,
+	    svc->client_key, &p->global_pair_reported);
+	check_pair(p, sec, KEY_LOCAL_CERT, svc->local_cert, KEY_LOCAL_KEY,
+	    svc->local_key, &p->global_local_reported);
 }
 
 /* Derive protocol, TLS mode and server_name from remote; check them. */
@@ -1560,7 +1567,7 @@ resolve_all(struct parser *p)
 
 	for (i = 0; i < p->n_services; i++) {
 		inherit_globals(p, p->services[i]);
-		check_client_pair(p, p->services[i]);
+		check_pairs(p, p->services[i]);
 		resolve_remote(p, p->services[i]);
 		check_listen(p, p->services[i]);
 		for (j = 0; j < p->services[i]->svc.n_listen; j++)

@@ -20,7 +20,7 @@
 #define CONFIG_DEFAULT_HANDSHAKE_TIMEOUT 30	/* seconds */
 #define CONFIG_DEFAULT_IDLE_TIMEOUT	1860	/* 31 min: IMAP IDLE is 29 */
 #define CONFIG_DEFAULT_SHUTDOWN_TIMEOUT	30	/* seconds */
-#define CONFIG_DEFAULT_POOL_MAX_AGE	300	/* seconds */
+#define CONFIG_DEFAULT_POOL_MAX_AGE	120	/* under Dovecot's 180 s */
 #define CONFIG_DEFAULT_EHLO_NAME	"localhost"
 
 #define CONFIG_MAX_LISTEN	16	/* listen lines per service */

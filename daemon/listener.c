@@ -50,6 +50,9 @@ listener_refuse(struct listener *l, int fd)
 	n = proto_format_unavailable(line, sizeof(line),
 	    l->svc->cfg.protocol, "too many connections to mailtlsd, try "
 	    "again later");
+	/* A client that speaks TLS from its first byte gets no plaintext. */
+	if (l->svc->cfg.local_tls == LOCAL_TLS_IMPLICIT)
+		n = 0;
 	/* A new socket's send buffer is empty: this never blocks. */
 	if (n > 0 && send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		log_debug("[%s] cannot send the refusal: %s", l->svc->cfg.name,

@@ -123,16 +123,20 @@ load_config(const char *path)
 static int
 check_services(const struct config *cfg)
 {
-	struct service	*svc;
-	char		 err[512];
-	int		 i, failed = 0;
+	struct service_config	 sc;
+	struct service		*svc;
+	char			 err[512];
+	int			 i, failed = 0;
 
 	for (i = 0; i < cfg->n_services; i++) {
-		const struct service_config	*sc = &cfg->services[i];
-
-		if ((svc = service_new(sc, err, sizeof(err))) == NULL) {
-			fprintf(stderr, "%s:%d: [%s] %s\n", cfg->path, sc->line,
-			    sc->name, err);
+		sc = cfg->services[i];
+		/* The generated local certificate is made (or checked) at
+		 * start, in state_dir: -t writes nothing. */
+		if (sc.local_tls != LOCAL_TLS_NONE && sc.local_cert[0] == '\0')
+			sc.local_tls = LOCAL_TLS_NONE;
+		if ((svc = service_new(&sc, err, sizeof(err))) == NULL) {
+			fprintf(stderr, "%s:%d: [%s] %s\n", cfg->path, sc.line,
+			    sc.name, err);
 			failed = 1;
 		}
 		service_unref(svc);
@@ -291,10 +295,13 @@ run_daemon(struct config *cfg, const struct options *opts)
 {
 	struct runtime	*rt;
 	char		 pid_file[CONFIG_PATH_MAX] = "";
+	char		 outdated[300];
 	int		 status = 1, ready_fd = -1;
 
 	log_info("version %s starting with mbedTLS %s", MAILTLSD_VERSION,
 	    tls_library_version());
+	if (tls_library_outdated(0, outdated, sizeof(outdated)))
+		log_warnx("%s", outdated);
 	activation_init();
 	notify_init();
 	rt = runtime_new(cfg, opts->verbose);

@@ -253,6 +253,87 @@ proto_filter_expect_greeting(struct proto_filter *f)
 	f->ops->filter_expect_greeting(f);
 }
 
+/* The server's greeting is dropped: the client was greeted before TLS. */
+void
+proto_filter_drop_greeting(struct proto_filter *f)
+{
+	f->drop_greeting = 1;
+}
+
+static int	proto_smtp_final_line(struct evbuffer *, size_t);
+
+/*
+ * Find the end of the greeting at the start of buf: 1 with its length, 0
+ * while it is incomplete, -1 when a line is longer than PROTO_LINE_MAX or
+ * an SMTP greeting has more than PROTO_DIALOGUE_LINES lines.
+ */
+static int
+proto_greeting_end(int smtp, struct evbuffer *buf, size_t *len)
+{
+	struct evbuffer_ptr	eol;
+	size_t			eol_len, start = 0;
+	int			lines = 0;
+
+	for (;;) {
+		if (evbuffer_ptr_set(buf, &eol, start, EVBUFFER_PTR_SET) != 0)
+			return 0;
+		eol = evbuffer_search_eol(buf, &eol, &eol_len,
+		    EVBUFFER_EOL_CRLF);
+		if (eol.pos < 0)
+			return evbuffer_get_length(buf) - start >
+			    PROTO_LINE_MAX + 1 ? -1 : 0;
+		if ((size_t)eol.pos - start > PROTO_LINE_MAX ||
+		    ++lines > PROTO_DIALOGUE_LINES)
+			return -1;
+		if (!smtp || proto_smtp_final_line(buf, start))
+			break;
+		start = (size_t)eol.pos + eol_len;
+	}
+	*len = (size_t)eol.pos + eol_len;
+	return 1;
+}
+
+/* Whether the complete greeting at the start of buf is a positive one. */
+static int
+proto_greeting_positive(const struct proto_filter *f, struct evbuffer *buf,
+    size_t len)
+{
+	const char	*p;
+	size_t		 n = len < 8 ? len : 8;
+
+	if ((p = (const char *)evbuffer_pullup(buf, (ev_ssize_t)n)) == NULL)
+		return 0;
+	while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == '\n'))
+		n--;
+	if (f->ops == &proto_imap_ops)
+		return n >= 4 && memcmp(p, "* ", 2) == 0 &&
+		    proto_skip_word(p + 2, n - 2, "OK") != 0;
+	if (f->ops == &proto_pop3_ops)
+		return proto_skip_word(p, n, "+OK") != 0;
+	return n >= 3 && memcmp(p, "220", 3) == 0 && (n == 3 ||
+	    p[3] == ' ' || p[3] == '-');
+}
+
+/* Drop a positive greeting: 1 when it is gone or kept, 0 to wait, -1. */
+static int
+proto_filter_skip_greeting(struct proto_filter *f, struct evbuffer *in)
+{
+	size_t	len;
+	int	r;
+
+	r = proto_greeting_end(f->ops == &proto_smtp_ops, in, &len);
+	if (r < 0)
+		return proto_filter_fail(f, "server greeting longer than "
+		    PROTO_LINE_MAX_TEXT " bytes a line");
+	if (r == 0)
+		return 0;
+	f->drop_greeting = 0;
+	if (proto_greeting_positive(f, in, len) &&
+	    evbuffer_drain(in, len) != 0)
+		return proto_filter_fail(f, "out of memory");
+	return 1;
+}
+
 /* A filter that failed once stays failed, with a reason. */
 static int
 proto_filter_result(struct proto_filter *f, int r)
@@ -271,6 +352,8 @@ proto_filter_server(struct proto_filter *f, struct evbuffer *from_server,
 		return -1;
 	if (f->done)
 		return 0;
+	if (f->drop_greeting && proto_filter_skip_greeting(f, from_server) <= 0)
+		return f->reason[0] != '\0' ? -1 : 0;
 	return proto_filter_result(f, f->ops->filter_server(f, from_server,
 	    to_client));
 }

@@ -97,6 +97,14 @@ void		 proto_filter_free(struct proto_filter *);
 void		 proto_filter_expect_greeting(struct proto_filter *);
 
 /*
+ * The server's own greeting comes first but the client was greeted already
+ * (local_tls = starttls): a positive greeting (IMAP "* OK", POP3 "+OK",
+ * SMTP 220) is dropped, any other (BYE, PREAUTH, -ERR, 554) goes to the
+ * filter as a server response.  Instead of proto_filter_expect_greeting().
+ */
+void		 proto_filter_drop_greeting(struct proto_filter *);
+
+/*
  * Move server bytes (decrypted) from from_server to to_client, rewriting
  * capability lists.  Only complete lines (or literal/payload bytes) are
  * consumed; a partial line stays in from_server.  0, or -1 when the server

@@ -46,6 +46,7 @@ struct proto_filter {
 	const struct proto_ops	*ops;
 	void			*impl;
 	int			 done;
+	int			 drop_greeting;	/* local STARTTLS greeted */
 	char			 reason[PROTO_REASON_MAX];
 };
 

@@ -10,6 +10,9 @@
  * and READY=1 around a reload, failed or not, and STOPPING=1 at shutdown.
  */
 #include <signal.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,7 @@
 
 #include "config.h"
 #include "listener.h"
+#include "localcert.h"
 #include "log.h"
 #include "pool.h"
 #include "notify.h"
@@ -49,6 +53,39 @@ runtime_set_free(struct runtime_set *set)
 	memset(set, 0, sizeof(*set));
 }
 
+/* Warn when passwords would cross a network in the clear. */
+static void
+runtime_warn_remote(const struct service_config *sc)
+{
+	int	i;
+
+	if (!sc->allow_remote_clients || sc->local_tls != LOCAL_TLS_NONE)
+		return;
+	for (i = 0; i < sc->n_listen; i++)
+		if (!sc->listen[i].is_loopback) {
+			log_warnx("[%s] allow_remote_clients = yes with "
+			    "local_tls = none: passwords cross the network "
+			    "to %s in the clear; set local_tls = starttls or "
+			    "implicit", sc->name, sc->listen[i].text);
+			return;
+		}
+}
+
+/*
+ * Give the services with local_tls and no local_cert the generated
+ * certificate (made or renewed in state_dir); -1 after logging why.
+ */
+static int
+runtime_prepare_local_cert(struct config *cfg)
+{
+	char	err[512];
+
+	if (localcert_prepare(cfg, err, sizeof(err)) == 0)
+		return 0;
+	log_errorx("%s: local_tls: %s", cfg->path, err);
+	return -1;
+}
+
 /* Build every service of cfg; -1 after logging why. */
 static int
 runtime_build_services(const struct config *cfg, struct runtime_set *set)
@@ -75,6 +112,7 @@ runtime_build_services(const struct config *cfg, struct runtime_set *set)
 			log_warnx("[%s] verify = no: the certificate of %s is "
 			    "NOT checked; anyone on the path can read the "
 			    "passwords", sc->name, sc->remote_host);
+		runtime_warn_remote(sc);
 	}
 	return 0;
 }
@@ -299,7 +337,8 @@ runtime_new(struct config *cfg, int verbose)
 		log_errorx("cannot set up the event loop");
 		goto err;
 	}
-	if (runtime_build_services(cfg, &set) != 0 ||
+	if (runtime_prepare_local_cert(cfg) != 0 ||
+	    runtime_build_services(cfg, &set) != 0 ||
 	    runtime_build_listeners(rt, cfg, &set, &reused) != 0)
 		goto err;
 	rt->config = NULL;
@@ -327,7 +366,8 @@ runtime_reload_config(struct runtime *rt)
 		log_errorx("reload failed: keeping the running configuration");
 		return -1;
 	}
-	if (runtime_build_services(cfg, &set) != 0 ||
+	if (runtime_prepare_local_cert(cfg) != 0 ||
+	    runtime_build_services(cfg, &set) != 0 ||
 	    runtime_build_listeners(rt, cfg, &set, &reused) != 0) {
 		runtime_return_listeners(rt, &set);
 		runtime_set_free(&set);
@@ -421,6 +461,11 @@ runtime_session_ended(struct runtime *rt)
 			event_base_loopbreak(rt->base);
 		return;
 	}
+#if defined(__GLIBC__)
+	/* Idle: give the memory of the last sessions back to the system. */
+	if (rt->n_sessions == 0)
+		malloc_trim(0);
+#endif
 	for (i = 0; i < rt->n_services; i++)
 		pool_kick(rt->services[i]->pool);
 }

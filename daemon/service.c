@@ -26,6 +26,12 @@ service_new(const struct service_config *sc, char *err, size_t errlen)
 		free(svc);
 		return NULL;
 	}
+	if (sc->local_tls != LOCAL_TLS_NONE &&
+	    (svc->local_tls_ctx = tls_ctx_new_local(sc, err, errlen)) ==
+	    NULL) {
+		service_unref(svc);
+		return NULL;
+	}
 	return svc;
 }
 
@@ -44,5 +50,6 @@ service_unref(struct service *svc)
 	if (svc == NULL || --svc->refs > 0)
 		return;
 	tls_ctx_free(svc->tls);
+	tls_ctx_free(svc->local_tls_ctx);
 	free(svc);
 }

@@ -1,7 +1,8 @@
 /*
  * session.c - one mail client's session through mailtlsd.
  *
- *   CONNECTING -> [DIALOGUE] -> HANDSHAKING -> [PARKED] -> RELAYING -> CLOSING
+ *   CONNECTING -> [DIALOGUE] -> HANDSHAKING -> [PARKED] -> [WAITING]
+ *              -> RELAYING -> CLOSING
  *
  * PARKED is a pooled connection without a client yet (pool.c): it holds the
  * server's greeting (implicit TLS) and is discarded when the server sends
@@ -14,8 +15,20 @@
  * flow both ways; each direction stops taking input while the buffer on its
  * far side is full, so a slow reader holds at most SESSION_BUF_MAX per
  * buffer.  After STARTTLS, a protocol filter sits in both directions until
- * the client has logged in, then the relay becomes a plain copy.  Every session ends in session_close() and is freed once, in
- * session_free().
+ * the client has logged in, then the relay becomes a plain copy.
+ *
+ * With local_tls the client's side has a small machine of its own, run
+ * while the server is being reached:
+ *
+ *   [OPENING] -> HANDSHAKING -> SECURE		(PLAIN without local_tls)
+ *
+ * OPENING is mailtlsd's own plaintext greeting and STARTTLS toward the
+ * client (local_tls = starttls, proto_local.c).  The client's TLS runs
+ * through clienttls.c, which gives the session plaintext buffers, so the
+ * relay below reads session_client_in() and writes session_client_out()
+ * whatever the client speaks.  WAITING is a server that is ready for a
+ * client that is not; RELAYING starts only when both are.  Every session
+ * ends in session_close() and is freed once, in session_free().
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -32,9 +45,11 @@
 #include <event2/util.h>
 
 #include "addr.h"
+#include "clienttls.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
+#include "proto_local.h"
 #include "runtime.h"
 #include "service.h"
 #include "session.h"
@@ -44,19 +59,33 @@
 #define SESSION_BUF_MAX		(64 * 1024)	/* per buffer, per direction */
 #define SESSION_CHUNK		(16 * 1024)	/* one TLS record */
 #define SESSION_LINGER_MS	5000		/* flush and close at the end */
+#define SESSION_POOL_HEALTHY_MS	10000		/* a pool member proved fine */
 
 enum session_state {
 	SESSION_CONNECTING,
 	SESSION_DIALOGUE,
 	SESSION_HANDSHAKING,
 	SESSION_PARKED,
+	SESSION_WAITING,	/* server ready, the client's TLS is not */
 	SESSION_RELAYING,
 	SESSION_CLOSING
 };
 
 static const char *const session_state_names[] = {
-	"CONNECTING", "DIALOGUE", "HANDSHAKING", "PARKED", "RELAYING",
-	"CLOSING"
+	"CONNECTING", "DIALOGUE", "HANDSHAKING", "PARKED", "WAITING",
+	"RELAYING", "CLOSING"
+};
+
+/* The client's side (local_tls). */
+enum client_state {
+	CLIENT_PLAIN,		/* no local_tls: ready from the start */
+	CLIENT_OPENING,		/* mailtlsd's plaintext opening */
+	CLIENT_HANDSHAKING,	/* TLS handshake with the client */
+	CLIENT_SECURE		/* TLS with the client is up */
+};
+
+static const char *const client_state_names[] = {
+	"PLAIN", "OPENING", "HANDSHAKING", "SECURE"
 };
 
 struct session {
@@ -66,9 +95,12 @@ struct session {
 	unsigned long long	 id;
 	enum session_state	 state;
 
-	struct bufferevent	*client;	/* plaintext, from the mail client */
+	struct bufferevent	*client;	/* the mail client's socket */
 	struct bufferevent	*server;	/* TLS records, to the mail server */
 	struct tls_conn		*tls;
+	enum client_state	 cstate;
+	struct clienttls	*ctls;		/* TLS toward the client */
+	struct proto_local	*local;		/* local STARTTLS opening */
 	struct upstream		*connecting;
 	struct event		*timer;
 	struct proto_dialogue	*dialogue;	/* STARTTLS, before TLS */
@@ -85,10 +117,13 @@ struct session {
 	uint64_t		 drain_ms;	/* shutdown deadline, 0 = none */
 
 	unsigned		 client_eof : 1;	/* client sent FIN */
+	unsigned		 client_done : 1;	/* ... or close_notify */
+	unsigned		 client_failed : 1;	/* ended by the client */
 	unsigned		 client_shut : 1;	/* we sent FIN to client */
 	unsigned		 server_done : 1;	/* server finished */
 	unsigned		 server_shut : 1;	/* we sent FIN to server */
 	unsigned		 server_broken : 1;	/* socket error */
+	unsigned		 tls_refused : 1;	/* TLS 1.3: refused on read */
 	unsigned		 server_eof : 1;	/* server socket ended */
 	unsigned		 pool_ready : 1;	/* parked, greeted */
 	unsigned		 pool_aged : 1;		/* reached pool_max_age */
@@ -101,6 +136,8 @@ struct session {
 };
 
 static int	session_close(struct session *, enum log_level, const char *);
+static int	session_client_close(struct session *, enum log_level,
+		    const char *);
 static int	session_pump_up(struct session *);
 static int	session_relay(struct session *);
 static int	session_park(struct session *);
@@ -157,6 +194,23 @@ session_set_state(struct session *s, enum session_state state)
 	session_arm_timer(s);
 }
 
+/* Move the client's side on and re-arm the timer. */
+static void
+session_set_client_state(struct session *s, enum client_state cstate)
+{
+	session_log(s, LOG_LEVEL_DEBUG, "client: %s -> %s",
+	    client_state_names[s->cstate], client_state_names[cstate]);
+	s->cstate = cstate;
+	session_arm_timer(s);
+}
+
+/* Whether the client may take part in the relay (its TLS, if any, is up). */
+static int
+session_client_ready(const struct session *s)
+{
+	return s->cstate == CLIENT_PLAIN || s->cstate == CLIENT_SECURE;
+}
+
 /* Free everything, once. */
 static void
 session_free(struct session *s)
@@ -171,6 +225,8 @@ session_free(struct session *s)
 	    s->reason, s->bytes_up, s->bytes_down, seconds);
 	upstream_cancel(s->connecting);
 	tls_conn_free(s->tls);
+	clienttls_free(s->ctls);
+	proto_local_free(s->local);
 	proto_dialogue_free(s->dialogue);
 	proto_filter_free(s->filter);
 	if (s->down_plain != NULL)
@@ -194,12 +250,25 @@ session_free(struct session *s)
 	runtime_session_ended(rt);
 }
 
+/*
+ * When the client's opening and TLS handshake must be over (local_tls):
+ * handshake_timeout after it came; UINT64_MAX when nothing is due.
+ */
+static uint64_t
+session_client_deadline(const struct session *s)
+{
+	if (s->client == NULL || session_client_ready(s) ||
+	    s->state == SESSION_CLOSING)
+		return UINT64_MAX;
+	return s->started_ms + (uint64_t)s->svc->cfg.handshake_timeout * 1000;
+}
+
 /* The earliest moment the timer must look at this session. */
 static uint64_t
 session_deadline(const struct session *s)
 {
 	const struct service_config	*sc = &s->svc->cfg;
-	uint64_t			 deadline = UINT64_MAX;
+	uint64_t			 deadline = session_client_deadline(s);
 	uint64_t			 idle;
 
 	switch (s->state) {
@@ -209,15 +278,21 @@ session_deadline(const struct session *s)
 	case SESSION_DIALOGUE:
 	case SESSION_HANDSHAKING:
 		/* Everything from TCP connect until the client is greeted. */
-		deadline = s->connected_ms +
-		    (uint64_t)sc->handshake_timeout * 1000;
+		if (s->connected_ms + (uint64_t)sc->handshake_timeout * 1000 <
+		    deadline)
+			deadline = s->connected_ms +
+			    (uint64_t)sc->handshake_timeout * 1000;
 		break;
 	case SESSION_PARKED:
 		deadline = s->started_ms + (uint64_t)sc->pool_max_age * 1000;
 		break;
+	case SESSION_WAITING:
+		/* The client's deadline, above. */
+		break;
 	case SESSION_RELAYING:
 		/* Once the client has finished, the server gets less time. */
-		idle = s->client_eof ? sc->handshake_timeout : sc->idle_timeout;
+		idle = s->client_done ? sc->handshake_timeout :
+		    sc->idle_timeout;
 		deadline = s->active_ms + idle * 1000;
 		break;
 	case SESSION_CLOSING:
@@ -247,6 +322,55 @@ session_arm_timer(struct session *s)
 	evtimer_add(s->timer, &tv);
 }
 
+/* The client's bytes for the relay: decrypted ones with local TLS. */
+static struct evbuffer *
+session_client_in(struct session *s)
+{
+	return s->ctls != NULL ? clienttls_input(s->ctls) :
+	    bufferevent_get_input(s->client);
+}
+
+/* Where bytes for the client go: its socket, its TLS, or the parked buffer. */
+static struct evbuffer *
+session_client_out(struct session *s)
+{
+	if (s->client == NULL)
+		return s->parked;
+	return s->ctls != NULL ? clienttls_output(s->ctls) :
+	    bufferevent_get_output(s->client);
+}
+
+/* Bytes on their way to the client, encrypted or not yet. */
+static size_t
+session_client_pending(struct session *s)
+{
+	size_t	n = evbuffer_get_length(bufferevent_get_output(s->client));
+
+	if (s->ctls != NULL)
+		n += evbuffer_get_length(clienttls_output(s->ctls));
+	return n;
+}
+
+/* Whether the client will send no more and all it sent was taken. */
+static int
+session_client_drained(struct session *s)
+{
+	return s->client_done &&
+	    evbuffer_get_length(session_client_in(s)) == 0;
+}
+
+/* Encrypt what waits for the client while its socket has room. */
+static int
+session_client_flush(struct session *s)
+{
+	if (s->ctls == NULL || s->cstate != CLIENT_SECURE)
+		return 0;
+	if (clienttls_encrypt(s->ctls, SESSION_BUF_MAX) != 0)
+		return session_close(s, LOG_LEVEL_WARN,
+		    clienttls_error(s->ctls));
+	return 0;
+}
+
 /* Free the session if nothing is left to flush; -1 when freed. */
 static int
 session_try_finish(struct session *s)
@@ -259,8 +383,7 @@ session_try_finish(struct session *s)
 		bufferevent_free(s->server);
 		s->server = NULL;
 	}
-	if (s->client != NULL &&
-	    evbuffer_get_length(bufferevent_get_output(s->client)) > 0)
+	if (s->client != NULL && session_client_pending(s) > 0)
 		return 0;
 	if (s->server != NULL)
 		return 0;
@@ -284,18 +407,36 @@ session_try_finish(struct session *s)
 static int
 session_close(struct session *s, enum log_level level, const char *reason)
 {
+	int	early;		/* nothing came from the server yet */
+
 	if (s->state == SESSION_CLOSING) {
 		session_try_finish(s);
 		return -1;
 	}
 	snprintf(s->reason, sizeof(s->reason), "%s", reason);
-	if (s->client == NULL && s->state < SESSION_RELAYING)
+	if (s->pool != NULL) {
+		/*
+		 * A member that waited a while before the server dropped it met
+		 * the server's idle timeout, not a failure: no back-off.
+		 */
+		if (s->pool_ready && session_now_ms() - s->state_ms >=
+		    SESSION_POOL_HEALTHY_MS)
+			s->pool_aged = 1;
+		/* Out of the pool at once: a closing member is never handed out. */
+		pool_member_gone(s->pool, s, !s->pool_aged);
+		s->pool = NULL;
+	}
+	early = s->state < SESSION_RELAYING || s->tls_refused;
+	if (s->client_failed)
+		session_log(s, level, "client %s: %s", s->client_addr, reason);
+	else if (s->client == NULL && early)
 		session_log(s, level, "pool: %s", reason);
-	else if (s->state < SESSION_RELAYING) {
+	else if (early) {
 		session_log(s, level, "cannot reach %s:%u securely: %s",
 		    s->svc->cfg.remote_host, s->svc->cfg.remote_port, reason);
-		if (s->client != NULL)
-			proto_write_unavailable(bufferevent_get_output(s->client),
+		/* Never a plaintext line into the client's TLS handshake. */
+		if (s->client != NULL && s->cstate != CLIENT_HANDSHAKING)
+			proto_write_unavailable(session_client_out(s),
 			    s->svc->cfg.protocol, "mailtlsd cannot reach the mail "
 			    "server securely; see the mailtlsd log");
 	} else
@@ -315,13 +456,27 @@ session_close(struct session *s, enum log_level level, const char *reason)
 	}
 	if (s->client != NULL) {
 		/* Discard what the client still sends until it closes. */
+		evbuffer_drain(session_client_in(s),
+		    evbuffer_get_length(session_client_in(s)));
 		evbuffer_drain(bufferevent_get_input(s->client),
 		    evbuffer_get_length(bufferevent_get_input(s->client)));
+		if (s->ctls != NULL && s->cstate == CLIENT_SECURE)
+			clienttls_close_notify(s->ctls);
 		bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
 	}
 	session_set_state(s, SESSION_CLOSING);
 	session_try_finish(s);
 	return -1;
+}
+
+/* End the session for the client's doing (before relaying: no line). */
+static int
+session_client_close(struct session *s, enum log_level level,
+    const char *reason)
+{
+	if (s->state != SESSION_RELAYING)
+		s->client_failed = 1;
+	return session_close(s, level, reason);
 }
 
 /* The server finished its side: flush to the client and end. */
@@ -334,21 +489,13 @@ session_server_finished(struct session *s, int how)
 	    "server closed the connection without close_notify");
 }
 
-/* Where bytes for the client go: its socket, or the parked buffer. */
-static struct evbuffer *
-session_client_out(struct session *s)
-{
-	return s->client != NULL ? bufferevent_get_output(s->client) :
-	    s->parked;
-}
-
 /* The client has logged in: the relay becomes a plain copy. */
 static void
 session_filter_done(struct session *s)
 {
 	session_log(s, LOG_LEVEL_DEBUG, "client logged in: plain relay");
 	evbuffer_add_buffer(session_client_out(s), s->down_plain);
-	evbuffer_prepend_buffer(bufferevent_get_input(s->client), s->up_plain);
+	evbuffer_prepend_buffer(session_client_in(s), s->up_plain);
 	proto_filter_free(s->filter);
 	s->filter = NULL;
 	evbuffer_free(s->down_plain);
@@ -379,8 +526,7 @@ session_filter_down(struct session *s)
 	if (proto_filter_done(s->filter))
 		session_filter_done(s);
 	/* The filter holds client bytes whose meaning waited for this. */
-	if (s->client != NULL &&
-	    evbuffer_get_length(bufferevent_get_input(s->client)) > 0)
+	if (s->client != NULL && evbuffer_get_length(session_client_in(s)) > 0)
 		return session_pump_up(s);
 	return 0;
 }
@@ -396,6 +542,8 @@ session_pump_down(struct session *s)
 
 	for (;;) {
 		n = TLS_WANT;
+		if (s->client != NULL && session_client_flush(s) != 0)
+			return -1;
 		if (evbuffer_get_length(out) >= SESSION_BUF_MAX)
 			break;
 		/* Reserve no memory unless a record may be there to read. */
@@ -420,6 +568,8 @@ session_pump_down(struct session *s)
 		if (s->filter != NULL && session_filter_down(s) != 0)
 			return -1;
 	}
+	if (s->client != NULL && session_client_flush(s) != 0)
+		return -1;
 	if (evbuffer_get_length(out) >= SESSION_BUF_MAX)
 		return 0;	/* resumed by session_client_write_cb */
 	switch (n) {
@@ -429,6 +579,12 @@ session_pump_down(struct session *s)
 	case TLS_EOF:
 		return session_server_finished(s, n);
 	default:
+		/*
+		 * A TLS 1.3 server judges the client certificate after the
+		 * handshake and refuses with an alert on the first read:
+		 * before its first byte, that still cannot reach it securely.
+		 */
+		s->tls_refused = s->bytes_down == 0;
 		return session_close(s, LOG_LEVEL_WARN,
 		    tls_conn_error(s->tls));
 	}
@@ -455,12 +611,42 @@ session_filter_up(struct session *s)
 	/* up_plain grows by at most one client buffer: it stays bounded. */
 	if (evbuffer_get_length(s->up_plain) >= SESSION_BUF_MAX)
 		return 0;
-	if (proto_filter_client(s->filter, bufferevent_get_input(s->client),
-	    s->up_plain, bufferevent_get_output(s->client)) != 0)
+	if (proto_filter_client(s->filter, session_client_in(s), s->up_plain,
+	    session_client_out(s)) != 0)
 		return session_filter_failed(s);
 	if (proto_filter_done(s->filter))
 		session_filter_done(s);
 	return 0;
+}
+
+/*
+ * Decrypt the client's records (local TLS): 1 when some bytes came, 0
+ * when none, -1 when the session ended.
+ */
+static int
+session_client_decrypt(struct session *s)
+{
+	struct evbuffer	*in;
+	size_t		 before;
+	char		 reason[300];
+
+	if (s->ctls == NULL || s->client_done)
+		return 0;
+	in = clienttls_input(s->ctls);
+	before = evbuffer_get_length(in);
+	switch (clienttls_decrypt(s->ctls, SESSION_BUF_MAX)) {
+	case TLS_WANT:
+		break;
+	case TLS_CLOSED:
+	case TLS_EOF:
+		s->client_done = 1;	/* close_notify, or just the end */
+		break;
+	default:
+		snprintf(reason, sizeof(reason), "client TLS: %s",
+		    clienttls_error(s->ctls));
+		return session_close(s, LOG_LEVEL_WARN, reason);
+	}
+	return evbuffer_get_length(in) > before;
 }
 
 /* Encrypt client bytes to the server while it has room. */
@@ -471,37 +657,71 @@ session_pump_up(struct session *s)
 	struct evbuffer		*out = bufferevent_get_output(s->server);
 	struct evbuffer_iovec	 vec;
 	size_t			 len;
-	int			 n;
+	int			 n, more;
 
-	if (s->filter != NULL && session_filter_up(s) != 0)
-		return -1;
-	in = s->filter != NULL ? s->up_plain : bufferevent_get_input(s->client);
-	while (evbuffer_get_length(in) > 0 &&
-	    evbuffer_get_length(out) < SESSION_BUF_MAX) {
-		if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1)
-			break;
-		len = vec.iov_len < SESSION_CHUNK ? vec.iov_len : SESSION_CHUNK;
-		if ((n = tls_conn_write(s->tls, vec.iov_base, len)) < 0)
-			return session_close(s, LOG_LEVEL_WARN,
-			    tls_conn_error(s->tls));
-		evbuffer_drain(in, (size_t)n);
-		s->bytes_up += (unsigned long long)n;
-	}
-	if (s->client_eof && evbuffer_get_length(in) == 0 &&
-	    evbuffer_get_length(bufferevent_get_input(s->client)) == 0)
+	do {
+		/* With local TLS, go on while decrypting yields bytes. */
+		if ((more = session_client_decrypt(s)) < 0)
+			return -1;
+		if (s->filter != NULL && session_filter_up(s) != 0)
+			return -1;
+		in = s->filter != NULL ? s->up_plain : session_client_in(s);
+		while (evbuffer_get_length(in) > 0 &&
+		    evbuffer_get_length(out) < SESSION_BUF_MAX) {
+			if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1)
+				break;
+			len = vec.iov_len < SESSION_CHUNK ? vec.iov_len :
+			    SESSION_CHUNK;
+			if ((n = tls_conn_write(s->tls, vec.iov_base, len)) < 0)
+				return session_close(s, LOG_LEVEL_WARN,
+				    tls_conn_error(s->tls));
+			evbuffer_drain(in, (size_t)n);
+			s->bytes_up += (unsigned long long)n;
+		}
+	} while (more && evbuffer_get_length(out) < SESSION_BUF_MAX);
+	if (evbuffer_get_length(in) == 0 && session_client_drained(s))
 		session_client_finished(s);
+	/* The filter may have answered the client itself. */
+	return session_client_flush(s);
+}
+
+/*
+ * What the client sees first: the greeting a pooled connection kept, or
+ * mailtlsd's own after STARTTLS to the server (whose plaintext greeting was
+ * never trustworthy) -- unless the local STARTTLS opening greeted the
+ * client already.  0 or -1.
+ */
+static int
+session_greet(struct session *s)
+{
+	const struct service_config	*sc = &s->svc->cfg;
+	struct evbuffer			*out = session_client_out(s);
+	int				 greeted;
+
+	greeted = sc->local_tls == LOCAL_TLS_STARTTLS;
+	if (s->parked != NULL) {
+		if (greeted)
+			evbuffer_drain(s->parked,
+			    evbuffer_get_length(s->parked));
+		else if (evbuffer_add_buffer(out, s->parked) != 0)
+			return -1;
+		evbuffer_free(s->parked);
+		s->parked = NULL;
+	}
+	if (sc->tls == TLS_MODE_STARTTLS && !greeted)
+		return proto_write_greeting(out, sc);
 	return 0;
 }
 
-/* Greet the client (STARTTLS mode) and start relaying. */
+/* Greet the client and start relaying, once its side is ready too. */
 static int
 session_relay(struct session *s)
 {
-	const struct service_config	*sc = &s->svc->cfg;
-
-	/* The server's plaintext greeting was never trustworthy. */
-	if (sc->tls == TLS_MODE_STARTTLS && proto_write_greeting(
-	    bufferevent_get_output(s->client), sc) != 0)
+	if (!session_client_ready(s)) {
+		session_set_state(s, SESSION_WAITING);
+		return 0;
+	}
+	if (session_greet(s) != 0)
 		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
 	session_set_state(s, SESSION_RELAYING);
 	if (session_pump_down(s) != 0)
@@ -564,7 +784,11 @@ session_start_relay(struct session *s)
 	s->up_plain = evbuffer_new();
 	if (s->filter == NULL || s->down_plain == NULL || s->up_plain == NULL)
 		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
-	if (sc->tls == TLS_MODE_IMPLICIT)
+	/* After the local STARTTLS the client has had its greeting. */
+	if (sc->tls == TLS_MODE_IMPLICIT && s->client != NULL &&
+	    sc->local_tls == LOCAL_TLS_STARTTLS)
+		proto_filter_drop_greeting(s->filter);
+	else if (sc->tls == TLS_MODE_IMPLICIT)
 		proto_filter_expect_greeting(s->filter);
 	if (s->client == NULL)
 		return session_park(s);
@@ -704,8 +928,7 @@ session_server_write_cb(struct bufferevent *bev, void *arg)
 	}
 	if (s->state != SESSION_RELAYING)
 		return;
-	if (s->client_eof && !s->server_shut &&
-	    evbuffer_get_length(bufferevent_get_input(s->client)) == 0 &&
+	if (session_client_drained(s) && !s->server_shut &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
 		s->server_shut = 1;
 		shutdown(bufferevent_getfd(bev), SHUT_WR);
@@ -736,6 +959,7 @@ session_server_event_cb(struct bufferevent *bev, short what, void *arg)
 		snprintf(reason, sizeof(reason), "%s during the %s with %s",
 		    evutil_socket_error_to_string(err),
 		    s->state == SESSION_DIALOGUE ? "STARTTLS dialogue" :
+		    s->state == SESSION_WAITING ? "wait for the client's TLS" :
 		    "TLS handshake", s->server_addr);
 		session_close(s, LOG_LEVEL_WARN, reason);
 		return;
@@ -747,6 +971,8 @@ session_server_event_cb(struct bufferevent *bev, short what, void *arg)
 		session_dialogue(s);
 	else if (s->state == SESSION_HANDSHAKING)
 		session_handshake(s);
+	else if (s->state == SESSION_WAITING)
+		return;		/* the relay reads what is left, then the end */
 	else if (session_pump_down(s) == 0 && s->state == SESSION_PARKED)
 		session_parked_check(s);
 }
@@ -783,6 +1009,71 @@ session_upstream_cb(struct bufferevent *bev, const char *text, void *arg)
 	session_dialogue(s);
 }
 
+/* Drive the client's TLS handshake with what has arrived. */
+static int
+session_client_handshake(struct session *s)
+{
+	char	reason[300];
+
+	switch (clienttls_handshake(s->ctls)) {
+	case 0:
+		return 0;
+	case 1:
+		break;
+	default:
+		snprintf(reason, sizeof(reason), "TLS handshake failed: %s",
+		    clienttls_error(s->ctls));
+		return session_client_close(s, LOG_LEVEL_WARN, reason);
+	}
+	session_log(s, LOG_LEVEL_INFO, "client %s: TLS with %s, %s",
+	    s->client_addr, clienttls_version(s->ctls),
+	    clienttls_ciphersuite(s->ctls));
+	session_set_client_state(s, CLIENT_SECURE);
+	if (s->state == SESSION_WAITING)
+		return session_relay(s);
+	return 0;	/* the server side calls session_relay() */
+}
+
+/* Start TLS with the client: from its first byte, or after STARTTLS. */
+static int
+session_client_begin_tls(struct session *s)
+{
+	s->ctls = clienttls_new(s->svc->local_tls_ctx, s->client);
+	if (s->ctls == NULL)
+		return session_close(s, LOG_LEVEL_ERROR, "out of memory for "
+		    "the client's TLS");
+	session_set_client_state(s, CLIENT_HANDSHAKING);
+	return session_client_handshake(s);
+}
+
+/* mailtlsd's own plaintext opening, up to the client's STARTTLS. */
+static int
+session_local_opening(struct session *s)
+{
+	struct evbuffer	*in = bufferevent_get_input(s->client);
+
+	switch (proto_local_input(s->local, in,
+	    bufferevent_get_output(s->client))) {
+	case PROTO_LOCAL_MORE:
+		return 0;
+	case PROTO_LOCAL_QUIT:
+		return session_client_close(s, LOG_LEVEL_INFO,
+		    proto_local_reason(s->local));
+	case PROTO_LOCAL_FAIL:
+		return session_client_close(s, LOG_LEVEL_WARN,
+		    proto_local_reason(s->local));
+	case PROTO_LOCAL_UPGRADE:
+		break;
+	}
+	/* Bytes after the STARTTLS line were not sent by the client's TLS. */
+	if (evbuffer_get_length(in) > 0)
+		return session_client_close(s, LOG_LEVEL_WARN, "data injected "
+		    "after the client's STARTTLS, before its TLS handshake");
+	proto_local_free(s->local);
+	s->local = NULL;
+	return session_client_begin_tls(s);
+}
+
 /* Bytes arrived from the mail client. */
 static void
 session_client_read_cb(struct bufferevent *bev, void *arg)
@@ -791,10 +1082,14 @@ session_client_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer	*in = bufferevent_get_input(bev);
 
 	session_touch(s);
-	if (s->state == SESSION_RELAYING)
-		session_pump_up(s);
-	else if (s->state == SESSION_CLOSING)
+	if (s->state == SESSION_CLOSING)
 		evbuffer_drain(in, evbuffer_get_length(in));
+	else if (s->cstate == CLIENT_OPENING)
+		session_local_opening(s);
+	else if (s->cstate == CLIENT_HANDSHAKING)
+		session_client_handshake(s);
+	else if (s->state == SESSION_RELAYING)
+		session_pump_up(s);
 	/* Before RELAYING the bytes wait: nothing goes out unencrypted. */
 }
 
@@ -821,12 +1116,18 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
 	(void)bev;
 	if (what & BEV_EVENT_ERROR) {
 		/* A reset client can be sent nothing more. */
+		clienttls_free(s->ctls);
+		s->ctls = NULL;
 		bufferevent_free(s->client);
 		s->client = NULL;
 		session_close(s, LOG_LEVEL_INFO, "client connection reset");
 		return;
 	}
 	s->client_eof = 1;
+	if (s->ctls != NULL)
+		clienttls_set_eof(s->ctls);	/* done at its last record */
+	else
+		s->client_done = 1;
 	switch (s->state) {
 	case SESSION_RELAYING:
 		session_pump_up(s);
@@ -835,8 +1136,15 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
 		session_try_finish(s);
 		break;
 	default:
-		session_close(s, LOG_LEVEL_INFO,
-		    "client left before the server was reached");
+		if (s->cstate == CLIENT_PLAIN)
+			session_close(s, LOG_LEVEL_INFO,
+			    "client left before the server was reached");
+		else
+			session_client_close(s, LOG_LEVEL_INFO,
+			    s->cstate == CLIENT_OPENING ? "left before "
+			    "STARTTLS" : s->cstate == CLIENT_HANDSHAKING ?
+			    "left during the TLS handshake" : "left before "
+			    "the server was reached");
 		break;
 	}
 }
@@ -861,6 +1169,12 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 		session_arm_timer(s);	/* there was traffic meanwhile */
 		return;
 	}
+	if (now >= session_client_deadline(s)) {
+		session_client_close(s, LOG_LEVEL_WARN,
+		    s->cstate == CLIENT_OPENING ? "no STARTTLS within "
+		    "handshake_timeout" : "TLS handshake timed out");
+		return;
+	}
 	switch (s->state) {
 	case SESSION_DIALOGUE:
 		session_close(s, LOG_LEVEL_WARN, "STARTTLS dialogue timed out");
@@ -869,7 +1183,7 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 		session_close(s, LOG_LEVEL_WARN, "TLS handshake timed out");
 		break;
 	case SESSION_RELAYING:
-		session_close(s, LOG_LEVEL_INFO, s->client_eof ?
+		session_close(s, LOG_LEVEL_INFO, s->client_done ?
 		    "server did not finish after the client left" :
 		    "idle timeout");
 		break;
@@ -882,7 +1196,8 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 		session_free(s);
 		break;
 	case SESSION_CONNECTING:
-		break;
+	case SESSION_WAITING:
+		break;		/* the client's deadline, above */
 	}
 }
 
@@ -909,6 +1224,31 @@ session_new(struct runtime *rt, struct service *svc)
 	return s;
 }
 
+/* local_tls: greet and offer STARTTLS, or expect a ClientHello.  0, -1. */
+static int
+session_setup_local(struct session *s)
+{
+	const struct service_config	*sc = &s->svc->cfg;
+
+	switch (sc->local_tls) {
+	case LOCAL_TLS_NONE:
+		s->cstate = CLIENT_PLAIN;
+		return 0;
+	case LOCAL_TLS_STARTTLS:
+		s->cstate = CLIENT_OPENING;
+		if ((s->local = proto_local_new(sc)) == NULL ||
+		    proto_local_greeting(s->local,
+		    bufferevent_get_output(s->client)) != 0)
+			return -1;
+		return 0;
+	case LOCAL_TLS_IMPLICIT:
+		s->cstate = CLIENT_HANDSHAKING;
+		s->ctls = clienttls_new(s->svc->local_tls_ctx, s->client);
+		return s->ctls != NULL ? 0 : -1;
+	}
+	return -1;
+}
+
 /* Give the session its client socket; 0, or -1 (fd closed). */
 static int
 session_setup_client(struct session *s, int fd, const struct sockaddr *sa)
@@ -925,7 +1265,7 @@ session_setup_client(struct session *s, int fd, const struct sockaddr *sa)
 	bufferevent_setwatermark(s->client, EV_READ, 0, SESSION_BUF_MAX);
 	bufferevent_setwatermark(s->client, EV_WRITE, SESSION_BUF_MAX / 2, 0);
 	bufferevent_enable(s->client, EV_READ);
-	return 0;
+	return session_setup_local(s);
 }
 
 /* Start resolving and connecting to the service's server. */
@@ -984,23 +1324,21 @@ session_start_pooled(struct runtime *rt, struct service *svc,
 	return s;
 }
 
-/* Give a ready pool member its client: greet it at once. */
+/* Give a ready pool member its client: greet it once its side is ready. */
 int
 session_attach(struct session *s, int fd, const struct sockaddr *sa,
     socklen_t salen)
 {
 	(void)salen;
 	s->pool = NULL;		/* taken: used by this client only, ever */
+	s->started_ms = session_now_ms();
 	if (session_setup_client(s, fd, sa) != 0) {
 		session_close(s, LOG_LEVEL_ERROR, "out of memory");
 		return -1;
 	}
-	s->started_ms = session_now_ms();
-	evbuffer_add_buffer(bufferevent_get_output(s->client), s->parked);
-	evbuffer_free(s->parked);
-	s->parked = NULL;
 	session_log(s, LOG_LEVEL_INFO, "client %s, pooled connection to %s",
 	    s->client_addr, s->server_addr);
+	/* The greeting kept in s->parked goes out with session_greet(). */
 	return session_relay(s);
 }
 

@@ -29,6 +29,194 @@
 #include "config.h"
 #include "tls.h"
 
+/*
+ * ---- mbedTLS 2.28 and 3.6: every API difference is in this section -------
+ *
+ * 3.x needs psa_crypto_init() (TLS 1.3 runs on PSA), takes an RNG to parse
+ * keys, made the record fields private, sets versions, groups and
+ * signature algorithms by their IANA numbers and renamed a few errors.
+ * TLS 1.3 itself is there when the build defines MBEDTLS_SSL_PROTO_TLS1_3
+ * (the default from 3.6 on; config.c refuses min_tls = 1.3 otherwise).
+ */
+#if MBEDTLS_VERSION_NUMBER >= 0x04000000
+#error "mailtlsd is written for mbedTLS 2.28 and 3.6"
+#elif MBEDTLS_VERSION_NUMBER >= 0x03000000
+#define TLS_MBEDTLS3		1
+#if defined(MBEDTLS_PSA_CRYPTO_C)
+#include <psa/crypto.h>
+#endif
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+#define TLS_HAVE_TLS13		1
+#endif
+/* The peer's alert is only in a record field, private since 3.0. */
+#define TLS_SSL_FIELD(ssl, f)	((ssl)->MBEDTLS_PRIVATE(f))
+#define TLS_ERR_VERSION		MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION
+#define TLS_ERR_SUITE		MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE
+#define TLS_ERR_SUITE2		MBEDTLS_ERR_SSL_ILLEGAL_PARAMETER
+#define TLS_ERR_CERT		MBEDTLS_ERR_SSL_BAD_CERTIFICATE
+#define tls_sha256(in, len, out) mbedtls_sha256((in), (len), (out), 0)
+#define tls_parse_keyfile(pk, path) mbedtls_pk_parse_keyfile((pk), (path), \
+	    NULL, mbedtls_ctr_drbg_random, &tls_drbg)
+#else
+#define TLS_SSL_FIELD(ssl, f)	((ssl)->f)
+#define TLS_ERR_VERSION		MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION
+#define TLS_ERR_SUITE		MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN
+#define TLS_ERR_SUITE2		MBEDTLS_ERR_SSL_BAD_HS_SERVER_HELLO
+#define TLS_ERR_CERT		MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE
+#define tls_sha256(in, len, out) mbedtls_sha256_ret((in), (len), (out), 0)
+#define tls_parse_keyfile(pk, path) mbedtls_pk_parse_keyfile((pk), (path), \
+	    NULL)
+#endif
+
+/* TLS 1.3 only: a NewSessionTicket arrived (handled by tls_conn_read). */
+#if defined(TLS_HAVE_TLS13) && defined(MBEDTLS_SSL_SESSION_TICKETS)
+#define TLS_ERR_NEW_TICKET	MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET
+#else
+#define TLS_ERR_NEW_TICKET	(-0x7fff)	/* never returned */
+#endif
+
+/* Not named by 2.28's headers. */
+#define TLS_ALERT_CERT_REQUIRED	116
+
+static mbedtls_ctr_drbg_context	tls_drbg;
+
+/* Start what the library needs besides our random generator. */
+static int
+tls_compat_init(void)
+{
+#if defined(TLS_MBEDTLS3) && defined(MBEDTLS_PSA_CRYPTO_C)
+	return psa_crypto_init() == PSA_SUCCESS ? 0 : -1;
+#else
+	return 0;
+#endif
+}
+
+static void
+tls_compat_cleanup(void)
+{
+#if defined(TLS_MBEDTLS3) && defined(MBEDTLS_PSA_CRYPTO_C)
+	mbedtls_psa_crypto_free();
+#endif
+}
+
+/* After fork(): the library's own generator (PSA) reseeds too. */
+static int
+tls_compat_reseed(void)
+{
+#if defined(TLS_MBEDTLS3) && defined(MBEDTLS_PSA_CRYPTO_C) && \
+    MBEDTLS_VERSION_NUMBER >= 0x03060600 && \
+    !defined(MBEDTLS_PSA_CRYPTO_EXTERNAL_RNG)
+	static const char	label[] = "mailtlsd-fork";
+
+	return psa_random_reseed((const uint8_t *)label,
+	    sizeof(label) - 1) == PSA_SUCCESS ? 0 : -1;
+#else
+	/* Before 3.6.6 PSA cannot be reseeded; the parent of a fork never
+	 * draws from it again (it only waits and exits). */
+	return 0;
+#endif
+}
+
+/* Versions, key exchange groups and signature algorithms. */
+static void
+tls_compat_conf(mbedtls_ssl_config *conf, enum tls_version min_tls)
+{
+#if defined(TLS_MBEDTLS3)
+	static const uint16_t	groups[] = {
+		MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
+		MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+		MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1,
+		MBEDTLS_SSL_IANA_TLS_GROUP_NONE
+	};
+	/*
+	 * SHA-2 only.  TLS 1.3 signs with RSA-PSS (PKCS#1 v1.5 is for
+	 * certificates there); PKCS#1 v1.5 comes first for the TLS 1.2
+	 * servers that follow the client's order, as 3.6.6 wrongly refuses
+	 * RSA-PSS in TLS 1.2 (scripts/mbedtls3-patches/tls12-rsa-pss.patch).
+	 */
+	static const uint16_t	sig_algs[] = {
+		MBEDTLS_TLS1_3_SIG_ECDSA_SECP256R1_SHA256,
+		MBEDTLS_TLS1_3_SIG_ECDSA_SECP384R1_SHA384,
+		MBEDTLS_TLS1_3_SIG_ECDSA_SECP521R1_SHA512,
+		MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA256,
+		MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA384,
+		MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA512,
+		MBEDTLS_TLS1_3_SIG_RSA_PSS_RSAE_SHA256,
+		MBEDTLS_TLS1_3_SIG_RSA_PSS_RSAE_SHA384,
+		MBEDTLS_TLS1_3_SIG_RSA_PSS_RSAE_SHA512,
+		MBEDTLS_TLS1_3_SIG_NONE
+	};
+
+	mbedtls_ssl_conf_min_tls_version(conf, min_tls == TLS_VERSION_1_3 ?
+	    MBEDTLS_SSL_VERSION_TLS1_3 : MBEDTLS_SSL_VERSION_TLS1_2);
+#if defined(TLS_HAVE_TLS13)
+	mbedtls_ssl_conf_max_tls_version(conf, MBEDTLS_SSL_VERSION_TLS1_3);
+	/* Resumption keeps forward secrecy: PSK with (EC)DHE, never pure PSK. */
+	mbedtls_ssl_conf_tls13_key_exchange_modes(conf,
+	    MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL_ALL);
+#if defined(MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED)
+	/* 3.6.1 and later ignore TLS 1.3 tickets unless asked to. */
+	mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(conf,
+	    MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+#endif
+#else
+	mbedtls_ssl_conf_max_tls_version(conf, MBEDTLS_SSL_VERSION_TLS1_2);
+#endif
+	mbedtls_ssl_conf_groups(conf, groups);
+	mbedtls_ssl_conf_sig_algs(conf, sig_algs);
+#else
+	static const mbedtls_ecp_group_id	curves[] = {
+		MBEDTLS_ECP_DP_CURVE25519,
+		MBEDTLS_ECP_DP_SECP256R1,
+		MBEDTLS_ECP_DP_SECP384R1,
+		MBEDTLS_ECP_DP_NONE
+	};
+	static const int			sig_hashes[] = {
+		MBEDTLS_MD_SHA256,
+		MBEDTLS_MD_SHA384,
+		MBEDTLS_MD_SHA512,
+		MBEDTLS_MD_NONE
+	};
+
+	(void)min_tls;		/* 1.3 is refused by config.c */
+	/* Debian 12's 2.28 would otherwise offer TLS 1.0 and 1.1. */
+	mbedtls_ssl_conf_min_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+	    MBEDTLS_SSL_MINOR_VERSION_3);
+	mbedtls_ssl_conf_max_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+	    MBEDTLS_SSL_MINOR_VERSION_3);
+	mbedtls_ssl_conf_curves(conf, curves);
+	mbedtls_ssl_conf_sig_hashes(conf, sig_hashes);
+#endif
+#if defined(MBEDTLS_SSL_SESSION_TICKETS)
+	mbedtls_ssl_conf_session_tickets(conf,
+	    MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+#endif
+}
+
+/* Whether the connection negotiated TLS 1.3. */
+static int
+tls_compat_is_tls13(const mbedtls_ssl_context *ssl)
+{
+#if defined(TLS_HAVE_TLS13)
+	return mbedtls_ssl_get_version_number(ssl) ==
+	    MBEDTLS_SSL_VERSION_TLS1_3;
+#else
+	(void)ssl;
+	return 0;
+#endif
+}
+
+/* The alert the peer sent (after MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE). */
+static int
+tls_compat_last_alert(const mbedtls_ssl_context *ssl)
+{
+	const unsigned char	*msg = TLS_SSL_FIELD(ssl, in_msg);
+
+	return msg != NULL ? msg[1] : -1;
+}
+
+/* ---- End of the mbedTLS 2.28 / 3.6 differences --------------------------- */
+
 #define TLS_ERROR_MAX	384
 
 
@@ -45,6 +233,8 @@ struct tls_ctx {
 	uint8_t			pins[CONFIG_MAX_PINS][32];
 	int			n_pins;
 	int			verify;
+	int			have_client_cert;
+	enum tls_version	min_tls;
 };
 
 struct tls_conn {
@@ -56,12 +246,13 @@ struct tls_conn {
 	int			 close_notify_sent;
 	int			 saw_plaintext;
 	int			 resumed;
+	int			 offered_session;
 	int			 verify_called;
+	int			 verified;	/* handshake done and checked */
 	char			 error[TLS_ERROR_MAX];
 };
 
 static mbedtls_entropy_context	tls_entropy;
-static mbedtls_ctr_drbg_context	tls_drbg;
 static int			tls_ready;
 
 /* Strong signature hashes only: no MD5, no SHA-1, no SHA-224. */
@@ -78,8 +269,16 @@ static const mbedtls_x509_crt_profile tls_cert_profile = {
 	2048,
 };
 
-/* Forward secrecy and AEAD only, the fastest first. */
+/*
+ * Forward secrecy and AEAD only, the fastest first.  TLS 1.3 suites are all
+ * AEAD, and its key exchange is always (EC)DHE here.
+ */
 static const int tls_ciphersuites[] = {
+#if defined(TLS_HAVE_TLS13)
+	MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+	MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+	MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+#endif
 	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
 	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
 	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
@@ -87,20 +286,6 @@ static const int tls_ciphersuites[] = {
 	MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
 	MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 	0
-};
-
-static const mbedtls_ecp_group_id tls_curves[] = {
-	MBEDTLS_ECP_DP_CURVE25519,
-	MBEDTLS_ECP_DP_SECP256R1,
-	MBEDTLS_ECP_DP_SECP384R1,
-	MBEDTLS_ECP_DP_NONE
-};
-
-static const int tls_sig_hashes[] = {
-	MBEDTLS_MD_SHA256,
-	MBEDTLS_MD_SHA384,
-	MBEDTLS_MD_SHA512,
-	MBEDTLS_MD_NONE
 };
 
 /* Seed the one random generator of the process. */
@@ -115,7 +300,7 @@ tls_init(void)
 	mbedtls_ctr_drbg_init(&tls_drbg);
 	if (mbedtls_ctr_drbg_seed(&tls_drbg, mbedtls_entropy_func,
 	    &tls_entropy, (const unsigned char *)personal,
-	    sizeof(personal) - 1) != 0) {
+	    sizeof(personal) - 1) != 0 || tls_compat_init() != 0) {
 		tls_cleanup();
 		return -1;
 	}
@@ -127,6 +312,7 @@ tls_init(void)
 void
 tls_cleanup(void)
 {
+	tls_compat_cleanup();
 	mbedtls_ctr_drbg_free(&tls_drbg);
 	mbedtls_entropy_free(&tls_entropy);
 	tls_ready = 0;
@@ -138,8 +324,10 @@ tls_reseed(void)
 {
 	static const char	label[] = "mailtlsd-fork";
 
-	return mbedtls_ctr_drbg_reseed(&tls_drbg, (const unsigned char *)label,
-	    sizeof(label) - 1) == 0 ? 0 : -1;
+	if (mbedtls_ctr_drbg_reseed(&tls_drbg, (const unsigned char *)label,
+	    sizeof(label) - 1) != 0)
+		return -1;
+	return tls_compat_reseed();
 }
 
 /* The version string of the linked library. */
@@ -150,6 +338,73 @@ tls_library_version(void)
 
 	mbedtls_version_get_string(version);
 	return version;
+}
+
+/*
+ * The newest release of each mbedTLS branch that mailtlsd knows of, and
+ * whether the branch still gets fixes.  Last updated 2026-11: 2.28.10
+ * (2025-03) was the last 2.28 release, the branch ended with 2024; 3.6.7
+ * (2026-07-07) is the newest 3.6 LTS release (Debian 13 ships 3.6.6).
+ * Add a release here when upstream publishes one:
+ * https://github.com/Mbed-TLS/mbedtls/releases
+ */
+static const struct tls_branch {
+	unsigned	 major, minor, last_patch;
+	const char	*ended;		/* NULL while maintained */
+} tls_branches[] = {
+	{ 2, 28, 10, "2024" },
+	{ 3, 6, 7, NULL },
+};
+
+/* Compare the linked (or a given) mbedTLS version with the table above. */
+int
+tls_library_outdated(unsigned long number, char *buf, size_t len)
+{
+	const struct tls_branch	*b, *newest;
+	unsigned		 major, minor, patch;
+	size_t			 i, n;
+
+	if (number == 0)
+		number = mbedtls_version_get_number();
+	major = (number >> 24) & 0xff;
+	minor = (number >> 16) & 0xff;
+	patch = (number >> 8) & 0xff;
+	n = sizeof(tls_branches) / sizeof(tls_branches[0]);
+	newest = &tls_branches[n - 1];
+	for (i = 0; i < n; i++) {
+		b = &tls_branches[i];
+		if (b->major != major || b->minor != minor)
+			continue;
+		if (patch < b->last_patch && b->ended != NULL)
+			snprintf(buf, len, "mbedTLS %u.%u.%u is older than "
+			    "%u.%u.%u, the last release of its branch, which "
+			    "reached its end of life in %s: it lacks known "
+			    "security fixes; build with mbedTLS %u.%u",
+			    major, minor, patch, major, minor, b->last_patch,
+			    b->ended, newest->major, newest->minor);
+		else if (patch < b->last_patch)
+			snprintf(buf, len, "mbedTLS %u.%u.%u is older than "
+			    "%u.%u.%u, the last release of its branch that "
+			    "mailtlsd knows of: it may lack security fixes "
+			    "(unless the distribution backported them)",
+			    major, minor, patch, major, minor, b->last_patch);
+		else if (b->ended != NULL)
+			snprintf(buf, len, "mbedTLS %u.%u.%u: its branch "
+			    "reached its end of life in %s and gets no more "
+			    "security fixes; build with mbedTLS %u.%u",
+			    major, minor, patch, b->ended, newest->major,
+			    newest->minor);
+		else
+			return 0;
+		return 1;
+	}
+	if (major > newest->major || (major == newest->major &&
+	    minor > newest->minor))
+		return 0;	/* newer than this table */
+	snprintf(buf, len, "mbedTLS %u.%u.%u is from a branch that is no "
+	    "longer maintained; build with mbedTLS %u.%u", major, minor,
+	    patch, newest->major, newest->minor);
+	return 1;
 }
 
 /* Format an mbedTLS error code as words. */
@@ -174,13 +429,8 @@ tls_spki_sha256(const mbedtls_x509_crt *crt, uint8_t out[32])
 	    der, sizeof(der));
 	if (len <= 0)
 		return -1;
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	return mbedtls_sha256(der + sizeof(der) - len, len, out, 0) == 0 ?
+	return tls_sha256(der + sizeof(der) - len, (size_t)len, out) == 0 ?
 	    0 : -1;
-#else
-	return mbedtls_sha256_ret(der + sizeof(der) - len, len, out, 0) == 0 ?
-	    0 : -1;
-#endif
 }
 
 /* Whether the key of crt matches one of the configured pins. */
@@ -258,12 +508,7 @@ tls_load_client_cert(struct tls_ctx *ctx, const struct service_config *sc,
 		    reason);
 		return -1;
 	}
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	ret = mbedtls_pk_parse_keyfile(&ctx->own_key, sc->client_key, NULL,
-	    mbedtls_ctr_drbg_random, &tls_drbg);
-#else
-	ret = mbedtls_pk_parse_keyfile(&ctx->own_key, sc->client_key, NULL);
-#endif
+	ret = tls_parse_keyfile(&ctx->own_key, sc->client_key);
 	if (ret != 0) {
 		tls_strerror(ret, reason, sizeof(reason));
 		snprintf(err, errlen, "client_key %s: %s", sc->client_key,
@@ -278,6 +523,7 @@ tls_load_client_cert(struct tls_ctx *ctx, const struct service_config *sc,
 		    reason);
 		return -1;
 	}
+	ctx->have_client_cert = 1;
 	return 0;
 }
 
@@ -287,25 +533,7 @@ tls_conf_algorithms(struct tls_ctx *ctx, const struct service_config *sc)
 {
 	mbedtls_ssl_config	*conf = &ctx->conf;
 
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	mbedtls_ssl_conf_min_tls_version(conf,
-	    sc->min_tls == TLS_VERSION_1_3 ? MBEDTLS_SSL_VERSION_TLS1_3 :
-	    MBEDTLS_SSL_VERSION_TLS1_2);
-	mbedtls_ssl_conf_groups(conf, (const uint16_t[]){
-	    MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
-	    MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
-	    MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1,
-	    MBEDTLS_SSL_IANA_TLS_GROUP_NONE });
-#else
-	(void)sc;
-	/* Debian 12's 2.28 would otherwise offer TLS 1.0 and 1.1. */
-	mbedtls_ssl_conf_min_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3,
-	    MBEDTLS_SSL_MINOR_VERSION_3);
-	mbedtls_ssl_conf_max_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3,
-	    MBEDTLS_SSL_MINOR_VERSION_3);
-	mbedtls_ssl_conf_curves(conf, tls_curves);
-	mbedtls_ssl_conf_sig_hashes(conf, tls_sig_hashes);
-#endif
+	tls_compat_conf(conf, sc->min_tls);
 	mbedtls_ssl_conf_ciphersuites(conf, tls_ciphersuites);
 	mbedtls_ssl_conf_cert_profile(conf, &tls_cert_profile);
 #if defined(MBEDTLS_SSL_RENEGOTIATION)
@@ -333,6 +561,7 @@ tls_ctx_new(const struct service_config *sc, char *err, size_t errlen)
 	memcpy(ctx->pins, sc->pins, sizeof(ctx->pins));
 	ctx->n_pins = sc->n_pins;
 	ctx->verify = sc->verify;
+	ctx->min_tls = sc->min_tls;
 
 	if (mbedtls_ssl_config_defaults(&ctx->conf, MBEDTLS_SSL_IS_CLIENT,
 	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT) != 0) {
@@ -419,7 +648,13 @@ tls_conn_new(struct tls_ctx *ctx, struct bufferevent *raw)
 	 * full, fully verified handshake.
 	 */
 	if (ctx->have_resume)
-		(void)mbedtls_ssl_set_session(&conn->ssl, &ctx->resume);
+		conn->offered_session = mbedtls_ssl_set_session(&conn->ssl,
+		    &ctx->resume) == 0;
+	/* A copy that failed half way must not be offered: start clean. */
+	if (ctx->have_resume && !conn->offered_session &&
+	    (mbedtls_ssl_session_reset(&conn->ssl) != 0 ||
+	    mbedtls_ssl_set_hostname(&conn->ssl, ctx->server_name) != 0))
+		goto err;
 	mbedtls_ssl_set_bio(&conn->ssl, conn, tls_bio_send, tls_bio_recv,
 	    NULL);
 	return conn;
@@ -477,16 +712,113 @@ tls_explain_verify(struct tls_conn *conn, uint32_t flags)
 	}
 }
 
-/* The alert the peer sent, as far as this mbedTLS version tells. */
-static int
-tls_last_alert(const struct tls_conn *conn)
+/* The name of a TLS alert, for the log. */
+static const char *
+tls_alert_name(int alert)
 {
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	return conn->ssl.MBEDTLS_PRIVATE(in_msg) != NULL ?
-	    conn->ssl.MBEDTLS_PRIVATE(in_msg)[1] : -1;
-#else
-	return conn->ssl.in_msg != NULL ? conn->ssl.in_msg[1] : -1;
-#endif
+	switch (alert) {
+	case MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE:
+		return "handshake_failure";
+	case MBEDTLS_SSL_ALERT_MSG_BAD_CERT:
+		return "bad_certificate";
+	case MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_CERT:
+		return "unsupported_certificate";
+	case MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED:
+		return "certificate_revoked";
+	case MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED:
+		return "certificate_expired";
+	case MBEDTLS_SSL_ALERT_MSG_CERT_UNKNOWN:
+		return "certificate_unknown";
+	case MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA:
+		return "unknown_ca";
+	case MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED:
+		return "access_denied";
+	case MBEDTLS_SSL_ALERT_MSG_DECRYPT_ERROR:
+		return "decrypt_error";
+	case MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION:
+		return "protocol_version";
+	case MBEDTLS_SSL_ALERT_MSG_INSUFFICIENT_SECURITY:
+		return "insufficient_security";
+	case MBEDTLS_SSL_ALERT_MSG_INTERNAL_ERROR:
+		return "internal_error";
+	case MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME:
+		return "unrecognized_name";
+	case TLS_ALERT_CERT_REQUIRED:
+		return "certificate_required";
+	}
+	return NULL;
+}
+
+/* Whether a server's alert is about the client's certificate. */
+static int
+tls_alert_is_client_cert(int alert)
+{
+	switch (alert) {
+	case MBEDTLS_SSL_ALERT_MSG_BAD_CERT:
+	case MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_CERT:
+	case MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED:
+	case MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED:
+	case MBEDTLS_SSL_ALERT_MSG_CERT_UNKNOWN:
+	case MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA:
+	case MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED:
+	case MBEDTLS_SSL_ALERT_MSG_DECRYPT_ERROR:
+	case TLS_ALERT_CERT_REQUIRED:
+		return 1;
+	}
+	return 0;
+}
+
+/* The lowest TLS version the service accepts, "1.2" or "1.3". */
+static const char *
+tls_min_name(const struct tls_conn *conn)
+{
+	return conn->ctx->min_tls == TLS_VERSION_1_3 ? "1.3" : "1.2";
+}
+
+/*
+ * Explain a fatal alert from the server.  With TLS 1.3 the server judges
+ * the client certificate after the client has finished its handshake, so
+ * that alert comes with the first read instead.
+ */
+static void
+tls_explain_alert(struct tls_conn *conn, const char *when)
+{
+	int		 alert = tls_compat_last_alert(&conn->ssl);
+	const char	*name = tls_alert_name(alert);
+	char		 what[48];
+
+	if (name != NULL)
+		snprintf(what, sizeof(what), "alert %s", name);
+	else
+		snprintf(what, sizeof(what), "alert %d", alert);
+	if (alert == TLS_ALERT_CERT_REQUIRED ||
+	    (tls_alert_is_client_cert(alert) && !conn->ctx->have_client_cert))
+		snprintf(conn->error, sizeof(conn->error), "server requires a "
+		    "client certificate (%s): set client_cert and client_key",
+		    what);
+	else if (tls_alert_is_client_cert(alert))
+		snprintf(conn->error, sizeof(conn->error), "server rejected "
+		    "the client certificate (%s)", what);
+	else if (alert == MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION)
+		snprintf(conn->error, sizeof(conn->error), "server does not "
+		    "support TLS %s or newer (%s)", tls_min_name(conn), what);
+	else if ((alert == MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE ||
+	    alert == MBEDTLS_SSL_ALERT_MSG_INSUFFICIENT_SECURITY) &&
+	    conn->verify_called)
+		/* It saw our handshake through to its own certificate. */
+		snprintf(conn->error, sizeof(conn->error), "server ended the "
+		    "TLS handshake after sending its certificate (alert "
+		    "handshake failure): it may require a client certificate "
+		    "(client_cert, client_key) or refuse the one sent");
+	else if (alert == MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE ||
+	    alert == MBEDTLS_SSL_ALERT_MSG_INSUFFICIENT_SECURITY)
+		snprintf(conn->error, sizeof(conn->error), "server offers no "
+		    "acceptable TLS version (%s or newer) or cipher suite "
+		    "(ECDHE with AES-GCM or ChaCha20-Poly1305): alert "
+		    "handshake failure", tls_min_name(conn));
+	else
+		snprintf(conn->error, sizeof(conn->error), "server refused the "
+		    "TLS %s (%s)", when, what);
 }
 
 /* Explain a failed handshake in plain words. */
@@ -494,37 +826,25 @@ static void
 tls_explain_handshake(struct tls_conn *conn, int ret)
 {
 	char	reason[200];
-	int	alert;
 
 	switch (ret) {
 	case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED:
+	case TLS_ERR_CERT:
 		tls_explain_verify(conn, mbedtls_ssl_get_verify_result(
 		    &conn->ssl));
 		return;
 	case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE:
-		alert = tls_last_alert(conn);
-		if (alert == MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION)
-			snprintf(conn->error, sizeof(conn->error), "server "
-			    "does not support TLS 1.2 or newer (alert "
-			    "protocol_version)");
-		else if (alert == MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE ||
-		    alert == MBEDTLS_SSL_ALERT_MSG_INSUFFICIENT_SECURITY)
-			snprintf(conn->error, sizeof(conn->error), "server "
-			    "offers no acceptable TLS version (1.2 or newer) "
-			    "or cipher suite (ECDHE with AES-GCM or "
-			    "ChaCha20-Poly1305): alert handshake failure");
-		else
-			snprintf(conn->error, sizeof(conn->error), "server "
-			    "refused the TLS handshake (alert %d)", alert);
+		tls_explain_alert(conn, "handshake");
 		return;
-	case MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION:
+	case TLS_ERR_VERSION:
 		snprintf(conn->error, sizeof(conn->error),
-		    "server does not support TLS 1.2 or newer");
+		    "server does not support TLS %s or newer",
+		    tls_min_name(conn));
 		return;
-	case MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN:
-	case MBEDTLS_ERR_SSL_BAD_HS_SERVER_HELLO:
-		snprintf(conn->error, sizeof(conn->error),
-		    "server chose no acceptable cipher suite");
+	case TLS_ERR_SUITE:
+	case TLS_ERR_SUITE2:
+		snprintf(conn->error, sizeof(conn->error), "server chose no "
+		    "acceptable cipher suite or key exchange");
 		return;
 	case MBEDTLS_ERR_SSL_INVALID_RECORD:
 	case MBEDTLS_ERR_SSL_UNEXPECTED_MESSAGE:
@@ -562,17 +882,23 @@ tls_check_pins(struct tls_conn *conn)
 
 /*
  * Whether the handshake resumed a session: with verification on, a full
- * handshake always runs the verify callback and a resumed one never does.
- * (Session IDs cannot tell: with tickets the client picks a new ID.)
+ * handshake always runs the verify callback and a resumed one never does,
+ * in TLS 1.2 (session ID or ticket) as in TLS 1.3 (ticket, PSK with ECDHE:
+ * the server sends no certificate).  Session IDs cannot tell: with
+ * tickets the client picks a new ID.
  */
 static int
 tls_was_resumed(const struct tls_conn *conn)
 {
-	return conn->ctx->verify && conn->ctx->have_resume &&
+	return conn->ctx->verify && conn->offered_session &&
 	    !conn->verify_called;
 }
 
-/* Keep this verified session for the next connection of the service. */
+/*
+ * Keep this verified session for the next connection of the service.  A
+ * TLS 1.2 session is there when the handshake ends; a TLS 1.3 one only
+ * with a ticket, which comes after the handshake (tls_conn_read).
+ */
 static void
 tls_save_session(struct tls_conn *conn)
 {
@@ -607,7 +933,9 @@ tls_conn_handshake(struct tls_conn *conn)
 	conn->resumed = tls_was_resumed(conn);
 	if (!conn->resumed && tls_check_pins(conn) != 0)
 		return -1;
-	tls_save_session(conn);
+	conn->verified = 1;
+	if (!tls_compat_is_tls13(&conn->ssl))
+		tls_save_session(conn);
 	return 1;
 }
 
@@ -618,13 +946,40 @@ tls_conn_resumed(const struct tls_conn *conn)
 	return conn->resumed;
 }
 
+/*
+ * A TLS 1.3 ticket arrived: keep the session, whose server was verified
+ * (chain, name, pins) before any ticket could be read.
+ */
+static void
+tls_new_ticket(struct tls_conn *conn)
+{
+	if (conn->verified)
+		tls_save_session(conn);
+}
+
 /* Decrypt application data. */
 int
 tls_conn_read(struct tls_conn *conn, void *buf, size_t len)
 {
-	int	ret;
+	int	ret, held = 0;
 
-	ret = mbedtls_ssl_read(&conn->ssl, buf, len);
+	for (;;) {
+		ret = mbedtls_ssl_read(&conn->ssl, buf, len);
+		if (ret == TLS_ERR_NEW_TICKET) {
+			tls_new_ticket(conn);
+			held = 0;
+			continue;
+		}
+		/*
+		 * A TLS 1.3 ticket was read but is processed by the next call,
+		 * which needs no more input; records after it may be buffered
+		 * already, and no socket event would announce them.
+		 */
+		if (ret == MBEDTLS_ERR_SSL_WANT_READ && held++ == 0 &&
+		    mbedtls_ssl_check_pending(&conn->ssl))
+			continue;
+		break;
+	}
 	if (ret > 0)
 		return ret;
 	switch (ret) {
@@ -636,6 +991,9 @@ tls_conn_read(struct tls_conn *conn, void *buf, size_t len)
 	case 0:
 	case MBEDTLS_ERR_SSL_CONN_EOF:
 		return TLS_EOF;
+	case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE:
+		tls_explain_alert(conn, "session");
+		return TLS_ERROR;
 	}
 	tls_strerror(ret, conn->error, sizeof(conn->error));
 	return TLS_ERROR;
@@ -655,10 +1013,16 @@ tls_conn_write(struct tls_conn *conn, const void *buf, size_t len)
 {
 	int	ret;
 
-	ret = mbedtls_ssl_write(&conn->ssl, buf, len);
+	/* A write first finishes processing a ticket that a read left. */
+	while ((ret = mbedtls_ssl_write(&conn->ssl, buf, len)) ==
+	    TLS_ERR_NEW_TICKET)
+		tls_new_ticket(conn);
 	if (ret >= 0)
 		return ret;
-	tls_strerror(ret, conn->error, sizeof(conn->error));
+	if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)
+		tls_explain_alert(conn, "session");
+	else
+		tls_strerror(ret, conn->error, sizeof(conn->error));
 	return TLS_ERROR;
 }
 
@@ -698,4 +1062,207 @@ const char *
 tls_conn_ciphersuite(const struct tls_conn *conn)
 {
 	return mbedtls_ssl_get_ciphersuite(&conn->ssl);
+}
+
+/*
+ * ---- TLS toward mail clients (local_tls) ----------------------------------
+ * mailtlsd as a TLS server: its own certificate, the same floor and suites
+ * as toward servers, no client certificates, no session cache.  Apart from
+ * their constructors and handshake, these connections use the functions
+ * above.
+ */
+
+/* The process's random generator, for mbedTLS calls that take one. */
+int
+tls_random(void *p_rng, unsigned char *buf, size_t len)
+{
+	(void)p_rng;
+	return mbedtls_ctr_drbg_random(&tls_drbg, buf, len);
+}
+
+/* Whether key is the private half of the certificate's public key. */
+static int
+tls_local_pair_ok(mbedtls_x509_crt *crt, mbedtls_pk_context *key)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+	return mbedtls_pk_check_pair(&crt->pk, key, mbedtls_ctr_drbg_random,
+	    &tls_drbg) == 0;
+#else
+	return mbedtls_pk_check_pair(&crt->pk, key) == 0;
+#endif
+}
+
+/* Load local_cert (with any intermediates after it) and local_key. */
+static int
+tls_load_local_cert(struct tls_ctx *ctx, const struct service_config *sc,
+    char *err, size_t errlen)
+{
+	char	reason[200];
+	int	ret;
+
+	ret = mbedtls_x509_crt_parse_file(&ctx->own_cert, sc->local_cert);
+	if (ret != 0) {
+		tls_strerror(ret < 0 ? ret : MBEDTLS_ERR_X509_INVALID_FORMAT,
+		    reason, sizeof(reason));
+		snprintf(err, errlen, "local_cert %s: %s", sc->local_cert,
+		    reason);
+		return -1;
+	}
+	if ((ret = tls_parse_keyfile(&ctx->own_key, sc->local_key)) != 0) {
+		tls_strerror(ret, reason, sizeof(reason));
+		snprintf(err, errlen, "local_key %s: %s", sc->local_key,
+		    reason);
+		return -1;
+	}
+	if (!tls_local_pair_ok(&ctx->own_cert, &ctx->own_key)) {
+		snprintf(err, errlen, "local_key %s is not the key of "
+		    "local_cert %s", sc->local_key, sc->local_cert);
+		return -1;
+	}
+	if ((ret = mbedtls_ssl_conf_own_cert(&ctx->conf, &ctx->own_cert,
+	    &ctx->own_key)) != 0) {
+		tls_strerror(ret, reason, sizeof(reason));
+		snprintf(err, errlen, "local_cert %s: %s", sc->local_cert,
+		    reason);
+		return -1;
+	}
+	return 0;
+}
+
+/* Build the settings toward the service's mail clients. */
+struct tls_ctx *
+tls_ctx_new_local(const struct service_config *sc, char *err, size_t errlen)
+{
+	struct tls_ctx	*ctx;
+
+	if ((ctx = calloc(1, sizeof(*ctx))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	mbedtls_ssl_config_init(&ctx->conf);
+	mbedtls_ssl_session_init(&ctx->resume);
+	mbedtls_x509_crt_init(&ctx->ca_chain);
+	mbedtls_x509_crt_init(&ctx->own_cert);
+	mbedtls_pk_init(&ctx->own_key);
+	ctx->min_tls = TLS_VERSION_1_2;	/* min_tls is about the server */
+	if (mbedtls_ssl_config_defaults(&ctx->conf, MBEDTLS_SSL_IS_SERVER,
+	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT) != 0) {
+		snprintf(err, errlen, "cannot set TLS defaults");
+		goto err;
+	}
+	mbedtls_ssl_conf_rng(&ctx->conf, mbedtls_ctr_drbg_random, &tls_drbg);
+	tls_compat_conf(&ctx->conf, TLS_VERSION_1_2);
+	mbedtls_ssl_conf_ciphersuites(&ctx->conf, tls_ciphersuites);
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
+	mbedtls_ssl_conf_renegotiation(&ctx->conf,
+	    MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
+	mbedtls_ssl_conf_authmode(&ctx->conf, MBEDTLS_SSL_VERIFY_NONE);
+	if (tls_load_local_cert(ctx, sc, err, errlen) != 0)
+		goto err;
+	return ctx;
+err:
+	tls_ctx_free(ctx);
+	return NULL;
+}
+
+/* A new connection with a mail client over raw. */
+struct tls_conn *
+tls_conn_new_local(struct tls_ctx *ctx, struct bufferevent *raw)
+{
+	struct tls_conn	*conn;
+
+	if ((conn = calloc(1, sizeof(*conn))) == NULL)
+		return NULL;
+	conn->ctx = ctx;
+	conn->raw = raw;
+	mbedtls_ssl_init(&conn->ssl);
+	if (mbedtls_ssl_setup(&conn->ssl, &ctx->conf) != 0) {
+		tls_conn_free(conn);
+		return NULL;
+	}
+	mbedtls_ssl_set_bio(&conn->ssl, conn, tls_bio_send, tls_bio_recv,
+	    NULL);
+	return conn;
+}
+
+/* Explain a failed handshake with a client in plain words. */
+static void
+tls_explain_local(struct tls_conn *conn, int ret)
+{
+	const char	*name;
+	char		 reason[200];
+	int		 alert;
+
+	switch (ret) {
+	case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE:
+		alert = tls_compat_last_alert(&conn->ssl);
+		name = tls_alert_name(alert);
+		if (alert == MBEDTLS_SSL_ALERT_MSG_BAD_CERT ||
+		    alert == MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA ||
+		    alert == MBEDTLS_SSL_ALERT_MSG_CERT_UNKNOWN)
+			snprintf(conn->error, sizeof(conn->error), "client "
+			    "does not trust mailtlsd's certificate (alert %s): "
+			    "make it trust local_cert, or the generated one "
+			    "in state_dir", name);
+		else if (name != NULL)
+			snprintf(conn->error, sizeof(conn->error), "client "
+			    "refused the TLS handshake (alert %s)", name);
+		else
+			snprintf(conn->error, sizeof(conn->error), "client "
+			    "refused the TLS handshake (alert %d)", alert);
+		return;
+	case TLS_ERR_VERSION:
+	case TLS_ERR_SUITE:
+		snprintf(conn->error, sizeof(conn->error), "client offers no "
+		    "acceptable TLS version (1.2 or newer) or cipher suite "
+		    "(ECDHE with AES-GCM or ChaCha20-Poly1305)");
+		return;
+#if defined(MBEDTLS_ERR_SSL_BAD_HS_CLIENT_HELLO)
+	case MBEDTLS_ERR_SSL_BAD_HS_CLIENT_HELLO:
+#endif
+#if defined(MBEDTLS_ERR_SSL_DECODE_ERROR)
+	case MBEDTLS_ERR_SSL_DECODE_ERROR:
+#endif
+	case MBEDTLS_ERR_SSL_INVALID_RECORD:
+	case MBEDTLS_ERR_SSL_UNEXPECTED_MESSAGE:
+		conn->saw_plaintext = 1;
+		snprintf(conn->error, sizeof(conn->error), "client did not "
+		    "start TLS (no ClientHello: plaintext on a TLS port?)");
+		return;
+	case MBEDTLS_ERR_SSL_INVALID_MAC:
+		/* A TLS 1.3 client's alert, sent before its keys were up. */
+		snprintf(conn->error, sizeof(conn->error), "client ended the "
+		    "handshake with a record mailtlsd cannot read: with TLS "
+		    "1.3 usually an alert that it does not trust mailtlsd's "
+		    "certificate");
+		return;
+	case MBEDTLS_ERR_SSL_CONN_EOF:
+		snprintf(conn->error, sizeof(conn->error),
+		    "client closed the connection during the TLS handshake");
+		return;
+	}
+	tls_strerror(ret, reason, sizeof(reason));
+	snprintf(conn->error, sizeof(conn->error), "%s", reason);
+}
+
+/* Drive the handshake with a client as far as its input allows. */
+int
+tls_conn_handshake_local(struct tls_conn *conn)
+{
+	int	ret;
+
+	ret = mbedtls_ssl_handshake(&conn->ssl);
+	if (ret == MBEDTLS_ERR_SSL_WANT_READ ||
+	    ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
+		if (!conn->raw_eof)
+			return 0;
+		ret = MBEDTLS_ERR_SSL_CONN_EOF;
+	}
+	if (ret != 0) {
+		tls_explain_local(conn, ret);
+		return -1;
+	}
+	conn->verified = 1;
+	return 1;
 }

@@ -33,6 +33,15 @@ int		 tls_reseed(void);
 /* The mbedTLS version this process runs with, "2.28.3". */
 const char	*tls_library_version(void);
 
+/*
+ * Whether mbedTLS version number (as MBEDTLS_VERSION_NUMBER, 0x021C0300 for
+ * 2.28.3; 0 for the library this process runs with) is older than the last
+ * release of its branch that mailtlsd knows of, or from a branch past its
+ * end of life: 1 with a warning in buf, else 0.
+ */
+int		 tls_library_outdated(unsigned long number, char *buf,
+		    size_t len);
+
 /* Build a service's TLS settings; NULL with a reason in err. */
 struct tls_ctx	*tls_ctx_new(const struct service_config *, char *err,
 		    size_t errlen);
@@ -76,5 +85,30 @@ int		 tls_conn_saw_plaintext(const struct tls_conn *);
 /* The negotiated version and suite, for the log. */
 const char	*tls_conn_version(const struct tls_conn *);
 const char	*tls_conn_ciphersuite(const struct tls_conn *);
+
+/*
+ * ---- TLS toward mail clients (local_tls) ---------------------------------
+ * The same layer as the server end: a tls_ctx per service and load, a
+ * tls_conn over the client's socket bufferevent; tls_conn_read, _write,
+ * _pending, _close_notify, _set_eof, _error, _version, _ciphersuite and
+ * _free work for both ends.
+ */
+
+/*
+ * The settings mailtlsd uses as a TLS server toward clients: its
+ * local_cert/local_key, TLS 1.2 or newer, the same ECDHE/AEAD suites, no
+ * renegotiation, no client certificates.  NULL with a reason in err.
+ */
+struct tls_ctx	*tls_ctx_new_local(const struct service_config *, char *err,
+		    size_t errlen);
+
+/* A new server-end connection over raw (a client's socket), or NULL. */
+struct tls_conn	*tls_conn_new_local(struct tls_ctx *, struct bufferevent *raw);
+
+/* Drive a server-end handshake: 1 done, 0 wait for input, -1 failed. */
+int		 tls_conn_handshake_local(struct tls_conn *);
+
+/* The process's random generator, as an mbedTLS f_rng (p_rng unused). */
+int		 tls_random(void *p_rng, unsigned char *buf, size_t len);
 
 #endif /* MAILTLSD_TLS_H */

@@ -86,6 +86,7 @@ class Certs:
     sha1_signed: str        # mail.test, signed by ca with SHA-1
     weak_key: str           # a 1024-bit RSA key
     weak_rsa: str           # mail.test, signed by ca, 1024-bit key
+    two_names: str          # mail.test and other.test, signed by ca, key
     pin_good: str           # base64 SHA-256 of good's SPKI
     pin_other: str          # the same for other_key
 
@@ -205,6 +206,8 @@ def generate(d):
         weak_rsa=_issue(ca_dir, weak_key, SERVER_NAME,
                         os.path.join(d, "weak_rsa.crt"), "server",
                         SERVER_NAME),
+        two_names=leaf("two_names",
+                       san="%s, DNS:%s" % (SERVER_NAME, OTHER_NAME)),
         pin_good=spki_pin(good), pin_other=spki_pin(self_signed))
     return certs
 

@@ -514,7 +514,7 @@ class TestServer:
                                      daemon=True)
                 self.threads.append(t)
                 self.cond.notify_all()
-            t.start()
+                t.start()      # under the lock: stop() joins only started
 
     def _serve(self, sock, rec):
         sock.settimeout(60)

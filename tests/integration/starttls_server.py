@@ -291,7 +291,7 @@ class StarttlsServer:
                                       daemon=True)
                 self.threads.append(th)
                 self.cond.notify_all()
-            th.start()
+                th.start()      # under the lock: stop() joins only started
 
     def _serve(self, sock, rec):
         sock.settimeout(30)

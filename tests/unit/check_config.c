@@ -1102,34 +1102,76 @@ START_TEST(test_errors_sanitized)
 }
 END_TEST
 
-/* ---- Not supported yet --------------------------------------------------- */
+/* ---- TLS toward the mail client ----------------------------------------- */
 
-/* Service lines that are refused until their feature lands. */
-static const char *const not_yet[] = {
-	"local_tls = starttls",
-	"local_tls = implicit",
-	"local_cert = /etc/mailtlsd/local.pem",
-	"local_key = /etc/mailtlsd/local.key",
-};
-
-START_TEST(test_not_supported_yet)
+START_TEST(test_local_tls_keys)
 {
-	EXPECT_ONE_ERROR(fmt(SVC "%s\n", not_yet[_i]), 4,
-	    "not supported yet");
-	/* In [global] too. */
-	EXPECT_ONE_ERROR(fmt("[global]\n%s\n" SVC, not_yet[_i]), 2,
-	    "not supported yet");
+	struct config			*cfg;
+	const struct service_config	*s;
+
+	LOAD_OK(cfg, "[global]\nstate_dir = /var/lib/x\n" SVC
+	    "local_tls = starttls\n"
+	    "local_cert = /etc/mailtlsd/local.pem\n"
+	    "local_key = /etc/mailtlsd/local.key\n"
+	    "[t]\nlisten = 127.0.0.1:1144\nremote = mail.example.com:993\n"
+	    "local_tls = implicit\n"
+	    "[u]\nlisten = 127.0.0.1:1145\nremote = mail.example.com:993\n");
+	ck_assert_str_eq(cfg->state_dir, "/var/lib/x");
+	s = &cfg->services[0];
+	ck_assert_int_eq(s->local_tls, LOCAL_TLS_STARTTLS);
+	ck_assert_str_eq(s->local_cert, "/etc/mailtlsd/local.pem");
+	ck_assert_str_eq(s->local_key, "/etc/mailtlsd/local.key");
+	s = &cfg->services[1];
+	ck_assert_int_eq(s->local_tls, LOCAL_TLS_IMPLICIT);
+	ck_assert_str_eq(s->local_cert, "");
+	ck_assert_str_eq(s->local_key, "");
+	ck_assert_int_eq(cfg->services[2].local_tls, LOCAL_TLS_NONE);
+	config_free(cfg);
+
+	/* From [global], overridden by a service. */
+	LOAD_OK(cfg, "[global]\nlocal_tls = implicit\n"
+	    "local_cert = /g/l.pem\nlocal_key = /g/l.key\n" SVC
+	    "[t]\nlisten = 127.0.0.1:1144\nremote = mail.example.com:993\n"
+	    "local_tls = none\n");
+	ck_assert_int_eq(cfg->services[0].local_tls, LOCAL_TLS_IMPLICIT);
+	ck_assert_str_eq(cfg->services[0].local_cert, "/g/l.pem");
+	ck_assert_str_eq(cfg->services[0].local_key, "/g/l.key");
+	ck_assert_int_eq(cfg->services[1].local_tls, LOCAL_TLS_NONE);
+	config_free(cfg);
 }
 END_TEST
 
-START_TEST(test_not_supported_yet_global)
+START_TEST(test_local_pair)
 {
 	struct config	*cfg;
 
-	EXPECT_ONE_ERROR("[global]\nstate_dir = /var/lib/x\n" SVC, 2,
-	    "state_dir is not supported yet");
-	LOAD_OK(cfg, SVC "pool_size = 0\nlocal_tls = none\n");
+	EXPECT_ONE_ERROR(SVC "local_cert = /s/l.pem\n", 4,
+	    "local_cert is set but local_key is not");
+	EXPECT_ONE_ERROR(SVC "local_key = /s/l.key\n", 4,
+	    "local_key is set but local_cert is not");
+	/* A half pair in [global] is reported once, on the global line. */
+	EXPECT_ONE_ERROR("[global]\nlocal_key = /g/l.key\n" SVC
+	    "[t]\nlisten = 127.0.0.1:1144\nremote = mail.example.com:993\n",
+	    2, "local_key is set but local_cert is not");
+	LOAD_OK(cfg, "[global]\nlocal_key = /g/l.key\n" SVC
+	    "local_cert = /s/l.pem\n");
 	config_free(cfg);
+	/* The two pairs are independent. */
+	EXPECT_ONE_ERROR(SVC "client_cert = /s/c.pem\nclient_key = /s/c.key\n"
+	    "local_cert = /s/l.pem\n", 6,
+	    "local_cert is set but local_key is not");
+}
+END_TEST
+
+START_TEST(test_local_bad_values)
+{
+	EXPECT_ONE_ERROR(SVC "local_tls = yes\n", 4,
+	    "expected none, starttls or implicit");
+	EXPECT_ONE_ERROR(SVC "local_cert = l.pem\n", 4,
+	    "expected an absolute path");
+	EXPECT_ONE_ERROR("[global]\nstate_dir = var/lib\n" SVC, 2,
+	    "expected an absolute path");
+	EXPECT_ONE_ERROR(SVC "state_dir = /var/lib/x\n", 4, "state_dir");
 }
 END_TEST
 
@@ -1364,9 +1406,12 @@ config_suite(void)
 	tcase_add_test(tc, test_errors_appended);
 	tcase_add_test(tc, test_errors_sanitized);
 
-	tc = add_tcase(s, "not_supported_yet");
-	tcase_add_loop_test(tc, test_not_supported_yet, 0, NELEM(not_yet));
-	tcase_add_test(tc, test_not_supported_yet_global);
+	tc = add_tcase(s, "local_tls");
+	tcase_add_test(tc, test_local_tls_keys);
+	tcase_add_test(tc, test_local_pair);
+	tcase_add_test(tc, test_local_bad_values);
+
+	tc = add_tcase(s, "tls_keys");
 	tcase_add_loop_test(tc, test_starttls_ports, 0,
 	    NELEM(starttls_ports));
 	tcase_add_test(tc, test_starttls_keys);

@@ -12,6 +12,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include <mbedtls/ssl.h>
+
 #include "config.h"
 #include "tls.h"
 #include "unit.h"
@@ -54,13 +56,14 @@ struct wire {
 
 /* A connection whose buffers the test can fill and read. */
 static void
-wire_setup(struct wire *w)
+wire_setup_min(struct wire *w, enum tls_version min_tls)
 {
 	struct service_config	sc;
 	char			err[256];
 
 	ck_assert_int_eq(tls_init(), 0);
 	make_service(&sc);
+	sc.min_tls = min_tls;
 	w->base = event_base_new();
 	ck_assert_ptr_nonnull(w->base);
 	w->raw = bufferevent_socket_new(w->base, -1, 0);
@@ -72,6 +75,12 @@ wire_setup(struct wire *w)
 	ck_assert_msg(w->ctx != NULL, "tls_ctx_new: %s", err);
 	w->conn = tls_conn_new(w->ctx, w->raw);
 	ck_assert_ptr_nonnull(w->conn);
+}
+
+static void
+wire_setup(struct wire *w)
+{
+	wire_setup_min(w, TLS_VERSION_1_2);
 }
 
 static void
@@ -190,6 +199,9 @@ suite_allowed(unsigned id)
 		0xc02b, 0xc02c, 0xc02f, 0xc030,	/* ECDHE AES-GCM */
 		0xcca8, 0xcca9,			/* ECDHE ChaCha20-Poly1305 */
 		0x00ff,				/* renegotiation SCSV */
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+		0x1301, 0x1302, 0x1303,		/* TLS 1.3 AEAD suites */
+#endif
 	};
 	size_t			i;
 
@@ -199,37 +211,166 @@ suite_allowed(unsigned id)
 	return 0;
 }
 
-START_TEST(test_client_hello)
-{
-	struct wire	 w;
-	unsigned char	 hello[4096];
-	size_t		 len, pos, suites_len, i;
+/* What the tests check in a ClientHello. */
+struct hello {
+	int		 n_suites;
+	int		 n_tls13_suites;	/* 0x13xx */
+	int		 has_versions;		/* supported_versions sent */
+	unsigned	 versions[8];		/* its list */
+	int		 n_versions;
+};
 
-	wire_setup(&w);
-	ck_assert_int_eq(tls_conn_handshake(w.conn), 0);
-	len = wire_output(&w, hello, sizeof(hello));
-	/* Record: handshake; message: ClientHello offering TLS 1.2. */
+static unsigned
+get16(const unsigned char *p)
+{
+	return ((unsigned)p[0] << 8) | p[1];
+}
+
+/* Start the handshake and parse the ClientHello the connection sent. */
+static void
+client_hello(struct wire *w, struct hello *h)
+{
+	unsigned char	 buf[4096];
+	size_t		 len, pos, end, suites_len, i;
+
+	memset(h, 0, sizeof(*h));
+	ck_assert_int_eq(tls_conn_handshake(w->conn), 0);
+	len = wire_output(w, buf, sizeof(buf));
+	/*
+	 * Record: handshake; message: ClientHello.  Its legacy_version is
+	 * TLS 1.2 (0x0303) with TLS 1.3 too, which supported_versions adds.
+	 */
 	ck_assert_uint_gt(len, 5 + 4 + 2 + 32 + 1);
-	ck_assert_uint_eq(hello[0], 22);
-	ck_assert_uint_eq(hello[5], 1);
-	ck_assert_uint_eq(hello[9], 3);
-	ck_assert_uint_eq(hello[10], 3);
+	ck_assert_uint_eq(buf[0], 22);
+	ck_assert_uint_eq(buf[5], 1);
+	ck_assert_uint_eq(buf[9], 3);
+	ck_assert_uint_eq(buf[10], 3);
 	/* SNI carries server_name. */
-	ck_assert(contains(hello, len, "mail.test"));
-	/* Every offered suite is ECDHE with an AEAD cipher. */
+	ck_assert(contains(buf, len, "mail.test"));
+	/* Every offered suite is ECDHE with an AEAD cipher (or TLS 1.3). */
 	pos = 5 + 4 + 2 + 32;
-	pos += 1 + hello[pos];
-	suites_len = ((size_t)hello[pos] << 8) | hello[pos + 1];
+	pos += 1 + buf[pos];				/* session id */
+	suites_len = get16(buf + pos);
 	pos += 2;
 	ck_assert_uint_gt(suites_len, 0);
 	ck_assert_uint_le(pos + suites_len, len);
 	for (i = 0; i < suites_len; i += 2) {
-		unsigned id = ((unsigned)hello[pos + i] << 8) |
-		    hello[pos + i + 1];
+		unsigned id = get16(buf + pos + i);
 
 		ck_assert_msg(suite_allowed(id), "suite 0x%04x offered", id);
+		if (id != 0x00ff)
+			h->n_suites++;
+		if ((id >> 8) == 0x13)
+			h->n_tls13_suites++;
 	}
+	pos += suites_len;
+	pos += 1 + buf[pos];				/* compression */
+	ck_assert_uint_le(pos + 2, len);
+	end = pos + 2 + get16(buf + pos);
+	ck_assert_uint_le(end, len);
+	for (pos += 2; pos + 4 <= end; pos += 4 + get16(buf + pos + 2)) {
+		unsigned	type = get16(buf + pos);
+		size_t		elen = get16(buf + pos + 2), j;
+
+		if (type != 43)				/* supported_versions */
+			continue;
+		h->has_versions = 1;
+		ck_assert_uint_ge(elen, 1);
+		ck_assert_uint_eq(buf[pos + 4], elen - 1);
+		for (j = 0; j + 1 < elen - 1 && h->n_versions < 8; j += 2)
+			h->versions[h->n_versions++] = get16(buf + pos + 5 + j);
+	}
+}
+
+START_TEST(test_client_hello)
+{
+	struct wire	w;
+	struct hello	h;
+
+	wire_setup(&w);
+	client_hello(&w, &h);
+	ck_assert_int_gt(h.n_suites, 0);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+	/* TLS 1.3 first, TLS 1.2 as well: min_tls = 1.2 is the default. */
+	ck_assert_int_eq(h.n_tls13_suites, 3);
+	ck_assert_int_gt(h.n_suites, h.n_tls13_suites);
+	ck_assert(h.has_versions);
+	ck_assert_int_eq(h.n_versions, 2);
+	ck_assert_uint_eq(h.versions[0], 0x0304);
+	ck_assert_uint_eq(h.versions[1], 0x0303);
+#else
+	/* mbedTLS 2.28: TLS 1.2 only. */
+	ck_assert_int_eq(h.n_tls13_suites, 0);
+	ck_assert(!h.has_versions);
+#endif
 	wire_teardown(&w);
+}
+END_TEST
+
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+START_TEST(test_client_hello_min_tls13)
+{
+	struct wire	w;
+	struct hello	h;
+
+	/* min_tls = 1.3: only TLS 1.3 and its suites are offered. */
+	wire_setup_min(&w, TLS_VERSION_1_3);
+	client_hello(&w, &h);
+	ck_assert(h.has_versions);
+	ck_assert_int_eq(h.n_versions, 1);
+	ck_assert_uint_eq(h.versions[0], 0x0304);
+	ck_assert_int_eq(h.n_tls13_suites, 3);
+	ck_assert_int_eq(h.n_suites, 3);
+	wire_teardown(&w);
+}
+END_TEST
+
+START_TEST(test_protocol_version_alert_min_tls13)
+{
+	/* A TLS 1.2-only server refuses a TLS 1.3-only ClientHello. */
+	static const unsigned char alert[] = { 21, 3, 3, 0, 2, 2, 70 };
+	struct wire	 w;
+
+	wire_setup_min(&w, TLS_VERSION_1_3);
+	ck_assert_int_eq(tls_conn_handshake(w.conn), 0);
+	evbuffer_add(bufferevent_get_input(w.raw), alert, sizeof(alert));
+	ck_assert_int_eq(tls_conn_handshake(w.conn), -1);
+	ck_assert_ptr_nonnull(strstr(tls_conn_error(w.conn),
+	    "does not support TLS 1.3 or newer"));
+	wire_teardown(&w);
+}
+END_TEST
+#endif
+
+/* The table of known mbedTLS releases behind the start-up warning. */
+START_TEST(test_library_outdated)
+{
+	char	buf[300];
+
+	/* Debian 12: older than the 2.28 branch's last release, and EOL. */
+	ck_assert_int_eq(tls_library_outdated(0x021C0300, buf,
+	    sizeof(buf)), 1);
+	ck_assert_ptr_nonnull(strstr(buf, "mbedTLS 2.28.3 is older than "
+	    "2.28.10"));
+	ck_assert_ptr_nonnull(strstr(buf, "end of life"));
+	/* The last 2.28 is still past its end of life. */
+	ck_assert_int_eq(tls_library_outdated(0x021C0A00, buf,
+	    sizeof(buf)), 1);
+	ck_assert_ptr_nonnull(strstr(buf, "end of life"));
+	/* 3.6: older than the newest known release warns, others do not. */
+	ck_assert_int_eq(tls_library_outdated(0x03060000, buf,
+	    sizeof(buf)), 1);
+	ck_assert_ptr_nonnull(strstr(buf, "mbedTLS 3.6.0 is older than 3.6."));
+	ck_assert_int_eq(tls_library_outdated(0x03060700, buf,
+	    sizeof(buf)), 0);
+	ck_assert_int_eq(tls_library_outdated(0x03066300, buf,
+	    sizeof(buf)), 0);
+	/* A branch between the two: unmaintained. */
+	ck_assert_int_eq(tls_library_outdated(0x03050200, buf,
+	    sizeof(buf)), 1);
+	ck_assert_ptr_nonnull(strstr(buf, "no longer maintained"));
+	/* The library this process runs with gives an answer either way. */
+	(void)tls_library_outdated(0, buf, sizeof(buf));
 }
 END_TEST
 
@@ -308,6 +449,11 @@ tls_suite(void)
 	tcase_add_test(tc, test_server_closes_during_handshake);
 	tcase_add_test(tc, test_protocol_version_alert);
 	tcase_add_test(tc, test_handshake_failure_alert);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+	tcase_add_test(tc, test_client_hello_min_tls13);
+	tcase_add_test(tc, test_protocol_version_alert_min_tls13);
+#endif
+	tcase_add_test(tc, test_library_outdated);
 	suite_add_tcase(s, tc);
 	return s;
 }

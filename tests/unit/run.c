@@ -13,7 +13,10 @@ static Suite *(*const suites[])(void) = {
 	config_suite,
 	proto_suite,
 	proto_filter_suite,
+	proto_local_suite,
 	tls_suite,
+	localcert_suite,
+	fuzz_suite,
 };
 
 /* Run all suites and report. */

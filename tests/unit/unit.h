@@ -10,6 +10,9 @@
 Suite	*config_suite(void);
 Suite	*proto_suite(void);
 Suite	*proto_filter_suite(void);
+Suite	*proto_local_suite(void);
 Suite	*tls_suite(void);
+Suite	*localcert_suite(void);
+Suite	*fuzz_suite(void);
 
 #endif /* MAILTLSD_UNIT_H */

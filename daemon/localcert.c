@@ -1,0 +1,734 @@
+/*
+ * localcert.c - the self-signed certificate for local_tls: make it once,
+ * keep it in state_dir, check it on every start and reload, make it again
+ * when it no longer fits.
+ *
+ * mbedTLS 2.28 has no writer for subjectAltName or extendedKeyUsage, so
+ * both extensions are DER-encoded here with mbedtls_asn1_write_*, which
+ * write backwards from the end of a buffer.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <mbedtls/asn1write.h>
+#include <mbedtls/ecp.h>
+#include <mbedtls/error.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/platform_util.h>
+#include <mbedtls/sha256.h>
+#include <mbedtls/version.h>
+#include <mbedtls/x509_crt.h>
+
+#include "localcert.h"
+#include "log.h"
+#include "tls.h"
+
+#define LOCALCERT_SUBJECT	"CN=localhost,O=mailtlsd self-signed"
+#define LOCALCERT_PEM_MAX	4096
+#define LOCALCERT_EXT_MAX	(LOCALCERT_NAMES_MAX * (CONFIG_HOST_MAX + 4))
+#define LOCALCERT_SERIAL_LEN	16
+#define DAY			86400
+
+/* ---- Names --------------------------------------------------------------- */
+
+/* Whether two names are the same (DNS names ignoring case). */
+static int
+localcert_name_eq(const struct localcert_name *a,
+    const struct localcert_name *b)
+{
+	if (a->is_ip != b->is_ip || a->len != b->len)
+		return 0;
+	if (a->is_ip)
+		return memcmp(a->value, b->value, a->len) == 0;
+	return strncasecmp((const char *)a->value, (const char *)b->value,
+	    a->len) == 0;
+}
+
+/* Add one name unless it is there. */
+static int
+localcert_names_put(struct localcert_names *names,
+    const struct localcert_name *nm)
+{
+	int	i;
+
+	for (i = 0; i < names->n; i++)
+		if (localcert_name_eq(&names->name[i], nm))
+			return 0;
+	if (names->n == LOCALCERT_NAMES_MAX)
+		return -1;
+	names->name[names->n++] = *nm;
+	return 0;
+}
+
+/* Start with the loopback names. */
+void
+localcert_names_init(struct localcert_names *names)
+{
+	memset(names, 0, sizeof(*names));
+	(void)localcert_names_add(names, "localhost");
+	(void)localcert_names_add(names, "127.0.0.1");
+	(void)localcert_names_add(names, "::1");
+}
+
+/* Add a DNS name or an address literal. */
+int
+localcert_names_add(struct localcert_names *names, const char *text)
+{
+	struct localcert_name	nm;
+	size_t			len = strlen(text);
+
+	memset(&nm, 0, sizeof(nm));
+	if (inet_pton(AF_INET, text, nm.value) == 1) {
+		nm.is_ip = 1;
+		nm.len = 4;
+	} else if (inet_pton(AF_INET6, text, nm.value) == 1) {
+		nm.is_ip = 1;
+		nm.len = 16;
+	} else {
+		if (len == 0 || len >= sizeof(nm.value) ||
+		    strspn(text, "abcdefghijklmnopqrstuvwxyz"
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != len)
+			return -1;
+		memcpy(nm.value, text, len);
+		nm.len = len;
+	}
+	return localcert_names_put(names, &nm);
+}
+
+/* Add a listen socket's address; 0.0.0.0 and :: add nothing. */
+int
+localcert_names_add_addr(struct localcert_names *names,
+    const struct sockaddr *sa)
+{
+	struct localcert_name		 nm;
+	const struct sockaddr_in	*sin = (const void *)sa;
+	const struct sockaddr_in6	*sin6 = (const void *)sa;
+
+	memset(&nm, 0, sizeof(nm));
+	nm.is_ip = 1;
+	if (sa->sa_family == AF_INET) {
+		if (sin->sin_addr.s_addr == htonl(INADDR_ANY))
+			return 0;
+		nm.len = 4;
+		memcpy(nm.value, &sin->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		if (IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr))
+			return 0;
+		nm.len = 16;
+		memcpy(nm.value, &sin6->sin6_addr, 16);
+	} else
+		return -1;
+	return localcert_names_put(names, &nm);
+}
+
+/* A name as text, for log lines. */
+static void
+localcert_name_text(const struct localcert_name *nm, char *buf, size_t len)
+{
+	if (!nm->is_ip)
+		snprintf(buf, len, "%.*s", (int)nm->len,
+		    (const char *)nm->value);
+	else if (inet_ntop(nm->len == 4 ? AF_INET : AF_INET6, nm->value, buf,
+	    (socklen_t)len) == NULL)
+		snprintf(buf, len, "?");
+}
+
+/* ---- Files --------------------------------------------------------------- */
+
+/* dir/file into buf; -1 when it does not fit. */
+static int
+localcert_path(char *buf, size_t len, const char *dir, const char *file)
+{
+	int	n = snprintf(buf, len, "%s/%s", dir, file);
+
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* Write all of data to fd; 0 or -1. */
+static int
+localcert_write_all(int fd, const unsigned char *data, size_t len)
+{
+	ssize_t	n;
+
+	while (len > 0) {
+		if ((n = write(fd, data, len)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Replace dir/file with data: a 0600 temporary file, then rename(). */
+static int
+localcert_write_file(const char *dir, const char *file,
+    const unsigned char *data, size_t len, uid_t uid, gid_t gid, char *err,
+    size_t errlen)
+{
+	char	tmp[CONFIG_PATH_MAX + 16], path[CONFIG_PATH_MAX + 16];
+	int	fd;
+
+	if (localcert_path(path, sizeof(path), dir, file) != 0 ||
+	    snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, file) >=
+	    (int)sizeof(tmp)) {
+		snprintf(err, errlen, "state_dir %s: path too long", dir);
+		return -1;
+	}
+	if ((fd = mkstemp(tmp)) < 0) {
+		snprintf(err, errlen, "cannot create a file in %s: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (fchmod(fd, 0600) != 0 || localcert_write_all(fd, data, len) != 0 ||
+	    (uid != (uid_t)-1 && fchown(fd, uid, gid) != 0) ||
+	    fsync(fd) != 0) {
+		snprintf(err, errlen, "cannot write %s: %s", tmp,
+		    strerror(errno));
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	if (close(fd) != 0 || rename(tmp, path) != 0) {
+		snprintf(err, errlen, "cannot write %s: %s", path,
+		    strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+/* Make the renames durable; a failure only costs a regeneration later. */
+static void
+localcert_sync_dir(const char *dir)
+{
+	int	fd;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY)) < 0)
+		return;
+	(void)fsync(fd);
+	close(fd);
+}
+
+/* Create dir 0700 (and give it to uid) when it does not exist. */
+static int
+localcert_make_dir(const char *dir, uid_t uid, gid_t gid, char *err,
+    size_t errlen)
+{
+	struct stat	st;
+
+	if (stat(dir, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return 0;
+		snprintf(err, errlen, "state_dir %s is not a directory", dir);
+		return -1;
+	}
+	if (errno != ENOENT || mkdir(dir, 0700) != 0) {
+		snprintf(err, errlen, "cannot create state_dir %s: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (uid != (uid_t)-1 && chown(dir, uid, gid) != 0) {
+		snprintf(err, errlen, "cannot give state_dir %s to its user: "
+		    "%s", dir, strerror(errno));
+		return -1;
+	}
+	log_info("local_tls: created state_dir %s", dir);
+	return 0;
+}
+
+/* ---- Extensions ---------------------------------------------------------- */
+
+/* subjectAltName: GeneralNames of dNSName [2] and iPAddress [7]. */
+static int
+localcert_set_san(mbedtls_x509write_cert *crt,
+    const struct localcert_names *names)
+{
+	static unsigned char	 buf[LOCALCERT_EXT_MAX];
+	unsigned char		*p = buf + sizeof(buf);
+	const struct localcert_name *nm;
+	size_t			 len = 0;
+	int			 i, ret;
+
+	for (i = names->n - 1; i >= 0; i--) {
+		nm = &names->name[i];
+		MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_raw_buffer(&p,
+		    buf, nm->value, nm->len));
+		MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf,
+		    nm->len));
+		MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_tag(&p, buf,
+		    MBEDTLS_ASN1_CONTEXT_SPECIFIC | (nm->is_ip ? 7 : 2)));
+	}
+	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf, len));
+	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_tag(&p, buf,
+	    MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+	return mbedtls_x509write_crt_set_extension(crt,
+	    MBEDTLS_OID_SUBJECT_ALT_NAME,
+	    MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0, p, len);
+}
+
+/* extendedKeyUsage: serverAuth. */
+static int
+localcert_set_eku(mbedtls_x509write_cert *crt)
+{
+	unsigned char	 buf[32];
+	unsigned char	*p = buf + sizeof(buf);
+	size_t		 len = 0;
+	int		 ret;
+
+	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_oid(&p, buf,
+	    MBEDTLS_OID_SERVER_AUTH,
+	    MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)));
+	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf, len));
+	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_tag(&p, buf,
+	    MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+	return mbedtls_x509write_crt_set_extension(crt,
+	    MBEDTLS_OID_EXTENDED_KEY_USAGE,
+	    MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), 0, p, len);
+}
+
+/* A random positive serial number of LOCALCERT_SERIAL_LEN bytes. */
+static int
+localcert_set_serial(mbedtls_x509write_cert *crt)
+{
+	unsigned char	serial[LOCALCERT_SERIAL_LEN];
+	int		ret;
+
+	if ((ret = tls_random(NULL, serial, sizeof(serial))) != 0)
+		return ret;
+	serial[0] = (unsigned char)((serial[0] & 0x7f) | 0x40);
+#if MBEDTLS_VERSION_NUMBER >= 0x03040000
+	return mbedtls_x509write_crt_set_serial_raw(crt, serial,
+	    sizeof(serial));
+#else
+	{
+		mbedtls_mpi	mpi;
+
+		mbedtls_mpi_init(&mpi);
+		ret = mbedtls_mpi_read_binary(&mpi, serial, sizeof(serial));
+		if (ret == 0)
+			ret = mbedtls_x509write_crt_set_serial(crt, &mpi);
+		mbedtls_mpi_free(&mpi);
+		return ret;
+	}
+#endif
+}
+
+/* Validity from a day before now for LOCALCERT_VALID_YEARS, in UTC. */
+static int
+localcert_set_validity(mbedtls_x509write_cert *crt, time_t now)
+{
+	time_t		from = now - DAY;
+	struct tm	tm;
+	char		not_before[16], not_after[16];
+
+	if (gmtime_r(&from, &tm) == NULL)
+		return -1;
+	strftime(not_before, sizeof(not_before), "%Y%m%d%H%M%S", &tm);
+	tm.tm_year += LOCALCERT_VALID_YEARS;
+	if (tm.tm_mon == 1 && tm.tm_mday == 29)
+		tm.tm_mday = 28;	/* no 29 February ten years on */
+	strftime(not_after, sizeof(not_after), "%Y%m%d%H%M%S", &tm);
+	return mbedtls_x509write_crt_set_validity(crt, not_before, not_after);
+}
+
+/* ---- Generating ---------------------------------------------------------- */
+
+/* A new EC P-256 key. */
+static int
+localcert_new_key(mbedtls_pk_context *key)
+{
+	int	ret;
+
+	if ((ret = mbedtls_pk_setup(key,
+	    mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY))) != 0)
+		return ret;
+	return mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1,
+	    mbedtls_pk_ec(*key), tls_random, NULL);
+}
+
+/* The certificate for key and names, as PEM into buf. */
+static int
+localcert_write_cert(mbedtls_pk_context *key,
+    const struct localcert_names *names, time_t now, unsigned char *buf,
+    size_t len)
+{
+	mbedtls_x509write_cert	crt;
+	int			ret;
+
+	mbedtls_x509write_crt_init(&crt);
+	mbedtls_x509write_crt_set_version(&crt, MBEDTLS_X509_CRT_VERSION_3);
+	mbedtls_x509write_crt_set_md_alg(&crt, MBEDTLS_MD_SHA256);
+	mbedtls_x509write_crt_set_subject_key(&crt, key);
+	mbedtls_x509write_crt_set_issuer_key(&crt, key);
+	if ((ret = mbedtls_x509write_crt_set_subject_name(&crt,
+	    LOCALCERT_SUBJECT)) != 0 ||
+	    (ret = mbedtls_x509write_crt_set_issuer_name(&crt,
+	    LOCALCERT_SUBJECT)) != 0 ||
+	    (ret = localcert_set_serial(&crt)) != 0 ||
+	    (ret = localcert_set_validity(&crt, now)) != 0 ||
+	    (ret = mbedtls_x509write_crt_set_basic_constraints(&crt, 0,
+	    -1)) != 0 ||
+	    (ret = mbedtls_x509write_crt_set_key_usage(&crt,
+	    MBEDTLS_X509_KU_DIGITAL_SIGNATURE)) != 0 ||
+	    (ret = localcert_set_eku(&crt)) != 0 ||
+	    (ret = localcert_set_san(&crt, names)) != 0)
+		goto out;
+	ret = mbedtls_x509write_crt_pem(&crt, buf, len, tls_random, NULL);
+out:
+	mbedtls_x509write_crt_free(&crt);
+	return ret;
+}
+
+/* Format an mbedTLS error into err after what. */
+static void
+localcert_error(char *err, size_t errlen, const char *what, int ret)
+{
+	char	text[160];
+
+	mbedtls_strerror(ret, text, sizeof(text));
+	snprintf(err, errlen, "%s: %s (-0x%04x)", what, text, (unsigned)-ret);
+}
+
+/* Write a new key and certificate into dir. */
+int
+localcert_generate(const char *dir, const struct localcert_names *names,
+    time_t now, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	mbedtls_pk_context	key;
+	unsigned char		key_pem[LOCALCERT_PEM_MAX];
+	unsigned char		crt_pem[LOCALCERT_PEM_MAX];
+	int			ret, status = -1;
+
+	mbedtls_pk_init(&key);
+	if ((ret = localcert_new_key(&key)) != 0) {
+		localcert_error(err, errlen, "cannot make a key", ret);
+		goto out;
+	}
+	if ((ret = mbedtls_pk_write_key_pem(&key, key_pem,
+	    sizeof(key_pem))) != 0) {
+		localcert_error(err, errlen, "cannot encode the key", ret);
+		goto out;
+	}
+	if ((ret = localcert_write_cert(&key, names, now, crt_pem,
+	    sizeof(crt_pem))) != 0) {
+		localcert_error(err, errlen, "cannot make the certificate",
+		    ret);
+		goto out;
+	}
+	/* Key first: a key without its certificate fails the next check. */
+	if (localcert_write_file(dir, LOCALCERT_KEY_FILE, key_pem,
+	    strlen((const char *)key_pem), uid, gid, err, errlen) != 0 ||
+	    localcert_write_file(dir, LOCALCERT_CERT_FILE, crt_pem,
+	    strlen((const char *)crt_pem), uid, gid, err, errlen) != 0)
+		goto out;
+	localcert_sync_dir(dir);
+	status = 0;
+out:
+	mbedtls_platform_zeroize(key_pem, sizeof(key_pem));
+	mbedtls_pk_free(&key);
+	return status;
+}
+
+/* ---- Checking ------------------------------------------------------------ */
+
+/* Whether the certificate lists nm among its subjectAltNames. */
+static int
+localcert_covers(const mbedtls_x509_crt *crt, const struct localcert_name *nm)
+{
+	const mbedtls_x509_sequence	*cur;
+	struct localcert_name		 have;
+	int				 tag;
+
+	for (cur = &crt->subject_alt_names; cur != NULL; cur = cur->next) {
+		tag = cur->buf.tag & ~MBEDTLS_ASN1_CONSTRUCTED;
+		if (cur->buf.p == NULL || cur->buf.len > sizeof(have.value) ||
+		    (tag != (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2) &&
+		    tag != (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7)))
+			continue;
+		have.is_ip = tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7);
+		have.len = cur->buf.len;
+		memcpy(have.value, cur->buf.p, cur->buf.len);
+		if (localcert_name_eq(&have, nm))
+			return 1;
+	}
+	return 0;
+}
+
+/* Whether an X.509 time is before the moment t. */
+static int
+localcert_time_before(const mbedtls_x509_time *x, time_t t)
+{
+	struct tm	tm;
+	int		a[6], b[6], i;
+
+	if (gmtime_r(&t, &tm) == NULL)
+		return 1;
+	a[0] = x->year;
+	a[1] = x->mon;
+	a[2] = x->day;
+	a[3] = x->hour;
+	a[4] = x->min;
+	a[5] = x->sec;
+	b[0] = tm.tm_year + 1900;
+	b[1] = tm.tm_mon + 1;
+	b[2] = tm.tm_mday;
+	b[3] = tm.tm_hour;
+	b[4] = tm.tm_min;
+	b[5] = tm.tm_sec;
+	for (i = 0; i < 6; i++)
+		if (a[i] != b[i])
+			return a[i] < b[i];
+	return 0;
+}
+
+/* Whether the key is the private half of the certificate's public key. */
+static int
+localcert_pair_ok(mbedtls_x509_crt *crt, mbedtls_pk_context *key)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+	return mbedtls_pk_check_pair(&crt->pk, key, tls_random, NULL) == 0;
+#else
+	return mbedtls_pk_check_pair(&crt->pk, key) == 0;
+#endif
+}
+
+/* Parse the key file. */
+static int
+localcert_parse_key(mbedtls_pk_context *key, const char *path)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+	return mbedtls_pk_parse_keyfile(key, path, NULL, tls_random, NULL);
+#else
+	return mbedtls_pk_parse_keyfile(key, path, NULL);
+#endif
+}
+
+/* Check the certificate and key of dir against names and the clock. */
+int
+localcert_check(const char *dir, const struct localcert_names *names,
+    time_t now, char *why, size_t whylen)
+{
+	mbedtls_x509_crt	crt;
+	mbedtls_pk_context	key;
+	char			path[CONFIG_PATH_MAX + 16], text[64];
+	int			i, ok = 0;
+
+	mbedtls_x509_crt_init(&crt);
+	mbedtls_pk_init(&key);
+	if (localcert_path(path, sizeof(path), dir, LOCALCERT_CERT_FILE) != 0 ||
+	    mbedtls_x509_crt_parse_file(&crt, path) != 0) {
+		snprintf(why, whylen, "there is no usable %s", path);
+		goto out;
+	}
+	if (localcert_path(path, sizeof(path), dir, LOCALCERT_KEY_FILE) != 0 ||
+	    localcert_parse_key(&key, path) != 0) {
+		snprintf(why, whylen, "there is no usable %s", path);
+		goto out;
+	}
+	if (!localcert_pair_ok(&crt, &key)) {
+		snprintf(why, whylen, "its key does not match it");
+		goto out;
+	}
+	if (localcert_time_before(&crt.valid_to, now + LOCALCERT_RENEW_DAYS *
+	    DAY)) {
+		snprintf(why, whylen, "it expires within %d days",
+		    LOCALCERT_RENEW_DAYS);
+		goto out;
+	}
+	if (!localcert_time_before(&crt.valid_from, now)) {
+		snprintf(why, whylen, "it is not valid yet");
+		goto out;
+	}
+	for (i = 0; i < names->n; i++) {
+		if (!localcert_covers(&crt, &names->name[i])) {
+			localcert_name_text(&names->name[i], text,
+			    sizeof(text));
+			snprintf(why, whylen, "it does not cover %s", text);
+			goto out;
+		}
+	}
+	ok = 1;
+out:
+	mbedtls_x509_crt_free(&crt);
+	mbedtls_pk_free(&key);
+	return ok;
+}
+
+/* The SHA-256 fingerprint of the first certificate of a PEM file. */
+int
+localcert_fingerprint(const char *cert_path,
+    char out[LOCALCERT_FINGERPRINT_LEN])
+{
+	mbedtls_x509_crt	crt;
+	unsigned char		digest[32];
+	int			i, ret;
+
+	mbedtls_x509_crt_init(&crt);
+	ret = mbedtls_x509_crt_parse_file(&crt, cert_path);
+	if (ret == 0)
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+		ret = mbedtls_sha256(crt.raw.p, crt.raw.len, digest, 0);
+#else
+		ret = mbedtls_sha256_ret(crt.raw.p, crt.raw.len, digest, 0);
+#endif
+	mbedtls_x509_crt_free(&crt);
+	if (ret != 0)
+		return -1;
+	for (i = 0; i < 32; i++)
+		snprintf(out + i * 3, LOCALCERT_FINGERPRINT_LEN - (size_t)i * 3,
+		    "%02X%s", digest[i], i < 31 ? ":" : "");
+	return 0;
+}
+
+/* ---- Start-up ------------------------------------------------------------ */
+
+/* The names, comma-separated, for the log. */
+static void
+localcert_names_text(const struct localcert_names *names, char *buf,
+    size_t len)
+{
+	char	text[64];
+	size_t	n = 0;
+	int	i;
+
+	buf[0] = '\0';
+	for (i = 0; i < names->n && n < len; i++) {
+		localcert_name_text(&names->name[i], text, sizeof(text));
+		n += (size_t)snprintf(buf + n, len - n, "%s%s", i > 0 ? ", " :
+		    "", text);
+	}
+}
+
+/* Make sure dir holds a certificate for names; log it. */
+int
+localcert_ensure(const char *dir, const struct localcert_names *names,
+    uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	char	path[CONFIG_PATH_MAX + 16], why[CONFIG_PATH_MAX + 64];
+	char	fp[LOCALCERT_FINGERPRINT_LEN], list[1024];
+	time_t	now = time(NULL);
+	int	made = 0;
+
+	if (localcert_path(path, sizeof(path), dir, LOCALCERT_CERT_FILE) != 0) {
+		snprintf(err, errlen, "state_dir %s: path too long", dir);
+		return -1;
+	}
+	if (localcert_make_dir(dir, uid, gid, err, errlen) != 0)
+		return -1;
+	if (!localcert_check(dir, names, now, why, sizeof(why))) {
+		localcert_names_text(names, list, sizeof(list));
+		log_info("local_tls: generating a self-signed certificate for "
+		    "%s (%s)", list, why);
+		if (localcert_generate(dir, names, now, uid, gid, err,
+		    errlen) != 0)
+			return -1;
+		made = 1;
+	}
+	if (localcert_fingerprint(path, fp) != 0) {
+		snprintf(err, errlen, "cannot read %s back", path);
+		return -1;
+	}
+	log_info("local_tls: %s self-signed certificate %s, SHA-256 "
+	    "fingerprint %s", made ? "generated" : "using the", path, fp);
+	return 0;
+}
+
+/* Whether a service presents the generated certificate. */
+static int
+localcert_wanted(const struct service_config *sc)
+{
+	return sc->local_tls != LOCAL_TLS_NONE && sc->local_cert[0] == '\0';
+}
+
+/* The owner of generated files: the configured user when root. */
+static int
+localcert_owner(const struct config *cfg, uid_t *uid, gid_t *gid, char *err,
+    size_t errlen)
+{
+	struct passwd	*pw;
+
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	if (cfg->user[0] == '\0' || geteuid() != 0)
+		return 0;
+	if ((pw = getpwnam(cfg->user)) == NULL) {
+		snprintf(err, errlen, "user %s: no such user", cfg->user);
+		return -1;
+	}
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	return 0;
+}
+
+/* Give every service that needs it the generated certificate. */
+int
+localcert_prepare(struct config *cfg, char *err, size_t errlen)
+{
+	struct localcert_names	*names;
+	struct service_config	*sc;
+	char			 crt[CONFIG_PATH_MAX];
+	char			 key[CONFIG_PATH_MAX];
+	uid_t			 uid;
+	gid_t			 gid;
+	int			 i, j, used = 0, status = -1;
+
+	if ((names = malloc(sizeof(*names))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	localcert_names_init(names);
+	for (i = 0; i < cfg->n_services; i++) {
+		sc = &cfg->services[i];
+		if (!localcert_wanted(sc))
+			continue;
+		used = 1;
+		for (j = 0; j < sc->n_listen; j++)
+			if (localcert_names_add_addr(names, (const struct
+			    sockaddr *)&sc->listen[j].addr) != 0) {
+				snprintf(err, errlen, "more than %d listen "
+				    "addresses use the generated certificate; "
+				    "set local_cert", LOCALCERT_NAMES_MAX);
+				goto out;
+			}
+	}
+	if (!used) {
+		status = 0;
+		goto out;
+	}
+	if (localcert_path(crt, sizeof(crt), cfg->state_dir,
+	    LOCALCERT_CERT_FILE) != 0 || localcert_path(key, sizeof(key),
+	    cfg->state_dir, LOCALCERT_KEY_FILE) != 0) {
+		snprintf(err, errlen, "state_dir %s: path too long",
+		    cfg->state_dir);
+		goto out;
+	}
+	if (localcert_owner(cfg, &uid, &gid, err, errlen) != 0 ||
+	    localcert_ensure(cfg->state_dir, names, uid, gid, err,
+	    errlen) != 0)
+		goto out;
+	for (i = 0; i < cfg->n_services; i++) {
+		sc = &cfg->services[i];
+		if (!localcert_wanted(sc))
+			continue;
+		snprintf(sc->local_cert, sizeof(sc->local_cert), "%s", crt);
+		snprintf(sc->local_key, sizeof(sc->local_key), "%s", key);
+	}
+	status = 0;
+out:
+	free(names);
+	return status;
+}

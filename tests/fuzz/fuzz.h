@@ -1,0 +1,69 @@
+/*
+ * fuzz.h - the drivers behind the libFuzzer targets (fuzz_*.c), shared
+ * with the unit test that replays the seed corpus and every input a fuzzer
+ * ever found (tests/unit/check_fuzz.c).
+ *
+ * A protocol input is one flags byte, one split byte, then a transcript:
+ *
+ *   byte 0   bit 0: STARTTLS: the server's bytes go through the plaintext
+ *                   dialogue line by line first, the filter starts after
+ *                   the go-ahead (the client's bytes wait until then);
+ *            bit 1: implicit TLS: the filter expects the server's greeting
+ *                   (ignored with bit 0);
+ *            bit 2: an ehlo_name that is not usable (the default is used)
+ *            bit 3: local STARTTLS: the filter drops the server's greeting
+ *                   (proto_filter_drop_greeting(); ignored with bit 0);
+ *            bit 4: the client's waiting bytes go through after each piece
+ *                   of a server delivery, not after the whole delivery
+ *   byte 1   0, or the size of the pieces every delivery is cut into
+ *            (at least size / FUZZ_PIECES_MAX, so long inputs run fast)
+ *   rest     bytes from the server, with 0xfe as an escape:
+ *              fe 'S'  what follows comes from the server (the default)
+ *              fe 'C'  what follows comes from the client
+ *              fe fe   one 0xfe byte
+ *              fe any  other: a split point (deliver what came so far)
+ *            every change of direction is a split point too.
+ *
+ * Each delivery runs as a session would run it (session.c): server bytes
+ * through proto_filter_server() and then, while the client has bytes
+ * waiting, proto_filter_client(); client bytes through
+ * proto_filter_client(); once the filter is done, a plain copy.  The
+ * driver checks, besides what the sanitizers see: that cutting deliveries
+ * into pieces changes nothing (bits 0 and 4 clear); return values in range;
+ * a failed filter or dialogue has a reason and stays failed; no partial
+ * server line over PROTO_LINE_MAX waits in the input; the client gets no
+ * more than the server's bytes plus the filter's own refusals (at most 16
+ * bytes per client byte); the server gets nothing the client did not send,
+ * in order; the dialogue sends at most one command per line.
+ */
+#ifndef MAILTLSD_FUZZ_H
+#define MAILTLSD_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define FUZZ_STARTTLS		0x01
+#define FUZZ_IMPLICIT		0x02
+#define FUZZ_BAD_EHLO		0x04
+#define FUZZ_DROP_GREETING	0x08
+#define FUZZ_EAGER		0x10
+
+#define FUZZ_ESCAPE		0xfe
+#define FUZZ_PIECES_MAX		256	/* the split grows for long inputs */
+
+/*
+ * Run one protocol input; 0 when every check held, -1 with what broke in
+ * why (a crash or a sanitizer report ends the process instead).
+ */
+int	fuzz_proto_run(enum mail_protocol, const uint8_t *data, size_t size,
+	    char *why, size_t whylen);
+
+/* Load the configuration file at path and check the result; 0 or -1. */
+int	fuzz_config_run(const char *path, char *why, size_t whylen);
+
+/* What each fuzz_*.c defines for libFuzzer. */
+int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#endif /* MAILTLSD_FUZZ_H */

@@ -1,0 +1,22 @@
+/*
+ * fuzz_pop3.c - libFuzzer target: arbitrary POP3 server and client bytes, in
+ * both directions and at arbitrary split points, through the plaintext
+ * STARTTLS dialogue and the pre-login filter (format and checks: fuzz.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "fuzz.h"
+
+/* One input; a broken check aborts, which libFuzzer reports as a crash. */
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char	why[512];
+
+	if (fuzz_proto_run(MAIL_PROTO_POP3, data, size, why, sizeof(why)) != 0) {
+		fprintf(stderr, "fuzz_pop3: %s\n", why);
+		abort();
+	}
+	return 0;
+}

@@ -1,0 +1,134 @@
+/*
+ * check_fuzz.c - replay the fuzz seed corpus (tests/fuzz/corpus/) and every
+ * input a fuzzer found (tests/fuzz/regress/) through the fuzz drivers, so
+ * what was once found stays fixed under make check, sanitizers included.
+ *
+ * A file under regress/<target>/ is named after what it found; adding one
+ * is all a new regression test takes.
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../fuzz/fuzz.h"
+#include "unit.h"
+
+/* The targets, in the order of the loop test. */
+static const struct {
+	const char		*name;
+	enum mail_protocol	 protocol;	/* NONE: the configuration */
+	int			 min_seeds;	/* corpus sanity */
+} targets[] = {
+	{ "config", MAIL_PROTO_NONE, 20 },
+	{ "imap", MAIL_PROTO_IMAP, 20 },
+	{ "pop3", MAIL_PROTO_POP3, 20 },
+	{ "smtp", MAIL_PROTO_SMTP, 20 },
+};
+
+/* Read a whole file; NULL if it cannot be read. */
+static uint8_t *
+read_file(const char *path, size_t *len)
+{
+	FILE	*f;
+	uint8_t	*buf = NULL, *nb;
+	size_t	 cap = 0, n;
+
+	if ((f = fopen(path, "rb")) == NULL)
+		return NULL;
+	*len = 0;
+	for (;;) {
+		if (*len == cap) {
+			cap = cap == 0 ? 65536 : cap * 2;
+			if ((nb = realloc(buf, cap)) == NULL) {
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+		}
+		if ((n = fread(buf + *len, 1, cap - *len, f)) == 0)
+			break;
+		*len += n;
+	}
+	fclose(f);
+	return buf;
+}
+
+/* Replay every file of one directory; the number replayed. */
+static int
+replay_dir(int t, const char *dir)
+{
+	DIR		*d;
+	struct dirent	*e;
+	char		 path[1024], why[512];
+	uint8_t		*data;
+	size_t		 len;
+	int		 n = 0, r;
+
+	if ((d = opendir(dir)) == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (targets[t].protocol == MAIL_PROTO_NONE)
+			r = fuzz_config_run(path, why, sizeof(why));
+		else {
+			data = read_file(path, &len);
+			ck_assert_msg(data != NULL, "cannot read %s", path);
+			r = fuzz_proto_run(targets[t].protocol, data, len, why,
+			    sizeof(why));
+			free(data);
+		}
+		ck_assert_msg(r == 0, "%s: %s", path, why);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* One target: its seeds and its regressions. */
+START_TEST(test_fuzz_replay)
+{
+	char	dir[256];
+	int	n;
+
+	snprintf(dir, sizeof(dir), "tests/fuzz/corpus/%s", targets[_i].name);
+	n = replay_dir(_i, dir);
+	ck_assert_msg(n >= targets[_i].min_seeds, "%s: %d seeds (run from "
+	    "the top of the source tree)", dir, n);
+	snprintf(dir, sizeof(dir), "tests/fuzz/regress/%s", targets[_i].name);
+	replay_dir(_i, dir);
+}
+END_TEST
+
+/* The driver itself notices a broken check. */
+START_TEST(test_fuzz_driver_checks)
+{
+	static const uint8_t	ok[] = "\x02\x00* OK hi\r\n\xfe" "Ca1 LOGIN "
+				    "u p\r\n\xfeSa1 OK\r\n";
+	char			why[512];
+
+	ck_assert_int_eq(fuzz_proto_run(MAIL_PROTO_IMAP, ok, sizeof(ok) - 1,
+	    why, sizeof(why)), 0);
+	ck_assert_str_eq(why, "");
+	ck_assert_int_eq(fuzz_config_run("/nonexistent/mailtlsd.conf", why,
+	    sizeof(why)), 0);
+}
+END_TEST
+
+/* The fuzz corpus and regressions. */
+Suite *
+fuzz_suite(void)
+{
+	Suite	*s = suite_create("fuzz");
+	TCase	*tc = tcase_create("replay");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, test_fuzz_replay, 0,
+	    (int)(sizeof(targets) / sizeof(targets[0])));
+	tcase_add_test(tc, test_fuzz_driver_checks);
+	suite_add_tcase(s, tc);
+	return s;
+}
