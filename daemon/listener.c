@@ -31,6 +31,7 @@
 
 #define LISTENER_BACKLOG	256
 #define LISTENER_PAUSE_MS	500	/* after EMFILE/ENFILE */
+#define LISTENER_NO_MEMORY	"mailtlsd is out of memory, try again later"
 
 struct listener {
 	struct runtime		*rt;
@@ -40,16 +41,15 @@ struct listener {
 	struct listen_addr	 addr;
 };
 
-/* Refuse a client over max_sessions with one protocol-correct line. */
+/* Refuse a client with one protocol-correct line, without allocating. */
 static void
-listener_refuse(struct listener *l, int fd)
+listener_refuse(struct listener *l, int fd, const char *text)
 {
 	char	line[160];
 	int	n;
 
 	n = proto_format_unavailable(line, sizeof(line),
-	    l->svc->cfg.protocol, "too many connections to mailtlsd, try "
-	    "again later");
+	    l->svc->cfg.protocol, text);
 	/* A client that speaks TLS from its first byte gets no plaintext. */
 	if (l->svc->cfg.local_tls == LOCAL_TLS_IMPLICIT)
 		n = 0;
@@ -72,17 +72,23 @@ listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	(void)evl;
 	/* A ready pooled connection takes no new slot. */
 	if ((pooled = pool_take(l->svc->pool)) != NULL) {
-		session_attach(pooled, fd, sa, (socklen_t)salen);
+		if (session_attach(pooled, fd, sa, (socklen_t)salen) != 0)
+			listener_refuse(l, fd, LISTENER_NO_MEMORY);
 		return;
 	}
 	if (!runtime_may_accept(l->rt)) {
 		log_warnx("[%s] max_sessions (%u) reached: refusing a client "
 		    "on %s", l->svc->cfg.name, l->rt->config->max_sessions,
 		    l->addr.text);
-		listener_refuse(l, fd);
+		listener_refuse(l, fd, "too many connections to mailtlsd, try "
+		    "again later");
 		return;
 	}
-	session_start(l->rt, l->svc, fd, sa, (socklen_t)salen);
+	if (session_start(l->rt, l->svc, fd, sa, (socklen_t)salen) != 0) {
+		log_errorx("[%s] cannot start a session: out of memory",
+		    l->svc->cfg.name);
+		listener_refuse(l, fd, LISTENER_NO_MEMORY);
+	}
 }
 
 /* The pause after running out of descriptors is over. */

@@ -10,10 +10,32 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include <event2/event.h>
+
 #include "log.h"
 
 static enum log_target	log_target = LOG_TO_STDERR;
 static enum log_level	log_threshold = LOG_LEVEL_INFO;
+
+/* libevent's own messages (resolver, backends) go where ours go. */
+static void
+log_libevent_cb(int severity, const char *msg)
+{
+	switch (severity) {
+	case EVENT_LOG_DEBUG:
+		log_debug("libevent: %s", msg);
+		break;
+	case EVENT_LOG_MSG:
+		log_info("libevent: %s", msg);
+		break;
+	case EVENT_LOG_WARN:
+		log_warnx("libevent: %s", msg);
+		break;
+	default:
+		log_errorx("libevent: %s", msg);
+		break;
+	}
+}
 
 /* Choose where lines go and the most detailed level written. */
 void
@@ -23,6 +45,7 @@ log_init(enum log_target target, enum log_level level)
 	log_threshold = level;
 	if (target == LOG_TO_SYSLOG)
 		openlog("mailtlsd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	event_set_log_callback(log_libevent_cb);
 }
 
 /*

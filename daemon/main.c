@@ -24,6 +24,7 @@
 #include "config.h"
 #include "log.h"
 #include "notify.h"
+#include "probe.h"
 #include "runtime.h"
 #include "service.h"
 #include "tls.h"
@@ -98,7 +99,8 @@ parse_options(int argc, char **argv, struct options *opts)
 			exit(2);
 		}
 	}
-	if (optind != argc || (opts->detach && opts->foreground)) {
+	if (optind != argc || (opts->detach && opts->foreground) ||
+	    (opts->probe != NULL && (opts->detach || opts->test_only))) {
 		usage(stderr);
 		exit(2);
 	}
@@ -340,17 +342,20 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	log_init(log_stderr_is_journal() ? LOG_TO_JOURNAL : LOG_TO_STDERR,
 	    LOG_LEVEL_INFO);
-	if (opts.probe != NULL) {
-		fprintf(stderr, "mailtlsd: -p is not supported yet in this "
-		    "version\n");
-		return 1;
-	}
 	if ((cfg = load_config(opts.config_path)) == NULL)
 		return 1;
 	log_set_level(log_level_raise(cfg->log_level, opts.verbose));
 	if (tls_init() != 0) {
 		config_free(cfg);
 		fatalx("cannot seed the random generator");
+	}
+	if (opts.probe != NULL) {
+		/* The report is the output; the log says only what is wrong. */
+		log_set_level(log_level_raise(LOG_LEVEL_WARN, opts.verbose));
+		status = probe_run(cfg, opts.probe);
+		config_free(cfg);
+		tls_cleanup();
+		return status;
 	}
 	if (opts.test_only) {
 		status = check_services(cfg) == 0 ? 0 : 1;

@@ -173,6 +173,25 @@ proto_dialogue_state(const struct proto_dialogue *d)
 	fatalx("proto: bad dialogue state %d", (int)d->state);
 }
 
+/* Take one complete line of at most PROTO_LINE_MAX bytes. */
+int
+proto_take_line(struct evbuffer *in, char *line, size_t *len)
+{
+	struct evbuffer_ptr	eol;
+	size_t			eol_len;
+
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	if (eol.pos < 0)
+		/* The line may be complete but for its LF. */
+		return evbuffer_get_length(in) > PROTO_LINE_MAX + 1 ? -1 : 0;
+	if ((size_t)eol.pos > PROTO_LINE_MAX)
+		return -1;
+	*len = (size_t)eol.pos;
+	evbuffer_remove(in, line, *len);
+	evbuffer_drain(in, eol_len);
+	return 1;
+}
+
 /* End the dialogue: what went wrong, with some of the server's text. */
 enum proto_verdict
 proto_dialogue_fail(struct proto_dialogue *d, const char *what,

@@ -70,6 +70,14 @@ const char	*proto_dialogue_reason(const struct proto_dialogue *);
 const char	*proto_dialogue_state(const struct proto_dialogue *);
 
 /*
+ * Take the first complete line of in (CRLF or LF) into line, which holds
+ * PROTO_LINE_MAX + 1 bytes, without its line end: 1 with *len set, 0 while
+ * the line is incomplete, -1 when it is longer than PROTO_LINE_MAX.  How
+ * the STARTTLS dialogue reads the server (session.c, probe.c).
+ */
+int		 proto_take_line(struct evbuffer *in, char *line, size_t *len);
+
+/*
  * Append the greeting mailtlsd writes to the client once TLS to the server
  * is verified (STARTTLS mode only; in implicit mode the server's own
  * greeting is relayed): IMAP "* OK ...", POP3 "+OK ..." (no APOP

@@ -62,4 +62,10 @@ void		 runtime_session_ended(struct runtime *);
 /* Whether another session may start now. */
 int		 runtime_may_accept(const struct runtime *);
 
+/*
+ * The asynchronous resolver on base, set up as the daemon's own (also used
+ * by mailtlsd -p); NULL when out of memory.
+ */
+struct evdns_base *runtime_dns_new(struct event_base *);
+
 #endif /* MAILTLSD_RUNTIME_H */

@@ -833,20 +833,7 @@ session_begin_tls(struct session *s)
 static int
 session_server_line(struct session *s, char *line, size_t *len)
 {
-	struct evbuffer		*in = bufferevent_get_input(s->server);
-	struct evbuffer_ptr	 eol;
-	size_t			 eol_len;
-
-	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
-	if (eol.pos < 0)
-		/* The line may be complete but for its LF. */
-		return evbuffer_get_length(in) > PROTO_LINE_MAX + 1 ? -1 : 0;
-	if ((size_t)eol.pos > PROTO_LINE_MAX)
-		return -1;
-	*len = (size_t)eol.pos;
-	evbuffer_remove(in, line, *len);
-	evbuffer_drain(in, eol_len);
-	return 1;
+	return proto_take_line(bufferevent_get_input(s->server), line, len);
 }
 
 /* The plaintext STARTTLS dialogue: one server line at a time. */
@@ -1254,17 +1241,17 @@ static int
 session_setup_client(struct session *s, int fd, const struct sockaddr *sa)
 {
 	addr_format(sa, s->client_addr, sizeof(s->client_addr));
+	/* Without a bufferevent the fd stays the caller's, to refuse. */
 	s->client = bufferevent_socket_new(s->rt->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE);
-	if (s->client == NULL) {
-		evutil_closesocket(fd);
+	if (s->client == NULL)
 		return -1;
-	}
 	bufferevent_setcb(s->client, session_client_read_cb,
 	    session_client_write_cb, session_client_event_cb, s);
 	bufferevent_setwatermark(s->client, EV_READ, 0, SESSION_BUF_MAX);
 	bufferevent_setwatermark(s->client, EV_WRITE, SESSION_BUF_MAX / 2, 0);
-	bufferevent_enable(s->client, EV_READ);
+	if (bufferevent_enable(s->client, EV_READ) != 0)
+		return -1;
 	return session_setup_local(s);
 }
 
@@ -1288,21 +1275,24 @@ session_start(struct runtime *rt, struct service *svc, int fd,
 	struct session	*s;
 
 	(void)salen;
-	if ((s = session_new(rt, svc)) == NULL) {
-		evutil_closesocket(fd);
-		goto err;
+	if ((s = session_new(rt, svc)) == NULL)
+		return -1;	/* the caller refuses the client */
+	if (session_setup_client(s, fd, sa) != 0) {
+		if (s->client == NULL) {
+			session_free(s);
+			return -1;
+		}
+		/* The client's socket is ours now: it gets the error line. */
+		session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		return 0;
 	}
-	if (session_setup_client(s, fd, sa) != 0 || session_connect(s) != 0) {
-		session_free(s);
-		goto err;
+	if (session_connect(s) != 0) {
+		session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		return 0;
 	}
 	session_log(s, LOG_LEVEL_INFO, "client %s, connecting to %s:%u",
 	    s->client_addr, svc->cfg.remote_host, svc->cfg.remote_port);
 	return 0;
-err:
-	log_errorx("[%s] cannot start a session: out of memory",
-	    svc->cfg.name);
-	return -1;
 }
 
 /* A pool member: a session that connects before any client comes. */
@@ -1333,8 +1323,10 @@ session_attach(struct session *s, int fd, const struct sockaddr *sa,
 	s->pool = NULL;		/* taken: used by this client only, ever */
 	s->started_ms = session_now_ms();
 	if (session_setup_client(s, fd, sa) != 0) {
+		int	fd_is_callers = s->client == NULL;
+
 		session_close(s, LOG_LEVEL_ERROR, "out of memory");
-		return -1;
+		return fd_is_callers ? -1 : 0;
 	}
 	session_log(s, LOG_LEVEL_INFO, "client %s, pooled connection to %s",
 	    s->client_addr, s->server_addr);

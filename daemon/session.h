@@ -13,7 +13,8 @@ struct runtime;
 struct service;
 struct session;
 
-/* Take over an accepted client socket; -1 (fd closed) on failure. */
+/* Take over an accepted client socket; -1 when the fd is still the
+ * caller's (out of memory): it should refuse the client. */
 int	session_start(struct runtime *, struct service *, int fd,
 	    const struct sockaddr *, socklen_t);
 
@@ -21,7 +22,7 @@ int	session_start(struct runtime *, struct service *, int fd,
 struct session	*session_start_pooled(struct runtime *, struct service *,
 		    struct pool *);
 
-/* Give a parked pool member its client; -1 (fd closed) on failure. */
+/* Give a parked pool member its client; -1 as for session_start(). */
 int	session_attach(struct session *, int fd, const struct sockaddr *,
 	    socklen_t);
 

@@ -1266,3 +1266,76 @@ tls_conn_handshake_local(struct tls_conn *conn)
 	conn->verified = 1;
 	return 1;
 }
+
+/*
+ * ---- For mailtlsd -p (probe.c) --------------------------------------------
+ * The probe makes its connection with the session's code above; these add
+ * what it reports.  Its context verifies with authmode OPTIONAL, so that a
+ * handshake whose chain fails still completes and the chain can be shown;
+ * the probe then applies the session's verdict with
+ * tls_conn_verify_result() (the same words as the session's log, through
+ * tls_explain_verify()) and sends that server nothing more.  Pins are
+ * required by tls_conn_handshake() as always.  A probe context is used for
+ * one connection only: it never offers a session it saved.
+ */
+#include <mbedtls/base64.h>
+
+/* The service's settings, but a failed verification does not abort. */
+struct tls_ctx *
+tls_ctx_new_probe(const struct service_config *sc, char *err, size_t errlen)
+{
+	struct tls_ctx	*ctx;
+
+	if ((ctx = tls_ctx_new(sc, err, errlen)) == NULL)
+		return NULL;
+	if (ctx->verify)
+		mbedtls_ssl_conf_authmode(&ctx->conf,
+		    MBEDTLS_SSL_VERIFY_OPTIONAL);
+	return ctx;
+}
+
+/* The chain the server sent, its own certificate first; NULL before the
+ * handshake is over. */
+const struct mbedtls_x509_crt *
+tls_conn_peer_chain(const struct tls_conn *conn)
+{
+	return mbedtls_ssl_get_peer_cert(&conn->ssl);
+}
+
+/* The verification's outcome in the session's words, without touching
+ * the connection's own error text. */
+int
+tls_conn_verify_result(struct tls_conn *conn, char *buf, size_t len)
+{
+	char		saved[TLS_ERROR_MAX];
+	uint32_t	flags;
+
+	if (!conn->ctx->verify) {
+		snprintf(buf, len, "not checked (verify = no)");
+		return -1;
+	}
+	if ((flags = mbedtls_ssl_get_verify_result(&conn->ssl)) == 0) {
+		snprintf(buf, len, "verified");
+		return 0;
+	}
+	memcpy(saved, conn->error, sizeof(saved));
+	tls_explain_verify(conn, flags);
+	snprintf(buf, len, "%s", conn->error);
+	memcpy(conn->error, saved, sizeof(saved));
+	return 1;
+}
+
+/* Base64 SHA-256 of the certificate's SubjectPublicKeyInfo. */
+int
+tls_cert_pin(const struct mbedtls_x509_crt *crt, char *buf, size_t len)
+{
+	uint8_t	digest[32];
+	size_t	olen;
+
+	if (tls_spki_sha256(crt, digest) != 0 ||
+	    mbedtls_base64_encode((unsigned char *)buf, len, &olen, digest,
+	    sizeof(digest)) != 0)
+		return -1;
+	return 0;
+}
+/* ---- End of the additions for mailtlsd -p --------------------------------- */

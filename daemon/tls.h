@@ -111,4 +111,36 @@ int		 tls_conn_handshake_local(struct tls_conn *);
 /* The process's random generator, as an mbedTLS f_rng (p_rng unused). */
 int		 tls_random(void *p_rng, unsigned char *buf, size_t len);
 
+/*
+ * ---- For mailtlsd -p (probe.c) ------------------------------------------
+ */
+struct mbedtls_x509_crt;
+
+/*
+ * The service's settings (tls_ctx_new) for one probe connection, except
+ * that a chain or name that fails verification does not end the
+ * handshake: the probe shows the chain, then judges it with
+ * tls_conn_verify_result().  Pins are still required by
+ * tls_conn_handshake().  NULL with a reason in err.
+ */
+struct tls_ctx	*tls_ctx_new_probe(const struct service_config *, char *err,
+		    size_t errlen);
+
+/* The certificates the server sent, its own first; NULL until the
+ * handshake is over. */
+const struct mbedtls_x509_crt *tls_conn_peer_chain(const struct tls_conn *);
+
+/*
+ * Whether the chain and name verified: 0 ("verified"), 1 with the reason in
+ * the session's words ("certificate name mismatch, expected HOST"), or -1
+ * when verify = no; the text in buf.
+ */
+int		 tls_conn_verify_result(struct tls_conn *, char *buf,
+		    size_t len);
+
+/* A certificate's pin_sha256 (base64 SHA-256 of its SubjectPublicKeyInfo)
+ * into buf (45 bytes or more); 0 or -1. */
+int		 tls_cert_pin(const struct mbedtls_x509_crt *, char *buf,
+		    size_t len);
+
 #endif /* MAILTLSD_TLS_H */

@@ -41,6 +41,7 @@ struct upstream {
 	int				 cancelled;
 	struct timeval			 timeout;
 	upstream_done_cb		 done_cb;
+	upstream_trace_cb		 trace_cb;	/* NULL: none */
 	void				*done_arg;
 	char				 host[256];
 	char				 peer[ADDR_TEXT_MAX];
@@ -74,12 +75,21 @@ upstream_schedule_now(struct upstream *u, enum upstream_step step)
 	evtimer_add(u->timer, &now);
 }
 
+/* Report a step to the trace callback, if there is one. */
+static void
+upstream_trace(struct upstream *u, const char *what)
+{
+	if (u->trace_cb != NULL)
+		u->trace_cb(what, u->done_arg);
+}
+
 /* Append one failure to the reason text. */
 static void
 upstream_note(struct upstream *u, const char *what)
 {
 	size_t	len = strlen(u->reason);
 
+	upstream_trace(u, what);
 	snprintf(u->reason + len, sizeof(u->reason) - len, "%s%s",
 	    len > 0 ? "; " : "", what);
 }
@@ -107,6 +117,16 @@ upstream_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 	}
 	u->addrs = res;
 	u->next_addr = res;
+	if (u->trace_cb != NULL) {
+		struct evutil_addrinfo	*ai;
+		int			 n = 0;
+
+		for (ai = res; ai != NULL; ai = ai->ai_next)
+			n++;
+		snprintf(what, sizeof(what), "%s resolved to %d address%s",
+		    u->host, n, n == 1 ? "" : "es");
+		upstream_trace(u, what);
+	}
 	upstream_schedule_now(u, UPSTREAM_RESOLVED);
 }
 
@@ -148,6 +168,10 @@ upstream_try_next(struct upstream *u)
 	while ((ai = u->next_addr) != NULL) {
 		u->next_addr = ai->ai_next;
 		addr_format(ai->ai_addr, u->peer, sizeof(u->peer));
+		if (u->trace_cb != NULL) {
+			snprintf(text, sizeof(text), "trying %s", u->peer);
+			upstream_trace(u, text);
+		}
 		u->bev = bufferevent_socket_new(u->base, -1,
 		    BEV_OPT_CLOSE_ON_FREE);
 		if (u->bev == NULL) {
@@ -221,6 +245,16 @@ upstream_connect(struct event_base *base, struct evdns_base *dns,
     const char *host, uint16_t port, unsigned timeout_seconds,
     upstream_done_cb cb, void *arg)
 {
+	return upstream_connect_traced(base, dns, host, port, timeout_seconds,
+	    cb, NULL, arg);
+}
+
+/* The same, reporting each step to trace (mailtlsd -p). */
+struct upstream *
+upstream_connect_traced(struct event_base *base, struct evdns_base *dns,
+    const char *host, uint16_t port, unsigned timeout_seconds,
+    upstream_done_cb cb, upstream_trace_cb trace, void *arg)
+{
 	struct evutil_addrinfo	 hints;
 	struct upstream		*u;
 	char			 service[8];
@@ -229,6 +263,7 @@ upstream_connect(struct event_base *base, struct evdns_base *dns,
 		return NULL;
 	u->base = base;
 	u->done_cb = cb;
+	u->trace_cb = trace;
 	u->done_arg = arg;
 	u->port = port;
 	u->timeout.tv_sec = timeout_seconds;

@@ -26,6 +26,20 @@ struct upstream	*upstream_connect(struct event_base *, struct evdns_base *,
 		    const char *host, uint16_t port, unsigned timeout_seconds,
 		    upstream_done_cb, void *arg);
 
+/*
+ * Each step of the attempt in words, for mailtlsd -p: "HOST resolved to N
+ * address(es)", "trying ADDR", and each failure ("connection refused by
+ * ADDR").  It may be called before upstream_connect_traced() returns, and
+ * must only take note (never free or cancel anything).
+ */
+typedef void	(*upstream_trace_cb)(const char *text, void *arg);
+
+/* upstream_connect() that also reports each step to trace. */
+struct upstream	*upstream_connect_traced(struct event_base *,
+		    struct evdns_base *, const char *host, uint16_t port,
+		    unsigned timeout_seconds, upstream_done_cb,
+		    upstream_trace_cb trace, void *arg);
+
 /* Stop and free; the callback will not be called.  NULL is fine. */
 void		 upstream_cancel(struct upstream *);
 

@@ -17,7 +17,6 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 
 from harness import Skip, check, wait_until
 from servers import ConnRecord, Stream
@@ -431,11 +430,3 @@ class FailAlloc:
         """Live blocks now (a disarm that changes nothing)."""
         return self.disarm()[2]
 
-
-def time_bounded(fn, timeout, what):
-    """Run fn(); fail if it took longer than timeout seconds."""
-    t0 = time.monotonic()
-    value = fn()
-    secs = time.monotonic() - t0
-    check(secs <= timeout, "%s took %.1fs (bound %ss)", what, secs, timeout)
-    return value

@@ -56,7 +56,7 @@ INTEGRATION = os.path.join(TOP, "tests", "integration")
 GREETING = b"* OK soak server ready\r\n"
 BLOCK = random.Random(0x5eed).randbytes(1 << 20)   # payloads cycle through
 CHUNK = 65536
-STEP_TIMEOUT = 60           # seconds any one step of a session may take
+STEP_TIMEOUT = 120          # seconds without progress that fail a session
 RSS_MARGIN = 0.10           # RSS after the run vs after the warm-up ...
 RSS_SLACK_KIB = 4096        # ... whichever of the two is larger
 IDLE_CPU_SECONDS = 5.0
@@ -133,6 +133,8 @@ async def serve_conn(reader, writer):
                     await writer.drain()
             elif cmd == b"SINK":
                 left, h = int(w[1]), hashlib.sha256()
+                t0 = last = time.monotonic()
+                gap = 0
                 while left > 0:
                     if DEBUG:
                         CONNS[key][:2] = [time.monotonic(), "sink %d left"
@@ -140,10 +142,18 @@ async def serve_conn(reader, writer):
                     data = await reader.read(min(left, CHUNK))
                     if not data:
                         return
+                    now = time.monotonic()
+                    gap, last = max(gap, now - last), now
                     left -= len(data)
                     h.update(data)
                 if DEBUG:
                     CONNS[key][:2] = [time.monotonic(), "sink replied"]
+                    if time.monotonic() - t0 > 5:
+                        print("server: %s SINK %s took %.1f s, longest gap "
+                              "%.1f s" % (CONNS[key][2].decode(),
+                                          w[1].decode(),
+                                          time.monotonic() - t0, gap),
+                              file=sys.stderr, flush=True)
                 writer.write(b"SINK " + h.hexdigest().encode() + b"\r\n")
                 await writer.drain()
             elif cmd == b"QUIT":
@@ -236,6 +246,7 @@ class Stats:
 
 
 SLOW_STEPS = collections.Counter()
+CURRENT = {}                    # task -> session id, for SOAK_DEBUG
 
 
 async def step(aw, what):
@@ -247,6 +258,10 @@ async def step(aw, what):
     finally:
         if DEBUG and time.monotonic() - t0 > 10:
             SLOW_STEPS[what] += 1
+            print("client: %s took %.1f s (%s)" % (
+                what, time.monotonic() - t0, CURRENT.get(
+                    asyncio.current_task(), "?")),
+                file=sys.stderr, flush=True)
 
 
 async def loop_lag(st):
@@ -281,21 +296,22 @@ def reset(writer):
 
 def pick_size(rng):
     r = rng.random()
-    if r < 0.70:
+    if r < 0.80:
         return rng.randint(100, 16384)
-    if r < 0.95:
-        return rng.randint(16385, 262144)
-    return rng.randint(262145, 1 << 20)
+    if r < 0.98:
+        return rng.randint(16385, 131072)
+    return rng.randint(131073, 1 << 20)
 
 
-async def send_payload(writer, seed, n, stop_after=None):
+async def send_payload(writer, seed, n, what, stop_after=None):
+    """Send a payload; each piece must be taken within STEP_TIMEOUT."""
     sent = 0
     for piece in payload(seed, n):
         if stop_after is not None and sent >= stop_after:
             return
         writer.write(piece)
         sent += len(piece)
-        await writer.drain()
+        await step(writer.drain(), what)
 
 
 async def read_exact_hash(reader, n, what, slow=None):
@@ -316,10 +332,11 @@ async def read_exact_hash(reader, n, what, slow=None):
 async def op_echo(reader, writer, rng, st):
     n, seed = pick_size(rng), rng.getrandbits(32)
     writer.write(b"ECHO %d\r\n" % n)
-    sender = asyncio.ensure_future(send_payload(writer, seed, n))
+    sender = asyncio.ensure_future(send_payload(writer, seed, n,
+                                                "echo send"))
     try:
         got = await read_exact_hash(reader, n, "echo")
-        await step(sender, "echo send")
+        await sender
     finally:
         sender.cancel()
     if got != payload_hash(seed, n):
@@ -343,7 +360,7 @@ async def op_source(reader, writer, rng, st, slow=None):
 async def op_sink(reader, writer, rng, st):
     n, seed = pick_size(rng), rng.getrandbits(32)
     writer.write(b"SINK %d\r\n" % n)
-    await step(send_payload(writer, seed, n), "sink send")
+    await send_payload(writer, seed, n, "sink send")
     try:
         line = await expect_line(reader, b"SINK ", "sink reply")
     except SessionError as e:
@@ -361,6 +378,8 @@ async def one_session(cfg, rng, st, deadline):
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
+    # A small send buffer: an upload progresses only as the daemon reads.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     if kind == "slow":
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     try:
@@ -389,6 +408,9 @@ async def one_session(cfg, rng, st, deadline):
         await expect_line(reader, b"* OK", "greeting")
         st.c["logins"] += 1
         sid = "w%d-%d" % (cfg.seed, st.c["logins"])
+        if DEBUG:
+            CURRENT[asyncio.current_task()] = "%s %s %.1f" % (
+                kind, sid, time.monotonic())
         writer.write(b"a1 LOGIN %s p\r\n" % sid.encode())
         if kind == "rst_login":
             reset(writer)
@@ -405,9 +427,8 @@ async def one_session(cfg, rng, st, deadline):
         if kind == "rst_upload":
             n = 1 << 20
             writer.write(b"SINK %d\r\n" % n)
-            await step(send_payload(writer, 1, n,
-                                    stop_after=rng.randint(1, n - 1)),
-                       "upload")
+            await send_payload(writer, 1, n, "upload",
+                               stop_after=rng.randint(1, n - 1))
             reset(writer)
             st.c["aborted:" + kind] += 1
             return
@@ -610,7 +631,7 @@ def run_clients(port, seconds, sessions, workers, think, seed, extra=()):
     """One phase of load; returns the merged stats."""
     per = [sessions // workers + (i < sessions % workers)
            for i in range(workers)]
-    ramp = min(5.0, max(1.0, sessions / 400))
+    ramp = min(10.0, max(1.0, sessions / 200))
     procs = [subprocess.Popen(script_cmd("clients", "--port", port,
                                          "--seconds", seconds, "--sessions",
                                          n, "--think", think, "--ramp", ramp,
@@ -670,11 +691,13 @@ def idle_cpu(pid, port, sessions, seconds=IDLE_CPU_SECONDS):
             "seconds": took, "fds": fds}
 
 
-def soak(pid, port, seconds, sessions, warmup, workers=2, think=2.0,
+def soak(pid, port, seconds, sessions, warmup, workers=2, think=None,
          idle_sessions=1000, log=print):
     """The whole run against a started daemon; returns the report."""
+    if think is None:                   # about 250 sessions a second busy
+        think = max(1.0, sessions / 250.0)
     rep = {"seconds": seconds, "sessions": sessions, "warmup_seconds": warmup,
-           "workers": workers, "sanitized": sanitized(pid)}
+           "workers": workers, "think": think, "sanitized": sanitized(pid)}
     rep["fds_start"], rep["rss_start"] = fd_count(pid), rss_kib(pid)
     sampler = Sampler(pid)
     t0 = time.monotonic()
@@ -683,7 +706,9 @@ def soak(pid, port, seconds, sessions, warmup, workers=2, think=2.0,
     rep["fds_after_warmup"] = wait_fds(pid, rep["fds_start"])
     rep["rss_after_warmup"] = rss_kib(pid)
     log("main phase: %d s with %d sessions" % (seconds, sessions))
+    cpu0 = cpu_seconds(pid)
     main = run_clients(port, seconds, sessions, workers, think, 2)
+    rep["cpu_main"] = cpu_seconds(pid) - cpu0
     rep["fds_after_main"] = wait_fds(pid, rep["fds_start"])
     rep["rss_after_main"] = rss_kib(pid)
     rep["load_seconds"] = time.monotonic() - t0
@@ -757,7 +782,8 @@ def report_text(rep, daemon_log=None):
     out.append("planned resets:      %d (%s)" % (
         sum(c[k] for k in aborts),
         ", ".join("%s %d" % (k.split(":")[1], c[k]) for k in aborts)))
-    out.append("transfers verified:  %d" % c.get("transfers_verified", 0))
+    out.append("transfers verified:  %d (pauses up to %.1f s between them)"
+               % (c.get("transfers_verified", 0), rep["think"]))
     out.append("bytes verified:      %d (%.2f GiB, SHA-256; %.1f MiB/s)" % (
         c.get("bytes_verified", 0), c.get("bytes_verified", 0) / 2**30,
         c.get("bytes_verified", 0) / 2**20 / max(1, rep["seconds"])))
@@ -768,6 +794,9 @@ def report_text(rep, daemon_log=None):
     for phase in ("warmup", "main"):
         for k, v in rep[phase]["samples"].items():
             out.append("  %s e.g.: %s" % (k, v))
+    out.append("daemon CPU:          %.1f s in the %d s main phase (%.0f%% of "
+               "a core)" % (rep["cpu_main"], rep["seconds"],
+                            100.0 * rep["cpu_main"] / max(1, rep["seconds"])))
     out.append("daemon fds:          start %d, peak %d, after warm-up %d, "
                "final %d" % (rep["fds_start"], rep["fds_peak"],
                              rep["fds_after_warmup"], rep["fds_final"]))
@@ -881,8 +910,9 @@ def main():
                     help="client processes")
     ap.add_argument("--servers", type=int, default=2,
                     help="server processes")
-    ap.add_argument("--think", type=float, default=2.0,
-                    help="longest pause between transfers, seconds")
+    ap.add_argument("--think", type=float, default=None,
+                    help="longest pause between transfers, seconds "
+                    "(default: sessions/250, at least 1)")
     ap.add_argument("--idle-sessions", type=int, default=1000)
     ap.add_argument("--json", help="also write the report here")
     ap.add_argument("--keep", action="store_true")

@@ -1,0 +1,1049 @@
+/*
+ * probe.c - mailtlsd -p: one service's way to its mail server, step by
+ * step, as a readable report.
+ *
+ *   CONNECTING -> [DIALOGUE] -> HANDSHAKING -> [GREETING] -> CAPABILITY
+ *              -> LOGOUT -> CLOSING
+ *
+ * The steps up to TLS are the session's own (upstream.c, the proto.h
+ * dialogue, tls.c with the service's settings, the same timeouts); the
+ * only difference is that the handshake verifies with authmode OPTIONAL
+ * so that a chain that fails can still be shown, after which the probe
+ * applies the session's verdict itself (tls_conn_verify_result(), and the
+ * pins in tls_conn_handshake() as always).  A server that fails is sent
+ * nothing more.  One that passes is asked what a mail client would ask
+ * first -- its greeting (implicit TLS), IMAP CAPABILITY, POP3 CAPA or SMTP
+ * EHLO -- through the pre-login filter, so the report shows the capability
+ * list as a client would see it; then LOGOUT or QUIT and close_notify.
+ * Nothing else is ever sent: no credentials, no mail.
+ *
+ * Each service gets its own event loop and resolver, and the services are
+ * probed one after the other so that the report reads in order.
+ */
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include <mbedtls/asn1.h>
+#include <mbedtls/x509_crt.h>
+
+#include "config.h"
+#include "probe.h"
+#include "proto.h"
+#include "runtime.h"
+#include "tls.h"
+#include "upstream.h"
+
+#define PROBE_SHOW_MAX	200		/* characters of a peer line shown */
+#define PROBE_DN_MAX	400		/* characters of a name shown */
+#define PROBE_CHUNK	(16 * 1024)	/* one TLS record */
+#define PROBE_DASH	"\xe2\x80\x94"	/* an em dash, in UTF-8 */
+#define PROBE_IMAP_CAPA	"P1 CAPABILITY"
+#define PROBE_IMAP_BYE	"P2 LOGOUT"
+
+enum probe_step {
+	PROBE_CONNECTING,
+	PROBE_DIALOGUE,		/* plaintext, up to the STARTTLS go-ahead */
+	PROBE_HANDSHAKING,
+	PROBE_GREETING,		/* implicit TLS: the server's greeting */
+	PROBE_CAPABILITY,	/* the answer to the capability request */
+	PROBE_LOGOUT,		/* the answer to LOGOUT / QUIT, or the close */
+	PROBE_CLOSING,		/* close_notify queued: flush it */
+	PROBE_DONE
+};
+
+/* One service's probe. */
+struct probe {
+	const struct service_config	*sc;
+	struct event_base		*base;
+	struct evdns_base		*dns;
+	struct tls_ctx			*ctx;
+	struct upstream			*connecting;
+	struct bufferevent		*bev;
+	struct tls_conn			*tls;
+	struct proto_dialogue		*dialogue;
+	struct proto_filter		*filter;
+	struct evbuffer			*from_server;	/* decrypted */
+	struct evbuffer			*seen;		/* filtered */
+	struct evbuffer			*from_client;	/* our commands */
+	struct evbuffer			*to_server;	/* ... filtered */
+	struct evbuffer			*scratch;
+	struct event			*timer;
+	enum probe_step			 step;
+	int				 eof;		/* the socket ended */
+	int				 failed;
+	int				 reply_ok;	/* the reply was positive */
+	int				 pop3_list;	/* in a CAPA list */
+	char				 hostport[CONFIG_HOST_MAX + 8];
+	char				 addr[80];
+	char				 reason[512];
+	char				 line[PROTO_LINE_MAX + 1];
+};
+
+static int	probe_pump(struct probe *);
+
+/*
+ * Copy at most max characters of src (len bytes) for the report: printable
+ * ASCII as it is, a backslash doubled, anything else as \xNN; "..." when
+ * cut.
+ */
+static void
+probe_safe(char *dst, size_t dstlen, const char *src, size_t len, size_t max)
+{
+	static const char	hex[] = "0123456789abcdef";
+	size_t			i, o = 0;
+	unsigned char		c;
+
+	for (i = 0; i < len && i < max; i++) {
+		c = (unsigned char)src[i];
+		if (o + 5 >= dstlen)
+			break;
+		if (c == '\\') {
+			dst[o++] = '\\';
+			dst[o++] = '\\';
+		} else if (c >= ' ' && c < 0x7f)
+			dst[o++] = (char)c;
+		else {
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 0xf];
+		}
+	}
+	dst[o] = '\0';
+	if (i < len && o + 4 <= dstlen)
+		memcpy(dst + o, "...", 4);
+}
+
+/* Print one line of a transcript: "  < text" or "  > text". */
+static void
+probe_show(const char *dir, const char *line, size_t len)
+{
+	char	safe[PROBE_SHOW_MAX * 4 + 8];
+
+	probe_safe(safe, sizeof(safe), line, len, PROBE_SHOW_MAX);
+	printf("  %s %s\n", dir, safe);
+}
+
+/* Print our own bytes (CRLF-terminated lines) as "> " lines. */
+static void
+probe_show_sent(const char *data, size_t len)
+{
+	const char	*lf;
+	size_t		 n;
+
+	while (len > 0) {
+		lf = memchr(data, '\n', len);
+		n = lf != NULL ? (size_t)(lf - data) + 1 : len;
+		probe_show(">", data, n - (n > 0 && data[n - 1] == '\n') -
+		    (n > 1 && data[n - 2] == '\r'));
+		data += n;
+		len -= n;
+	}
+}
+
+/* Whether line begins with word (any case), then a space or its end. */
+static int
+probe_word(const char *line, size_t len, const char *word)
+{
+	size_t	n = strlen(word);
+
+	return len >= n && strncasecmp(line, word, n) == 0 &&
+	    (len == n || line[n] == ' ');
+}
+
+/* The server's name as clients would write it, "host:port". */
+static void
+probe_hostport(const struct service_config *sc, char *buf, size_t len)
+{
+	snprintf(buf, len, strchr(sc->remote_host, ':') != NULL ? "[%s]:%u" :
+	    "%s:%u", sc->remote_host, sc->remote_port);
+}
+
+/* ---- The end of a probe ------------------------------------------------ */
+
+/* Free the connection and stop the loop: the probe is over. */
+static void
+probe_finish(struct probe *p)
+{
+	upstream_cancel(p->connecting);
+	p->connecting = NULL;
+	tls_conn_free(p->tls);
+	p->tls = NULL;
+	if (p->bev != NULL)
+		bufferevent_free(p->bev);
+	p->bev = NULL;
+	proto_dialogue_free(p->dialogue);
+	p->dialogue = NULL;
+	proto_filter_free(p->filter);
+	p->filter = NULL;
+	evtimer_del(p->timer);
+	p->step = PROBE_DONE;
+	event_base_loopbreak(p->base);
+}
+
+/* The service would not work, for reason: end the probe.  Always -1. */
+static int __attribute__((format(printf, 2, 3)))
+probe_fail(struct probe *p, const char *fmt, ...)
+{
+	va_list	ap;
+
+	if (p->step == PROBE_DONE)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(p->reason, sizeof(p->reason), fmt, ap);
+	va_end(ap);
+	p->failed = 1;
+	/* Each failed address was listed as it failed. */
+	if (p->step != PROBE_CONNECTING)
+		printf("  failed: %s\n", p->reason);
+	probe_finish(p);
+	return -1;
+}
+
+/* (Re)start the one timer: seconds for the step that begins. */
+static void
+probe_arm(struct probe *p, unsigned seconds)
+{
+	struct timeval	tv = { (time_t)seconds, 0 };
+
+	evtimer_add(p->timer, &tv);
+}
+
+/* Queue close_notify; the probe ends once it has left (or at the timer). */
+static int
+probe_close(struct probe *p)
+{
+	tls_conn_close_notify(p->tls);
+	p->step = PROBE_CLOSING;
+	bufferevent_disable(p->bev, EV_READ);
+	if (p->eof ||
+	    evbuffer_get_length(bufferevent_get_output(p->bev)) == 0) {
+		probe_finish(p);
+		return -1;
+	}
+	probe_arm(p, p->sc->handshake_timeout);
+	return 0;
+}
+
+/* ---- After TLS: greeting, capabilities, goodbye ---------------------------- */
+
+/* Send one command line through the pre-login filter and TLS. */
+static int
+probe_send(struct probe *p, const char *command)
+{
+	const unsigned char	*data;
+	size_t			 len;
+	int			 n;
+
+	probe_show(">", command, strlen(command));
+	if (evbuffer_add_printf(p->from_client, "%s\r\n", command) < 0)
+		return probe_fail(p, "out of memory");
+	if (proto_filter_client(p->filter, p->from_client, p->to_server,
+	    p->scratch) != 0)
+		return probe_fail(p, "%s", proto_filter_reason(p->filter));
+	/* What the filter would answer a client itself is not the server's. */
+	evbuffer_drain(p->scratch, evbuffer_get_length(p->scratch));
+	while ((len = evbuffer_get_length(p->to_server)) > 0) {
+		data = evbuffer_pullup(p->to_server, -1);
+		if (data == NULL)
+			return probe_fail(p, "out of memory");
+		if ((n = tls_conn_write(p->tls, data, len)) <= 0)
+			return probe_fail(p, "%s", tls_conn_error(p->tls));
+		evbuffer_drain(p->to_server, (size_t)n);
+	}
+	p->reply_ok = 0;
+	p->pop3_list = 0;
+	return 0;
+}
+
+/* Ask for what a mail client asks for first. */
+static int
+probe_ask_capabilities(struct probe *p)
+{
+	const struct service_config	*sc = p->sc;
+	char				 ehlo[CONFIG_HOST_MAX + 8];
+
+	p->step = PROBE_CAPABILITY;
+	probe_arm(p, sc->handshake_timeout);
+	switch (sc->protocol) {
+	case MAIL_PROTO_IMAP:
+		return probe_send(p, PROBE_IMAP_CAPA);
+	case MAIL_PROTO_POP3:
+		return probe_send(p, "CAPA");
+	case MAIL_PROTO_SMTP:
+	default:
+		snprintf(ehlo, sizeof(ehlo), "EHLO %s", sc->ehlo_name[0] != '\0' ?
+		    sc->ehlo_name : CONFIG_DEFAULT_EHLO_NAME);
+		return probe_send(p, ehlo);
+	}
+}
+
+/* Say goodbye politely. */
+static int
+probe_logout(struct probe *p)
+{
+	printf("Logout:\n");
+	p->step = PROBE_LOGOUT;
+	probe_arm(p, p->sc->handshake_timeout);
+	return probe_send(p, p->sc->protocol == MAIL_PROTO_IMAP ?
+	    PROBE_IMAP_BYE : "QUIT");
+}
+
+/*
+ * One line a client would see: 1 when it completes the reply of the
+ * current step (p->reply_ok says whether it was positive), else 0.
+ */
+static int
+probe_reply_line(struct probe *p, const char *line, size_t len)
+{
+	const char	*tag;
+	size_t		 n;
+
+	switch (p->sc->protocol) {
+	case MAIL_PROTO_IMAP:
+		if (p->step == PROBE_GREETING) {
+			p->reply_ok = probe_word(line, len, "* OK") ||
+			    probe_word(line, len, "* PREAUTH");
+			return 1;
+		}
+		tag = p->step == PROBE_CAPABILITY ? "P1" : "P2";
+		n = strlen(tag);
+		if (len > n && memcmp(line, tag, n) == 0 && line[n] == ' ') {
+			p->reply_ok = probe_word(line + n + 1, len - n - 1,
+			    "OK");
+			return 1;
+		}
+		return 0;
+	case MAIL_PROTO_POP3:
+		if (p->pop3_list)
+			return len == 1 && line[0] == '.';
+		p->reply_ok = probe_word(line, len, "+OK");
+		/* CAPA's +OK opens a list that ends with ".". */
+		if (p->step == PROBE_CAPABILITY && p->reply_ok) {
+			p->pop3_list = 1;
+			return 0;
+		}
+		return 1;
+	case MAIL_PROTO_SMTP:
+	default:
+		if (len < 3 || line[0] < '0' || line[0] > '9' ||
+		    line[1] < '0' || line[1] > '9' || line[2] < '0' ||
+		    line[2] > '9') {
+			p->reply_ok = 0;
+			return 1;
+		}
+		if (len > 3 && line[3] == '-')
+			return 0;
+		p->reply_ok = memcmp(line, p->step == PROBE_GREETING ? "220" :
+		    p->step == PROBE_CAPABILITY ? "250" : "221", 3) == 0;
+		return 1;
+	}
+}
+
+/* A reply is complete: on to the next step. */
+static int
+probe_reply_done(struct probe *p, const char *last, size_t len)
+{
+	char	safe[PROBE_SHOW_MAX * 4 + 8];
+
+	switch (p->step) {
+	case PROBE_GREETING:
+		if (!p->reply_ok) {
+			probe_safe(safe, sizeof(safe), last, len, 100);
+			return probe_fail(p, "server refused the connection "
+			    "after TLS: %s", safe);
+		}
+		return probe_ask_capabilities(p);
+	case PROBE_CAPABILITY:
+		if (!p->reply_ok)
+			printf("  (the server refused the capability request: "
+			    "clients will not see its capabilities)\n");
+		return probe_logout(p);
+	case PROBE_LOGOUT:
+		return probe_close(p);
+	default:
+		return 0;
+	}
+}
+
+/* Read every complete line a client would see. */
+static int
+probe_lines(struct probe *p)
+{
+	size_t	len;
+	int	got;
+
+	while (p->step >= PROBE_GREETING && p->step <= PROBE_LOGOUT &&
+	    (got = proto_take_line(p->seen, p->line, &len)) != 0) {
+		if (got < 0)
+			return probe_fail(p, "server line longer than %d "
+			    "bytes", PROTO_LINE_MAX);
+		probe_show("<", p->line, len);
+		if (probe_reply_line(p, p->line, len) &&
+		    probe_reply_done(p, p->line, len) != 0)
+			return -1;
+	}
+	return p->step == PROBE_DONE ? -1 : 0;
+}
+
+/* The server ended the TLS session (close_notify or just the socket). */
+static int
+probe_server_ended(struct probe *p, int how)
+{
+	const char	*what = how == TLS_CLOSED ? "closed the session" :
+			    "closed the connection";
+
+	switch (p->step) {
+	case PROBE_GREETING:
+		return probe_fail(p, "server %s after TLS, before its "
+		    "greeting", what);
+	case PROBE_CAPABILITY:
+		return probe_fail(p, "server %s after TLS, before answering "
+		    "the capability request", what);
+	default:
+		/* After LOGOUT / QUIT that is what it should do. */
+		probe_finish(p);
+		return -1;
+	}
+}
+
+/* Decrypt what the server sent, through the filter, line by line. */
+static int
+probe_pump(struct probe *p)
+{
+	char	buf[PROBE_CHUNK];
+	int	n;
+
+	for (;;) {
+		if (!p->eof && !tls_conn_pending(p->tls) &&
+		    evbuffer_get_length(bufferevent_get_input(p->bev)) == 0)
+			return 0;
+		n = tls_conn_read(p->tls, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		if (evbuffer_add(p->from_server, buf, (size_t)n) != 0)
+			return probe_fail(p, "out of memory");
+		if (proto_filter_server(p->filter, p->from_server,
+		    p->seen) != 0)
+			return probe_fail(p, "%s",
+			    proto_filter_reason(p->filter));
+		if (probe_lines(p) != 0)
+			return -1;
+		if (p->step == PROBE_CLOSING)
+			return 0;
+	}
+	switch (n) {
+	case TLS_WANT:
+		return 0;
+	case TLS_CLOSED:
+	case TLS_EOF:
+		return probe_server_ended(p, n);
+	default:
+		return probe_fail(p, "%s", tls_conn_error(p->tls));
+	}
+}
+
+/* ---- The TLS handshake and the report on it ---------------------------- */
+
+/* Seconds from now until t (negative when past); 0 with *ok = 0 if odd. */
+static double
+probe_seconds_until(const mbedtls_x509_time *t, int *ok)
+{
+	struct tm	tm;
+	time_t		when;
+
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = t->year - 1900;
+	tm.tm_mon = t->mon - 1;
+	tm.tm_mday = t->day;
+	tm.tm_hour = t->hour;
+	tm.tm_min = t->min;
+	tm.tm_sec = t->sec;
+	if ((when = timegm(&tm)) == (time_t)-1) {
+		*ok = 0;
+		return 0;
+	}
+	*ok = 1;
+	return difftime(when, time(NULL));
+}
+
+/* Print a certificate time with how far it is. */
+static void
+probe_show_time(const char *label, const mbedtls_x509_time *t, int after)
+{
+	double	secs;
+	long	days;
+	int	ok;
+
+	secs = probe_seconds_until(t, &ok);
+	printf("      %-11s%04d-%02d-%02d %02d:%02d:%02d UTC", label, t->year,
+	    t->mon, t->day, t->hour, t->min, t->sec);
+	days = (long)(secs / 86400);
+	if (!ok)
+		printf("\n");
+	else if (after && secs >= 0)
+		printf(" (%ld day%s left)\n", days, days == 1 ? "" : "s");
+	else if (after)
+		printf(" (EXPIRED %ld day%s ago)\n", -days, days == -1 ? "" :
+		    "s");
+	else
+		printf(" (NOT YET VALID: in %ld day%s)\n", days, days == 1 ?
+		    "" : "s");
+}
+
+/* The subject alternative names of crt as "DNS:a, IP:192.0.2.1". */
+static void
+probe_sans(const mbedtls_x509_crt *crt, char *out, size_t outlen)
+{
+	const mbedtls_x509_sequence	*san;
+	const mbedtls_x509_buf		*b;
+	char				 item[PROBE_SHOW_MAX * 4 + 16];
+	char				 text[PROBE_SHOW_MAX * 4 + 8];
+	char				 ip[INET6_ADDRSTRLEN];
+	size_t				 used = 0;
+
+	out[0] = '\0';
+	for (san = &crt->subject_alt_names; san != NULL; san = san->next) {
+		b = &san->buf;
+		if (b->p == NULL ||
+		    (b->tag & 0xc0) != MBEDTLS_ASN1_CONTEXT_SPECIFIC)
+			continue;
+		switch (b->tag & MBEDTLS_ASN1_TAG_VALUE_MASK) {
+		case 1:		/* rfc822Name */
+		case 2:		/* dNSName */
+		case 6:		/* uniformResourceIdentifier */
+			probe_safe(text, sizeof(text), (const char *)b->p,
+			    b->len, PROBE_SHOW_MAX);
+			snprintf(item, sizeof(item), "%s:%s",
+			    (b->tag & MBEDTLS_ASN1_TAG_VALUE_MASK) == 2 ?
+			    "DNS" : (b->tag & MBEDTLS_ASN1_TAG_VALUE_MASK) ==
+			    1 ? "email" : "URI", text);
+			break;
+		case 7:		/* iPAddress */
+			if ((b->len != 4 && b->len != 16) ||
+			    inet_ntop(b->len == 4 ? AF_INET : AF_INET6, b->p,
+			    ip, sizeof(ip)) == NULL)
+				snprintf(item, sizeof(item), "IP:(malformed)");
+			else
+				snprintf(item, sizeof(item), "IP:%s", ip);
+			break;
+		default:
+			continue;
+		}
+		if (used + strlen(item) + 8 >= outlen) {
+			snprintf(out + used, outlen - used, ", ...");
+			return;
+		}
+		used += (size_t)snprintf(out + used, outlen - used, "%s%s",
+		    used > 0 ? ", " : "", item);
+	}
+	if (used == 0)
+		snprintf(out, outlen, "(none)");
+}
+
+/* Print one certificate of the chain the server sent. */
+static void
+probe_show_cert(int i, const mbedtls_x509_crt *crt)
+{
+	char	dn[1024], safe[PROBE_DN_MAX * 4 + 8], sans[2048];
+	char	pin[64];
+	int	n;
+
+	n = mbedtls_x509_dn_gets(dn, sizeof(dn), &crt->subject);
+	probe_safe(safe, sizeof(safe), dn, n < 0 ? 0 : (size_t)n,
+	    PROBE_DN_MAX);
+	printf("  [%d] subject:   %s\n", i, n < 0 ? "(unreadable)" : safe);
+	n = mbedtls_x509_dn_gets(dn, sizeof(dn), &crt->issuer);
+	probe_safe(safe, sizeof(safe), dn, n < 0 ? 0 : (size_t)n,
+	    PROBE_DN_MAX);
+	printf("      issuer:    %s\n", n < 0 ? "(unreadable)" : safe);
+	probe_sans(crt, sans, sizeof(sans));
+	printf("      SANs:      %s\n", sans);
+	if (probe_seconds_until(&crt->valid_from, &n) > 0 && n)
+		probe_show_time("not before:", &crt->valid_from, 0);
+	probe_show_time("not after:", &crt->valid_to, 1);
+	if (tls_cert_pin(crt, pin, sizeof(pin)) == 0)
+		printf("      key pin:   %s\n", pin);
+}
+
+/* Print the chain; the leaf's pin into pin (or ""). */
+static void
+probe_show_chain(struct probe *p, char *pin, size_t pinlen)
+{
+	const struct mbedtls_x509_crt	*crt, *chain;
+	int				 i, n = 0;
+
+	chain = tls_conn_peer_chain(p->tls);
+	for (crt = chain; crt != NULL && crt->version != 0; crt = crt->next)
+		n++;
+	printf("Certificate chain sent by the server (%d certificate%s, "
+	    "the server's own first):\n", n, n == 1 ? "" : "s");
+	pin[0] = '\0';
+	for (crt = chain, i = 0; crt != NULL && crt->version != 0;
+	    crt = crt->next, i++)
+		probe_show_cert(i, crt);
+	if (n > 0 && tls_cert_pin(chain, pin, pinlen) != 0)
+		pin[0] = '\0';
+}
+
+/*
+ * The handshake is over (hs 1), or over but the pins failed (hs -1):
+ * report, then decide as a session would.
+ */
+static int
+probe_tls_report(struct probe *p, int hs)
+{
+	const struct service_config	*sc = p->sc;
+	char				 pin_error[512], verify[512];
+	char				 pin[64];
+	int				 vr;
+
+	snprintf(pin_error, sizeof(pin_error), "%s", hs < 0 ?
+	    tls_conn_error(p->tls) : "");
+	printf("  version:       %s\n", tls_conn_version(p->tls));
+	printf("  cipher suite:  %s\n", tls_conn_ciphersuite(p->tls));
+	printf("  resumed:       %s\n", tls_conn_resumed(p->tls) ? "yes" :
+	    "no (a new session)");
+	probe_show_chain(p, pin, sizeof(pin));
+	vr = tls_conn_verify_result(p->tls, verify, sizeof(verify));
+	if (vr == 0)
+		printf("Verification: verified (chain to a trusted CA of "
+		    "ca_file, name %s)\n", sc->server_name);
+	else if (vr < 0)
+		printf("Verification: NOT checked (verify = no): anyone on "
+		    "the path could read the passwords\n");
+	else
+		printf("Verification: FAILED: %s\n", verify);
+	if (sc->n_pins == 0)
+		printf("Pins: none configured (pin_sha256)\n");
+	else if (hs < 0)
+		printf("Pins: FAILED: %s\n", pin_error);
+	else
+		printf("Pins: a key of the chain matches one of the %d "
+		    "pin_sha256\n", sc->n_pins);
+	if (pin[0] != '\0')
+		printf("Pin of the server's key (to pin it, paste into the "
+		    "service's section):\n  pin_sha256 = %s\n", pin);
+	if (vr > 0)
+		return probe_fail(p, "%s", verify);
+	if (hs < 0)
+		return probe_fail(p, "%s", pin_error);
+	return 0;
+}
+
+/* TLS is up and the server passed: on to what a client sees. */
+static int
+probe_after_tls(struct probe *p)
+{
+	if ((p->filter = proto_filter_new(p->sc->protocol)) == NULL)
+		return probe_fail(p, "out of memory");
+	if (p->sc->tls == TLS_MODE_IMPLICIT) {
+		printf("Greeting and capabilities a mail client will see "
+		    "(through mailtlsd's filter):\n");
+		proto_filter_expect_greeting(p->filter);
+		p->step = PROBE_GREETING;
+		p->reply_ok = 0;
+		probe_arm(p, p->sc->handshake_timeout);
+	} else {
+		printf("Capabilities a mail client will see (through "
+		    "mailtlsd's filter; mailtlsd greets it itself):\n");
+		if (probe_ask_capabilities(p) != 0)
+			return -1;
+	}
+	return probe_pump(p);
+}
+
+/* Drive the handshake with what has arrived. */
+static int
+probe_handshake(struct probe *p)
+{
+	int	hs;
+
+	if ((hs = tls_conn_handshake(p->tls)) == 0)
+		return 0;
+	/* The chain is there once the handshake is over. */
+	if (hs < 0 && tls_conn_peer_chain(p->tls) == NULL) {
+		if (p->sc->tls == TLS_MODE_STARTTLS &&
+		    tls_conn_saw_plaintext(p->tls))
+			return probe_fail(p, "data injected after the "
+			    "STARTTLS response, or the server did not start "
+			    "TLS");
+		return probe_fail(p, "%s", tls_conn_error(p->tls));
+	}
+	if (probe_tls_report(p, hs) != 0)
+		return -1;
+	return probe_after_tls(p);
+}
+
+/* Start TLS on the connected socket. */
+static int
+probe_begin_tls(struct probe *p)
+{
+	if ((p->tls = tls_conn_new(p->ctx, p->bev)) == NULL)
+		return probe_fail(p, "out of memory for TLS");
+	printf("TLS handshake (server_name %s):\n", p->sc->server_name);
+	p->step = PROBE_HANDSHAKING;
+	return probe_handshake(p);
+}
+
+/* ---- The plaintext STARTTLS dialogue ------------------------------------- */
+
+/* Feed the server's lines to the session's own dialogue. */
+static int
+probe_dialogue(struct probe *p)
+{
+	struct evbuffer		*in = bufferevent_get_input(p->bev);
+	enum proto_verdict	 verdict;
+	size_t			 len;
+	int			 got;
+
+	while ((got = proto_take_line(in, p->line, &len)) > 0) {
+		probe_show("<", p->line, len);
+		verdict = proto_dialogue_line(p->dialogue, p->line, len,
+		    p->scratch);
+		if ((len = evbuffer_get_length(p->scratch)) > 0) {
+			probe_show_sent((const char *)evbuffer_pullup(
+			    p->scratch, -1), len);
+			if (bufferevent_write_buffer(p->bev, p->scratch) != 0)
+				return probe_fail(p, "out of memory");
+		}
+		switch (verdict) {
+		case PROTO_MORE:
+			continue;
+		case PROTO_FAIL:
+			return probe_fail(p, "%s",
+			    proto_dialogue_reason(p->dialogue));
+		case PROTO_UPGRADE:
+			if (evbuffer_get_length(in) > 0)
+				return probe_fail(p, "data injected after the "
+				    "STARTTLS response");
+			proto_dialogue_free(p->dialogue);
+			p->dialogue = NULL;
+			return probe_begin_tls(p);
+		}
+	}
+	if (got < 0)
+		return probe_fail(p, "server line longer than %d bytes in the "
+		    "STARTTLS dialogue", PROTO_LINE_MAX);
+	if (p->eof)
+		return probe_fail(p, "server closed the connection during the "
+		    "STARTTLS dialogue");
+	return 0;
+}
+
+/* ---- Events ---------------------------------------------------------------- */
+
+/* Move the current step on with what has arrived. */
+static void
+probe_input(struct probe *p)
+{
+	struct evbuffer	*in;
+
+	switch (p->step) {
+	case PROBE_DIALOGUE:
+		probe_dialogue(p);
+		break;
+	case PROBE_HANDSHAKING:
+		probe_handshake(p);
+		break;
+	case PROBE_GREETING:
+	case PROBE_CAPABILITY:
+	case PROBE_LOGOUT:
+		probe_pump(p);
+		break;
+	case PROBE_CLOSING:
+		in = bufferevent_get_input(p->bev);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		break;
+	case PROBE_CONNECTING:
+	case PROBE_DONE:
+		break;
+	}
+}
+
+static void
+probe_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	probe_input(arg);
+}
+
+/* The output buffer drained: close_notify has left. */
+static void
+probe_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct probe	*p = arg;
+
+	if (p->step == PROBE_CLOSING &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		probe_finish(p);
+}
+
+/* The socket ended or failed. */
+static void
+probe_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct probe	*p = arg;
+	int		 err = EVUTIL_SOCKET_ERROR();
+
+	(void)bev;
+	p->eof = 1;
+	if (p->tls != NULL)
+		tls_conn_set_eof(p->tls);
+	if (p->step == PROBE_CLOSING) {
+		probe_finish(p);
+		return;
+	}
+	if ((what & BEV_EVENT_ERROR) && p->step < PROBE_GREETING) {
+		probe_fail(p, "%s during the %s with %s",
+		    evutil_socket_error_to_string(err),
+		    p->step == PROBE_DIALOGUE ? "STARTTLS dialogue" :
+		    "TLS handshake", p->addr);
+		return;
+	}
+	probe_input(p);
+}
+
+/* The deadline of the current step passed. */
+static void
+probe_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct probe	*p = arg;
+	unsigned	 secs = p->sc->handshake_timeout;
+
+	(void)fd;
+	(void)what;
+	switch (p->step) {
+	case PROBE_DIALOGUE:
+		probe_fail(p, "STARTTLS dialogue timed out (handshake_timeout "
+		    "%us)", secs);
+		break;
+	case PROBE_HANDSHAKING:
+		probe_fail(p, "TLS handshake timed out (handshake_timeout "
+		    "%us)", secs);
+		break;
+	case PROBE_GREETING:
+		probe_fail(p, "no greeting from the server within %us after "
+		    "TLS", secs);
+		break;
+	case PROBE_CAPABILITY:
+		probe_fail(p, "no complete answer to the capability request "
+		    "within %us", secs);
+		break;
+	case PROBE_LOGOUT:
+		printf("  (no answer within %us: closing)\n", secs);
+		probe_close(p);
+		break;
+	case PROBE_CLOSING:
+		probe_finish(p);
+		break;
+	case PROBE_CONNECTING:
+	case PROBE_DONE:
+		break;
+	}
+}
+
+/* Each step of resolving and connecting. */
+static void
+probe_trace_cb(const char *text, void *arg)
+{
+	(void)arg;
+	printf("  %s\n", text);
+}
+
+/* Connected (or every address failed). */
+static void
+probe_upstream_cb(struct bufferevent *bev, const char *text, void *arg)
+{
+	struct probe	*p = arg;
+
+	p->connecting = NULL;
+	if (bev == NULL) {
+		probe_fail(p, "%s", text);
+		return;
+	}
+	p->bev = bev;
+	snprintf(p->addr, sizeof(p->addr), "%s", text);
+	printf("  connected to %s\n", text);
+	bufferevent_setcb(bev, probe_read_cb, probe_write_cb, probe_event_cb,
+	    p);
+	bufferevent_enable(bev, EV_READ);
+	/* As a session: dialogue and handshake share handshake_timeout. */
+	probe_arm(p, p->sc->handshake_timeout);
+	if (p->sc->tls != TLS_MODE_STARTTLS) {
+		probe_begin_tls(p);
+		return;
+	}
+	if ((p->dialogue = proto_dialogue_new(p->sc)) == NULL) {
+		probe_fail(p, "out of memory");
+		return;
+	}
+	printf("STARTTLS dialogue (plaintext; no credentials exist at this "
+	    "point):\n");
+	p->step = PROBE_DIALOGUE;
+	probe_dialogue(p);
+}
+
+/* ---- One service --------------------------------------------------------- */
+
+/* Print what the probe is about to do. */
+static void
+probe_header(const struct probe *p)
+{
+	const struct service_config	*sc = p->sc;
+
+	printf("== [%s] %s to %s, %s TLS\n", sc->name,
+	    config_protocol_name(sc->protocol), p->hostport,
+	    config_tls_mode_name(sc->tls));
+	printf("   server_name %s, verify %s, min_tls %s, %d pin_sha256, "
+	    "client certificate %s\n", sc->server_name, sc->verify ? "yes" :
+	    "no", sc->min_tls == TLS_VERSION_1_3 ? "1.3" : "1.2",
+	    sc->n_pins, sc->client_cert[0] != '\0' ? sc->client_cert :
+	    "none");
+	printf("Connect (connect_timeout %us per address, then "
+	    "handshake_timeout %us):\n", sc->connect_timeout,
+	    sc->handshake_timeout);
+}
+
+/* Allocate what the probe needs; -1 with a reason. */
+static int
+probe_setup(struct probe *p)
+{
+	char	err[512];
+
+	if ((p->ctx = tls_ctx_new_probe(p->sc, err, sizeof(err))) == NULL) {
+		snprintf(p->reason, sizeof(p->reason), "%s", err);
+		return -1;
+	}
+	p->base = event_base_new();
+	if (p->base != NULL)
+		p->dns = runtime_dns_new(p->base);
+	if (p->base != NULL)
+		p->timer = evtimer_new(p->base, probe_timer_cb, p);
+	p->from_server = evbuffer_new();
+	p->seen = evbuffer_new();
+	p->from_client = evbuffer_new();
+	p->to_server = evbuffer_new();
+	p->scratch = evbuffer_new();
+	if (p->base == NULL || p->dns == NULL || p->timer == NULL ||
+	    p->from_server == NULL || p->seen == NULL ||
+	    p->from_client == NULL || p->to_server == NULL ||
+	    p->scratch == NULL) {
+		snprintf(p->reason, sizeof(p->reason), "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* Free what probe_setup() made. */
+static void
+probe_teardown(struct probe *p)
+{
+	struct evbuffer	*bufs[] = { p->from_server, p->seen, p->from_client,
+			    p->to_server, p->scratch };
+	size_t		 i;
+
+	if (p->base != NULL && p->step != PROBE_DONE)
+		probe_finish(p);
+	for (i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+		if (bufs[i] != NULL)
+			evbuffer_free(bufs[i]);
+	if (p->timer != NULL)
+		event_free(p->timer);
+	if (p->dns != NULL)
+		evdns_base_free(p->dns, 1);
+	if (p->base != NULL)
+		event_base_free(p->base);
+	tls_ctx_free(p->ctx);
+}
+
+/* Probe one service and print its verdict; 0 when it would work. */
+static int
+probe_service(const struct service_config *sc)
+{
+	struct probe	*p;
+	int		 ok;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		printf("VERDICT %s: FAIL %s out of memory\n", sc->name,
+		    PROBE_DASH);
+		return -1;
+	}
+	p->sc = sc;
+	probe_hostport(sc, p->hostport, sizeof(p->hostport));
+	probe_header(p);
+	if (probe_setup(p) != 0)
+		p->failed = 1;
+	else {
+		p->connecting = upstream_connect_traced(p->base, p->dns,
+		    sc->remote_host, sc->remote_port, sc->connect_timeout,
+		    probe_upstream_cb, probe_trace_cb, p);
+		if (p->connecting == NULL) {
+			snprintf(p->reason, sizeof(p->reason),
+			    "out of memory");
+			p->failed = 1;
+		} else if (event_base_dispatch(p->base) < 0 ||
+		    p->step != PROBE_DONE) {
+			snprintf(p->reason, sizeof(p->reason), "the probe's "
+			    "event loop stopped early");
+			p->failed = 1;
+		}
+	}
+	if (p->failed)
+		printf("VERDICT %s: FAIL %s %s\n", sc->name, PROBE_DASH,
+		    p->reason);
+	else if (!sc->verify)
+		printf("VERDICT %s: OK %s clients will reach %s, but its "
+		    "certificate is NOT verified (verify = no)\n", sc->name,
+		    PROBE_DASH, p->hostport);
+	else
+		printf("VERDICT %s: OK %s clients will reach %s securely\n",
+		    sc->name, PROBE_DASH, p->hostport);
+	fflush(stdout);
+	ok = !p->failed;
+	probe_teardown(p);
+	free(p);
+	return ok ? 0 : -1;
+}
+
+/* Probe the named service or all; the exit status. */
+int
+probe_run(const struct config *cfg, const char *name)
+{
+	const struct service_config	*sc;
+	int				 i, failed = 0;
+
+	if (strcmp(name, "all") != 0) {
+		if ((sc = config_find_service(cfg, name)) == NULL) {
+			fprintf(stderr, "mailtlsd: -p %s: %s has no service "
+			    "of that name; its services:", name, cfg->path);
+			for (i = 0; i < cfg->n_services; i++)
+				fprintf(stderr, " %s", cfg->services[i].name);
+			fprintf(stderr, " (or -p all)\n");
+			return 1;
+		}
+		return probe_service(sc) == 0 ? 0 : 1;
+	}
+	if (cfg->n_services == 0) {
+		fprintf(stderr, "mailtlsd: -p all: %s defines no service\n",
+		    cfg->path);
+		return 1;
+	}
+	for (i = 0; i < cfg->n_services; i++) {
+		if (i > 0)
+			printf("\n");
+		if (probe_service(&cfg->services[i]) != 0)
+			failed = 1;
+	}
+	return failed ? 1 : 0;
+}
