@@ -83,6 +83,7 @@ struct probe {
 	int				 failed;
 	int				 reply_ok;	/* the reply was positive */
 	int				 pop3_list;	/* in a CAPA list */
+	int				 reported;	/* the reason was shown */
 	char				 hostport[CONFIG_HOST_MAX + 8];
 	char				 addr[80];
 	char				 reason[512];
@@ -186,9 +187,11 @@ probe_finish(struct probe *p)
 	p->dialogue = NULL;
 	proto_filter_free(p->filter);
 	p->filter = NULL;
-	evtimer_del(p->timer);
+	if (p->timer != NULL)
+		evtimer_del(p->timer);
 	p->step = PROBE_DONE;
-	event_base_loopbreak(p->base);
+	if (p->base != NULL)
+		event_base_loopbreak(p->base);
 }
 
 /* The service would not work, for reason: end the probe.  Always -1. */
@@ -204,7 +207,7 @@ probe_fail(struct probe *p, const char *fmt, ...)
 	va_end(ap);
 	p->failed = 1;
 	/* Each failed address was listed as it failed. */
-	if (p->step != PROBE_CONNECTING)
+	if (p->step != PROBE_CONNECTING && !p->reported)
 		printf("  failed: %s\n", p->reason);
 	probe_finish(p);
 	return -1;
@@ -629,11 +632,13 @@ probe_tls_report(struct probe *p, int hs)
 	else if (hs < 0)
 		printf("Pins: FAILED: %s\n", pin_error);
 	else
-		printf("Pins: a key of the chain matches one of the %d "
-		    "pin_sha256\n", sc->n_pins);
+		printf("Pins: matched (a key of the chain matches one of "
+		    "%d pin_sha256)\n", sc->n_pins);
 	if (pin[0] != '\0')
-		printf("Pin of the server's key (to pin it, paste into the "
-		    "service's section):\n  pin_sha256 = %s\n", pin);
+		printf("Pin of the server's key, for pin_sha256 (pins are "
+		    "checked on top of verification):\n  pin_sha256 = %s\n",
+		    pin);
+	p->reported = 1;	/* the lines above said what failed */
 	if (vr > 0)
 		return probe_fail(p, "%s", verify);
 	if (hs < 0)
@@ -691,7 +696,12 @@ probe_begin_tls(struct probe *p)
 {
 	if ((p->tls = tls_conn_new(p->ctx, p->bev)) == NULL)
 		return probe_fail(p, "out of memory for TLS");
-	printf("TLS handshake (server_name %s):\n", p->sc->server_name);
+	if (p->sc->tls == TLS_MODE_STARTTLS)
+		printf("TLS handshake (server_name %s):\n",
+		    p->sc->server_name);
+	else
+		printf("TLS handshake (server_name %s, handshake_timeout "
+		    "%us):\n", p->sc->server_name, p->sc->handshake_timeout);
 	p->step = PROBE_HANDSHAKING;
 	return probe_handshake(p);
 }
@@ -888,8 +898,9 @@ probe_upstream_cb(struct bufferevent *bev, const char *text, void *arg)
 		probe_fail(p, "out of memory");
 		return;
 	}
-	printf("STARTTLS dialogue (plaintext; no credentials exist at this "
-	    "point):\n");
+	printf("STARTTLS dialogue (plaintext, no credentials; "
+	    "handshake_timeout %us with the TLS handshake):\n",
+	    p->sc->handshake_timeout);
 	p->step = PROBE_DIALOGUE;
 	probe_dialogue(p);
 }
@@ -902,17 +913,21 @@ probe_header(const struct probe *p)
 {
 	const struct service_config	*sc = p->sc;
 
-	printf("== [%s] %s to %s, %s TLS\n", sc->name,
-	    config_protocol_name(sc->protocol), p->hostport,
-	    config_tls_mode_name(sc->tls));
-	printf("   server_name %s, verify %s, min_tls %s, %d pin_sha256, "
-	    "client certificate %s\n", sc->server_name, sc->verify ? "yes" :
-	    "no", sc->min_tls == TLS_VERSION_1_3 ? "1.3" : "1.2",
-	    sc->n_pins, sc->client_cert[0] != '\0' ? sc->client_cert :
-	    "none");
-	printf("Connect (connect_timeout %us per address, then "
-	    "handshake_timeout %us):\n", sc->connect_timeout,
-	    sc->handshake_timeout);
+	printf("== [%s] %s to %s, %s\n", sc->name,
+	    sc->protocol == MAIL_PROTO_IMAP ? "IMAP" :
+	    sc->protocol == MAIL_PROTO_POP3 ? "POP3" : "SMTP", p->hostport,
+	    sc->tls == TLS_MODE_STARTTLS ? "STARTTLS" : "implicit TLS");
+	printf("   server_name %s, verify %s, min_tls %s, ", sc->server_name,
+	    sc->verify ? "yes" : "no", sc->min_tls == TLS_VERSION_1_3 ?
+	    "1.3" : "1.2");
+	if (sc->n_pins > 0)
+		printf("pin_sha256 %d, ", sc->n_pins);
+	else
+		printf("pin_sha256 none, ");
+	printf("client_cert %s\n", sc->client_cert[0] != '\0' ?
+	    sc->client_cert : "none");
+	printf("Connect (connect_timeout %us per address):\n",
+	    sc->connect_timeout);
 }
 
 /* Allocate what the probe needs; -1 with a reason. */
@@ -953,7 +968,7 @@ probe_teardown(struct probe *p)
 			    p->to_server, p->scratch };
 	size_t		 i;
 
-	if (p->base != NULL && p->step != PROBE_DONE)
+	if (p->step != PROBE_DONE)
 		probe_finish(p);
 	for (i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
 		if (bufs[i] != NULL)

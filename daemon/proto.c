@@ -283,8 +283,8 @@ static int	proto_smtp_final_line(struct evbuffer *, size_t);
 
 /*
  * Find the end of the greeting at the start of buf: 1 with its length, 0
- * while it is incomplete, -1 when a line is longer than PROTO_LINE_MAX or
- * an SMTP greeting has more than PROTO_DIALOGUE_LINES lines.
+ * while it is incomplete, -1 when it is longer than PROTO_LINE_MAX bytes
+ * or an SMTP greeting has more than PROTO_DIALOGUE_LINES lines.
  */
 static int
 proto_greeting_end(int smtp, struct evbuffer *buf, size_t *len)
@@ -298,10 +298,11 @@ proto_greeting_end(int smtp, struct evbuffer *buf, size_t *len)
 			return 0;
 		eol = evbuffer_search_eol(buf, &eol, &eol_len,
 		    EVBUFFER_EOL_CRLF);
+		/* The whole greeting, all its lines, fits in one line's bound. */
 		if (eol.pos < 0)
-			return evbuffer_get_length(buf) - start >
-			    PROTO_LINE_MAX + 1 ? -1 : 0;
-		if ((size_t)eol.pos - start > PROTO_LINE_MAX ||
+			return evbuffer_get_length(buf) > PROTO_LINE_MAX + 1 ?
+			    -1 : 0;
+		if ((size_t)eol.pos > PROTO_LINE_MAX ||
 		    ++lines > PROTO_DIALOGUE_LINES)
 			return -1;
 		if (!smtp || proto_smtp_final_line(buf, start))
@@ -343,7 +344,7 @@ proto_filter_skip_greeting(struct proto_filter *f, struct evbuffer *in)
 	r = proto_greeting_end(f->ops == &proto_smtp_ops, in, &len);
 	if (r < 0)
 		return proto_filter_fail(f, "server greeting longer than "
-		    PROTO_LINE_MAX_TEXT " bytes a line");
+		    PROTO_LINE_MAX_TEXT " bytes");
 	if (r == 0)
 		return 0;
 	f->drop_greeting = 0;

@@ -33,6 +33,8 @@ Misbehaviour is asked for with keyword arguments, one per attack:
     after_go_ahead="silent"  neither TLS nor anything else: read until EOF
     tls=SSLContext           the context of the handshake (a bad certificate)
     hold_greeting=Event      greet only once the test sets this event
+    implicit=True            implicit TLS instead: the handshake first, then
+                             `greeting` inside TLS, then the post-TLS server
 """
 
 import base64
@@ -241,7 +243,8 @@ class StarttlsServer:
     def __init__(self, protocol, tls, host="127.0.0.1", greeting=None,
                  ehlo_reply=None, starttls_reply=None, before_go_ahead=b"",
                  go_ahead=None, inject=None, inject_when="same",
-                 after_go_ahead="tls", hold_greeting=None, dribble=None):
+                 after_go_ahead="tls", hold_greeting=None, dribble=None,
+                 implicit=False):
         assert protocol in ("imap", "pop3", "smtp")
         assert inject_when in ("same", "client_hello")
         assert after_go_ahead in ("tls", "silent")
@@ -258,6 +261,7 @@ class StarttlsServer:
         self.after_go_ahead = after_go_ahead
         self.hold_greeting = hold_greeting
         self.dribble = dribble
+        self.implicit = implicit
         self.host = host
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -297,9 +301,11 @@ class StarttlsServer:
         sock.settimeout(30)
         st = RecordingStream(sock, rec)
         try:
-            if self._dialogue(st, rec):
+            if self.implicit or self._dialogue(st, rec):
                 rec.tls_started = True
                 st.start_tls(self.tls)
+                if self.implicit:
+                    st.sendall(self.greeting)
                 getattr(self, "_serve_" + self.protocol)(st, rec)
         except Exception as e:          # the peer's doing: record, not raise
             rec.error = "%s: %s" % (type(e).__name__, e)

@@ -57,6 +57,7 @@ GREETING = b"* OK soak server ready\r\n"
 BLOCK = random.Random(0x5eed).randbytes(1 << 20)   # payloads cycle through
 CHUNK = 65536
 STEP_TIMEOUT = 120          # seconds without progress that fail a session
+SLOW_WAIT = 10              # a wait this long is counted (and reported)
 RSS_MARGIN = 0.10           # RSS after the run vs after the warm-up ...
 RSS_SLACK_KIB = 4096        # ... whichever of the two is larger
 IDLE_CPU_SECONDS = 5.0
@@ -89,10 +90,7 @@ def payload_hash(seed, n):
 
 async def serve_conn(reader, writer):
     """One connection: greeting, LOGIN, then ECHO/SOURCE/SINK/QUIT."""
-    key = id(writer)
     try:
-        if DEBUG:
-            CONNS[key] = [time.monotonic(), "greeting", b"?"]
         writer.write(GREETING)
         await writer.drain()
         while True:
@@ -103,21 +101,15 @@ async def serve_conn(reader, writer):
             tag = words[0] if words else b"*"
             if len(words) >= 2 and words[1].upper() == b"LOGIN":
                 writer.write(tag + b" OK LOGIN completed\r\n")
-                if DEBUG and len(words) > 2:
-                    CONNS[key][2] = words[2]
                 break
             writer.write(tag + b" BAD expected LOGIN\r\n")
         await writer.drain()
         while True:
-            if DEBUG:
-                CONNS[key][:2] = [time.monotonic(), "command"]
             line = await reader.readline()
             if not line:
                 return
             w = line.split()
             cmd = w[0].upper() if w else b""
-            if DEBUG:
-                CONNS[key][:2] = [time.monotonic(), line.strip().decode()]
             if cmd == b"ECHO":
                 left = int(w[1])
                 while left > 0:
@@ -133,27 +125,12 @@ async def serve_conn(reader, writer):
                     await writer.drain()
             elif cmd == b"SINK":
                 left, h = int(w[1]), hashlib.sha256()
-                t0 = last = time.monotonic()
-                gap = 0
                 while left > 0:
-                    if DEBUG:
-                        CONNS[key][:2] = [time.monotonic(), "sink %d left"
-                                          % left]
                     data = await reader.read(min(left, CHUNK))
                     if not data:
                         return
-                    now = time.monotonic()
-                    gap, last = max(gap, now - last), now
                     left -= len(data)
                     h.update(data)
-                if DEBUG:
-                    CONNS[key][:2] = [time.monotonic(), "sink replied"]
-                    if time.monotonic() - t0 > 5:
-                        print("server: %s SINK %s took %.1f s, longest gap "
-                              "%.1f s" % (CONNS[key][2].decode(),
-                                          w[1].decode(),
-                                          time.monotonic() - t0, gap),
-                              file=sys.stderr, flush=True)
                 writer.write(b"SINK " + h.hexdigest().encode() + b"\r\n")
                 await writer.drain()
             elif cmd == b"QUIT":
@@ -167,39 +144,14 @@ async def serve_conn(reader, writer):
             asyncio.IncompleteReadError):
         pass
     finally:
-        CONNS.pop(key, None)
         writer.close()
-
-
-DEBUG = os.environ.get("SOAK_DEBUG")
-CONNS = {}
-
-
-async def debug_report():
-    """SOAK_DEBUG=1: every 10 s, the connections quiet for over 20 s."""
-    while True:
-        t0 = time.monotonic()
-        await asyncio.sleep(10)
-        now = time.monotonic()
-        if now - t0 > 11:
-            print("server %d: event loop %.1f s late" % (os.getpid(),
-                                                         now - t0 - 10),
-                  file=sys.stderr, flush=True)
-        stuck = sorted((now - t0, who.decode(), what)
-                       for t0, what, who in CONNS.values() if now - t0 > 20)
-        if stuck:
-            print("server %d: %d of %d connections quiet >20s: %s" % (
-                os.getpid(), len(stuck), len(CONNS), stuck[:8]),
-                file=sys.stderr, flush=True)
 
 
 def role_server(args):
     """A TLS server process on --port (SO_REUSEPORT); prints "ready"."""
-    ctx = None
-    if not args.plain:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-        ctx.load_cert_chain(args.cert, args.key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    ctx.load_cert_chain(args.cert, args.key)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -207,12 +159,10 @@ def role_server(args):
     sock.listen(4096)
 
     async def main():
-        srv = await asyncio.start_server(
-            serve_conn, sock=sock, ssl=ctx, backlog=4096,
-            ssl_handshake_timeout=60 if ctx else None)
+        srv = await asyncio.start_server(serve_conn, sock=sock, ssl=ctx,
+                                         backlog=4096,
+                                         ssl_handshake_timeout=60)
         print("ready %d" % sock.getsockname()[1], flush=True)
-        if DEBUG:
-            asyncio.ensure_future(debug_report())
         async with srv:
             await srv.serve_forever()
 
@@ -245,33 +195,22 @@ class Stats:
                 "samples": self.samples}
 
 
-SLOW_STEPS = collections.Counter()
-CURRENT = {}                    # task -> session id, for SOAK_DEBUG
+WAITS = collections.Counter()   # waits over SLOW_WAIT, by step; longest
 
 
 async def step(aw, what):
+    """Await one step of a session: a failure after STEP_TIMEOUT."""
     t0 = time.monotonic()
     try:
         return await asyncio.wait_for(aw, STEP_TIMEOUT)
     except asyncio.TimeoutError:
         raise SessionError("timeout:" + what) from None
     finally:
-        if DEBUG and time.monotonic() - t0 > 10:
-            SLOW_STEPS[what] += 1
-            print("client: %s took %.1f s (%s)" % (
-                what, time.monotonic() - t0, CURRENT.get(
-                    asyncio.current_task(), "?")),
-                file=sys.stderr, flush=True)
-
-
-async def loop_lag(st):
-    """SOAK_DEBUG=1: the longest the event loop was late, in counts."""
-    while True:
-        t0 = time.monotonic()
-        await asyncio.sleep(0.5)
-        lag = time.monotonic() - t0 - 0.5
-        st.c["max_loop_lag_ms"] = max(st.c["max_loop_lag_ms"],
-                                      int(lag * 1000))
+        took = time.monotonic() - t0
+        WAITS["longest_wait_ms"] = max(WAITS["longest_wait_ms"],
+                                       int(took * 1000))
+        if took > SLOW_WAIT:
+            WAITS["slow_waits"] += 1
 
 
 async def expect_line(reader, prefix, what):
@@ -391,14 +330,8 @@ async def one_session(cfg, rng, st, deadline):
     except SessionError:
         sock.close()
         raise
-    tls = None
-    if cfg.client_tls:
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        tls.check_hostname = False
-        tls.verify_mode = ssl.CERT_NONE
     reader, writer = await asyncio.open_connection(
-        sock=sock, limit=4096 if kind == "slow" else CHUNK, ssl=tls,
-        server_hostname="mail.test" if tls else None)
+        sock=sock, limit=4096 if kind == "slow" else CHUNK)
     st.c["sessions_started"] += 1
     try:
         if kind == "rst_connect":
@@ -406,12 +339,7 @@ async def one_session(cfg, rng, st, deadline):
             st.c["aborted:" + kind] += 1
             return
         await expect_line(reader, b"* OK", "greeting")
-        st.c["logins"] += 1
-        sid = "w%d-%d" % (cfg.seed, st.c["logins"])
-        if DEBUG:
-            CURRENT[asyncio.current_task()] = "%s %s %.1f" % (
-                kind, sid, time.monotonic())
-        writer.write(b"a1 LOGIN %s p\r\n" % sid.encode())
+        writer.write(b"a1 LOGIN u p\r\n")
         if kind == "rst_login":
             reset(writer)
             st.c["aborted:" + kind] += 1
@@ -459,7 +387,7 @@ async def one_session(cfg, rng, st, deadline):
         st.c["sessions_completed"] += 1
         st.c["completed:" + kind] += 1
     except SessionError as e:
-        e.detail = "%s %s: %s" % (kind, locals().get("sid", "-"), e.detail)
+        e.detail = "%s session: %s" % (kind, e.detail)
         raise
     except (ConnectionResetError, BrokenPipeError) as e:
         raise SessionError("reset_by_peer", str(e)) from None
@@ -494,8 +422,6 @@ def role_clients(args):
 
     async def main():
         deadline = time.monotonic() + args.seconds
-        if DEBUG:
-            lag = asyncio.ensure_future(loop_lag(st))
         tasks = [asyncio.ensure_future(slot(args, i, st, deadline))
                  for i in range(args.sessions)]
         done, pending = await asyncio.wait(
@@ -505,8 +431,7 @@ def role_clients(args):
             st.error("unfinished_at_end", "session still running")
 
     asyncio.run(main())
-    for what, n in SLOW_STEPS.items():
-        st.c["slow_step:" + what] = n
+    st.c.update(WAITS)
     print(json.dumps(st.as_dict()), flush=True)
 
 
@@ -575,12 +500,12 @@ def script_cmd(role, *extra):
             *map(str, extra)]
 
 
-def start_servers(cert, key, n, port=0, extra=()):
+def start_servers(cert, key, n, port=0):
     """n server processes on one port; returns (procs, port)."""
     procs = []
     for _ in range(n):
         p = subprocess.Popen(script_cmd("server", "--cert", cert, "--key",
-                                        key, "--port", port, *extra),
+                                        key, "--port", port),
                              stdout=subprocess.PIPE,
                              stdin=subprocess.DEVNULL)
         procs.append(p)
@@ -627,7 +552,7 @@ class Sampler:
         self.t.join()
 
 
-def run_clients(port, seconds, sessions, workers, think, seed, extra=()):
+def run_clients(port, seconds, sessions, workers, think, seed):
     """One phase of load; returns the merged stats."""
     per = [sessions // workers + (i < sessions % workers)
            for i in range(workers)]
@@ -635,8 +560,7 @@ def run_clients(port, seconds, sessions, workers, think, seed, extra=()):
     procs = [subprocess.Popen(script_cmd("clients", "--port", port,
                                          "--seconds", seconds, "--sessions",
                                          n, "--think", think, "--ramp", ramp,
-                                         "--seed", seed * 31 + i,
-                                         *extra),
+                                         "--seed", seed * 31 + i),
                               stdout=subprocess.PIPE,
                               stdin=subprocess.DEVNULL)
              for i, n in enumerate(per) if n > 0]
@@ -649,7 +573,11 @@ def run_clients(port, seconds, sessions, workers, think, seed, extra=()):
         except (ValueError, IndexError):
             total["errors"]["client_process_died"] += 1
             continue
-        total["counts"].update(r["counts"])
+        for k, v in r["counts"].items():
+            if k.endswith("_ms"):       # a maximum, not a sum
+                total["counts"][k] = max(total["counts"][k], v)
+            else:
+                total["counts"][k] += v
         total["errors"].update(r["errors"])
         for k, v in r["samples"].items():
             total["samples"].setdefault(k, v)
@@ -787,6 +715,10 @@ def report_text(rep, daemon_log=None):
     out.append("bytes verified:      %d (%.2f GiB, SHA-256; %.1f MiB/s)" % (
         c.get("bytes_verified", 0), c.get("bytes_verified", 0) / 2**30,
         c.get("bytes_verified", 0) / 2**20 / max(1, rep["seconds"])))
+    out.append("client waits:        %d over %d s, the longest %.1f s (a "
+               "connect, a reply, a read or a write)" % (
+                   c.get("slow_waits", 0), SLOW_WAIT,
+                   c.get("longest_wait_ms", 0) / 1000.0))
     errs = collections.Counter(rep["warmup"]["errors"])
     errs.update(rep["main"]["errors"])
     out.append("errors:              " + (", ".join(
@@ -861,7 +793,7 @@ def main_cli(args):
     d = None
     try:
         lport = free_port()
-        d = Daemon(binary, work, "mailtlsd")
+        d = Daemon(binary, work, "mailtlsd", env=json.loads(os.environ.get("SOAK_ENV", "{}")))
         d.write_config(config_text(
             {"log_level": "info",
              "max_sessions": 2 * args.sessions + args.idle_sessions + 64},
@@ -924,9 +856,6 @@ def main():
     ap.add_argument("--ramp", type=float, default=1.0,
                     help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
-    ap.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--client-tls", action="store_true",
-                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.role == "server":
         return role_server(args)
