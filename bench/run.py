@@ -20,7 +20,7 @@ numbers, to build/bench/results.md and results.json.
 Environment:
   MAILTLSD=path      the daemon (default build/mailtlsd)
   BENCH_OUT=dir      where results go and the C helpers are (build/bench)
-  BENCH_QUICK=1      one round, smaller transfers, fewer connections
+  BENCH_QUICK=1      one round, 128 MiB transfers, 5 s session-rate runs
   BENCH_ROUNDS=n     rounds (default 3, quick 1)
   BENCH_KEY=rsa      RSA 2048 certificates instead of ECDSA P-256
   BENCH_ONLY=a,b     only these sections: aead,throughput,latency,memory,rate
@@ -1021,8 +1021,11 @@ def main():
     t0 = time.monotonic()
     env = None
     try:
-        env = Env(st=st, tmp=tmp,
-                  pki=pki.generate(os.path.join(tmp, "pki"), st.key_type))
+        try:
+            certs = pki.generate(os.path.join(tmp, "pki"), st.key_type)
+        except (RuntimeError, OSError) as e:
+            sys.exit("bench: cannot make the test certificates: %s" % e)
+        env = Env(st=st, tmp=tmp, pki=certs)
         env.results["loadavg_start"] = "%.2f" % os.getloadavg()[0]
         env.proxies["mailtlsd"] = Proxy("mailtlsd", st, env)
         if st.stunnel:

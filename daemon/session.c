@@ -143,6 +143,17 @@ static int	session_relay(struct session *);
 static int	session_park(struct session *);
 static void	session_arm_timer(struct session *);
 
+/*
+ * Let one read or write move a whole buffer: libevent's default of 16 KiB
+ * costs several system calls and callbacks per TLS record in bulk transfers.
+ */
+static void
+session_tune_io(struct bufferevent *bev)
+{
+	(void)bufferevent_set_max_single_read(bev, SESSION_BUF_MAX);
+	(void)bufferevent_set_max_single_write(bev, SESSION_BUF_MAX);
+}
+
 /* Milliseconds of a clock that never jumps. */
 static uint64_t
 session_now_ms(void)
@@ -484,6 +495,9 @@ static int
 session_server_finished(struct session *s, int how)
 {
 	s->server_done = 1;
+	/* The stream ended: an unterminated last line still goes out. */
+	if (s->down_plain != NULL && s->state == SESSION_RELAYING)
+		evbuffer_add_buffer(session_client_out(s), s->down_plain);
 	return session_close(s, LOG_LEVEL_INFO, how == TLS_CLOSED ?
 	    "server closed the session" :
 	    "server closed the connection without close_notify");
@@ -981,6 +995,7 @@ session_upstream_cb(struct bufferevent *bev, const char *text, void *arg)
 	bufferevent_setcb(bev, session_server_read_cb, session_server_write_cb,
 	    session_server_event_cb, s);
 	bufferevent_setwatermark(bev, EV_READ, 0, SESSION_BUF_MAX);
+	session_tune_io(bev);
 	bufferevent_setwatermark(bev, EV_WRITE, SESSION_BUF_MAX / 2, 0);
 	bufferevent_enable(bev, EV_READ);
 	session_log(s, LOG_LEVEL_DEBUG, "TCP connected to %s", text);
@@ -1249,6 +1264,7 @@ session_setup_client(struct session *s, int fd, const struct sockaddr *sa)
 	bufferevent_setcb(s->client, session_client_read_cb,
 	    session_client_write_cb, session_client_event_cb, s);
 	bufferevent_setwatermark(s->client, EV_READ, 0, SESSION_BUF_MAX);
+	session_tune_io(s->client);
 	bufferevent_setwatermark(s->client, EV_WRITE, SESSION_BUF_MAX / 2, 0);
 	if (bufferevent_enable(s->client, EV_READ) != 0)
 		return -1;

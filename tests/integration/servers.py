@@ -396,8 +396,18 @@ def behave_plaintext(srv, st, rec):
         pass
 
 
+def behave_unterminated(srv, st, rec):
+    """Greet, then send a last line without its line end and close."""
+    st.sendall(srv.greeting + UNTERMINATED_LAST)
+    st.close()
+
+
+UNTERMINATED_LAST = b"* BYE going away without a line end"
+
+
 BEHAVIOURS = {
     "echo": behave_echo,
+    "unterminated": behave_unterminated,
     "source": behave_source,
     "sink": behave_sink,
     "close_first": behave_close_first,

@@ -14,7 +14,7 @@ import time
 from client import Client, login, noop
 from expectations import GREETING
 from harness import Skip, case, check
-from servers import random_chunks
+from servers import UNTERMINATED_LAST, random_chunks
 
 MIB = 1024 * 1024
 PROTOCOLS = {p: {"protocol": p} for p in ("imap", "pop3", "smtp")}
@@ -295,3 +295,18 @@ def test_idle_timeout(t):
     check(0.5 <= idle <= 6, "idle session closed after %.1fs", idle)
     check(not rest.strip() or rest.startswith(b"* BYE"),
           "unexpected data before close: %r", rest[:100])
+
+
+@case()
+def test_unterminated_last_line_reaches_client(t):
+    """Before login the relay reads the server's bytes as lines; when the
+    server closes after bytes without a line end, those bytes still reach
+    the client (nothing is lost at the end of a session)."""
+    srv = t.server("unterminated")
+    svc = t.service(srv)
+    t.daemon(svc)
+    c = t.connect(svc)
+    c.expect_line(GREETING["imap"])
+    got = c.read_to_eof()
+    check(got == UNTERMINATED_LAST, "client got %r, want %r", got,
+          UNTERMINATED_LAST)
