@@ -238,3 +238,18 @@ $(FAILALLOC_SO): tests/faults/failalloc.c
 
 integration-check: $(FAILALLOC_SO)
 # ---- end of fault injection ----
+
+# make valgrind-check: the integration scenarios that do not depend on
+# timing, with the daemon under valgrind memcheck; any memory error or
+# definite leak makes the daemon exit 99, which fails the test.
+VALGRIND_TESTS	:= -k relay.greeting -k relay.server_closes_first \
+		   -k relay.client_ -k relay.ipv6 -k tls. -k upstream.connection \
+		   -k signals.sighup -k starttls.success -k starttls.attack \
+		   -k pool.handout -k resume. -k local_tls.python -k probe.good
+.PHONY: valgrind-check
+valgrind-check: $(BUILD)/mailtlsd
+	printf '#!/bin/sh\nexec valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite %s "$$@"\n' \
+		"$(abspath $(BUILD)/mailtlsd)" > $(BUILD)/valgrind-mailtlsd
+	chmod +x $(BUILD)/valgrind-mailtlsd
+	MAILTLSD=$(abspath $(BUILD)/valgrind-mailtlsd) $(PYTHON) \
+		tests/integration/run.py $(VALGRIND_TESTS)
