@@ -441,19 +441,24 @@ proto_line_find(struct evbuffer *buf, const char **line, size_t *len,
 }
 
 /*
- * Stream a line nobody needs to read (SASL data): move the bytes up to and
- * including the next LF, or all there are; *complete says whether the line
- * end was among them.  0 or -1.
+ * Move one complete line nobody needs to read (SASL data), line end
+ * included, or nothing while it is incomplete: the server reads it only
+ * once it is complete, and may end the exchange before that.  1 when a
+ * line moved, 0 when none is complete, -1 when it is longer than
+ * PROTO_LINE_MAX or there is no memory.
  */
 int
 proto_stream_line(struct evbuffer *from, struct evbuffer *to, int *complete)
 {
-	struct evbuffer_ptr	lf;
+	const char	*line;
+	size_t		 len, eol;
+	int		 r;
 
-	lf = evbuffer_search(from, "\n", 1, NULL);
-	*complete = lf.pos >= 0;
-	return proto_move(from, to, *complete ? (size_t)lf.pos + 1 :
-	    evbuffer_get_length(from));
+	*complete = 0;
+	if ((r = proto_line_find(from, &line, &len, &eol)) <= 0)
+		return r;
+	*complete = 1;
+	return proto_move(from, to, len + eol) == 0 ? 1 : -1;
 }
 
 /* Move len bytes from one buffer to another; 0 or -1. */

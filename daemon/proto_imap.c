@@ -572,8 +572,9 @@ imap_client_step(struct proto_filter *f, struct imap_filter *im,
 			return proto_filter_fail(f, "out of memory");
 		return 1;
 	case IMAP_CLI_SASL:
-		if (proto_stream_line(in, out, &complete) != 0)
-			return proto_filter_fail(f, "out of memory");
+		if (proto_stream_line(in, out, &complete) < 0)
+			return proto_filter_fail(f, "client line longer than "
+			    PROTO_LINE_MAX_TEXT " bytes before login");
 		if (complete)
 			im->cli = IMAP_CLI_WAIT_AUTH;
 		return complete;

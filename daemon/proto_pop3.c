@@ -308,11 +308,12 @@ pop3_client_step(struct proto_filter *f, struct pop3_filter *pf,
 	case POP3_CLI_WAIT:
 		return 0;	/* until the server has answered */
 	case POP3_CLI_SASL:
-		if (proto_stream_line(in, out, &complete) != 0)
-			return proto_filter_fail(f, "out of memory");
+		if (proto_stream_line(in, out, &complete) < 0)
+			return proto_filter_fail(f, "client line longer than "
+			    PROTO_LINE_MAX_TEXT " bytes before login");
 		if (complete)
 			pf->cli = POP3_CLI_WAIT;
-		return 1;
+		return complete;
 	case POP3_CLI_COMMAND:
 		return pop3_client_command(f, pf, in, out, to_client);
 	}

@@ -534,11 +534,12 @@ smtp_client_step(struct proto_filter *f, struct smtp_filter *sf,
 	case SMTP_CLI_WAIT:
 		return 0;	/* until the server has answered */
 	case SMTP_CLI_SASL:
-		if (proto_stream_line(in, out, &complete) != 0)
-			return proto_filter_fail(f, "out of memory");
+		if (proto_stream_line(in, out, &complete) < 0)
+			return proto_filter_fail(f, "client line longer than "
+			    PROTO_LINE_MAX_TEXT " bytes before login");
 		if (complete)
 			sf->cli = SMTP_CLI_WAIT;
-		return 1;
+		return complete;
 	case SMTP_CLI_CHUNK:
 		if (proto_move_payload(in, out, &sf->cli_chunk) != 0)
 			return proto_filter_fail(f, "out of memory");

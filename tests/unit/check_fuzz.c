@@ -11,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+
 #include "../fuzz/fuzz.h"
+#include "proto.h"
 #include "unit.h"
 
 /* The targets, in the order of the loop test. */
@@ -118,6 +121,72 @@ START_TEST(test_fuzz_driver_checks)
 }
 END_TEST
 
+/*
+ * Found by fuzz_pop3 (cutting the same bytes differently changed what the
+ * server got), then the same in IMAP and SMTP: the server ends a SASL
+ * exchange while only the start of the client's next line has arrived.
+ * The filter streams that start as SASL data, then takes the rest of the
+ * line for a command of its own, so a STARTTLS (STLS) cut in two reaches
+ * the server, which reads the whole line.  Whatever the cut, the client's
+ * STARTTLS must never reach the server.
+ */
+static const struct {
+	const char		*name;
+	enum mail_protocol	 protocol;
+	const char		*auth;		/* client */
+	const char		*challenge;	/* server */
+	const char		*head;		/* client: the line's start */
+	const char		*end;		/* server ends the exchange */
+	const char		*tail;		/* client: the rest */
+	const char		*to_server;	/* all the server may get */
+} sasl_cut[] = {
+	{ "pop3", MAIL_PROTO_POP3, "AUTH PLAIN\r\n", "+ \r\n", "ST",
+	    "-ERR [AUTH] cancelled\r\n", "LS\r\n", "AUTH PLAIN\r\n" },
+	{ "smtp", MAIL_PROTO_SMTP, "AUTH PLAIN\r\n", "334 \r\n", "STAR",
+	    "501 5.5.2 cancelled\r\n", "TTLS\r\n", "AUTH PLAIN\r\n" },
+	{ "imap", MAIL_PROTO_IMAP, "a1 AUTHENTICATE PLAIN\r\n", "+ \r\n",
+	    "a2 STA", "a1 NO cancelled\r\n", "RTTLS\r\n",
+	    "a1 AUTHENTICATE PLAIN\r\n" },
+};
+
+/* Add text to a buffer and run the filter as a session would. */
+static void
+sasl_step(struct proto_filter *f, struct evbuffer *add, const char *text,
+    struct evbuffer *from_server, struct evbuffer *from_client,
+    struct evbuffer *to_server, struct evbuffer *to_client)
+{
+	evbuffer_add(add, text, strlen(text));
+	if (proto_filter_server(f, from_server, to_client) != 0)
+		return;
+	if (!proto_filter_done(f) && evbuffer_get_length(from_client) > 0)
+		proto_filter_client(f, from_client, to_server, to_client);
+}
+
+START_TEST(test_fuzz_sasl_cut_starttls)
+{
+	struct proto_filter	*f = proto_filter_new(sasl_cut[_i].protocol);
+	struct evbuffer		*fs = evbuffer_new(), *fc = evbuffer_new();
+	struct evbuffer		*ts = evbuffer_new(), *tc = evbuffer_new();
+	size_t			 n;
+
+	sasl_step(f, fc, sasl_cut[_i].auth, fs, fc, ts, tc);
+	sasl_step(f, fs, sasl_cut[_i].challenge, fs, fc, ts, tc);
+	sasl_step(f, fc, sasl_cut[_i].head, fs, fc, ts, tc);
+	sasl_step(f, fs, sasl_cut[_i].end, fs, fc, ts, tc);
+	sasl_step(f, fc, sasl_cut[_i].tail, fs, fc, ts, tc);
+	n = evbuffer_get_length(ts);
+	ck_assert_msg(n == strlen(sasl_cut[_i].to_server) &&
+	    memcmp(evbuffer_pullup(ts, -1), sasl_cut[_i].to_server, n) == 0,
+	    "%s: the server got \"%.*s\"", sasl_cut[_i].name, (int)n,
+	    (const char *)evbuffer_pullup(ts, -1));
+	proto_filter_free(f);
+	evbuffer_free(fs);
+	evbuffer_free(fc);
+	evbuffer_free(ts);
+	evbuffer_free(tc);
+}
+END_TEST
+
 /* The fuzz corpus and regressions. */
 Suite *
 fuzz_suite(void)
@@ -129,6 +198,11 @@ fuzz_suite(void)
 	tcase_add_loop_test(tc, test_fuzz_replay, 0,
 	    (int)(sizeof(targets) / sizeof(targets[0])));
 	tcase_add_test(tc, test_fuzz_driver_checks);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("found");
+	tcase_add_loop_test(tc, test_fuzz_sasl_cut_starttls, 0,
+	    (int)(sizeof(sasl_cut) / sizeof(sasl_cut[0])));
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1202,6 +1202,64 @@ START_TEST(test_filter_overlong_lines)
 }
 END_TEST
 
+/*
+ * A SASL response moves only once its line is complete: the server may end
+ * the exchange before that, and the rest of the line must then be read as
+ * a command of its own, never appended to bytes already sent.  It has the
+ * same length bound as any other line before login.
+ */
+static int
+sasl_line(enum mail_protocol protocol, size_t n, int complete, size_t *moved)
+{
+	struct proto_filter	*f = proto_filter_new(protocol);
+	struct evbuffer		*in = evbuffer_new(), *out = evbuffer_new();
+	struct evbuffer		*back = evbuffer_new();
+	const char		*auth, *go;
+	int			 r;
+
+	auth = protocol == MAIL_PROTO_IMAP ? "a1 AUTHENTICATE PLAIN\r\n" :
+	    "AUTH PLAIN\r\n";
+	go = protocol == MAIL_PROTO_SMTP ? "334 \r\n" : "+ \r\n";
+	evbuffer_add(in, auth, strlen(auth));
+	ck_assert_int_eq(proto_filter_client(f, in, out, back), 0);
+	evbuffer_add(in, go, strlen(go));
+	ck_assert_int_eq(proto_filter_server(f, in, back), 0);
+	evbuffer_drain(out, evbuffer_get_length(out));
+	add_long_line(in, "", n, complete);
+	r = proto_filter_client(f, in, out, back);
+	if (r != 0)
+		ck_assert_str_eq(proto_filter_reason(f), "client line longer "
+		    "than " PROTO_LINE_MAX_TEXT " bytes before login");
+	*moved = evbuffer_get_length(out);
+	proto_filter_free(f);
+	evbuffer_free(in);
+	evbuffer_free(out);
+	evbuffer_free(back);
+	return r;
+}
+
+START_TEST(test_filter_sasl_whole_lines)
+{
+	enum mail_protocol	p;
+	size_t			moved;
+
+	for (p = MAIL_PROTO_IMAP; p <= MAIL_PROTO_SMTP; p++) {
+		ck_assert_int_eq(sasl_line(p, 100, 0, &moved), 0);
+		ck_assert_uint_eq(moved, 0);
+		ck_assert_int_eq(sasl_line(p, 100, 1, &moved), 0);
+		ck_assert_uint_eq(moved, 102);
+		ck_assert_int_eq(sasl_line(p, PROTO_LINE_MAX, 1, &moved), 0);
+		ck_assert_uint_eq(moved, PROTO_LINE_MAX + 2);
+		ck_assert_int_eq(sasl_line(p, PROTO_LINE_MAX + 1, 1, &moved),
+		    -1);
+		ck_assert_uint_eq(moved, 0);
+		ck_assert_int_eq(sasl_line(p, PROTO_LINE_MAX + 2, 0, &moved),
+		    -1);
+		ck_assert_uint_eq(moved, 0);
+	}
+}
+END_TEST
+
 /* Long payloads stream by count, without a line limit or buffering. */
 START_TEST(test_filter_payload_streams)
 {
@@ -1353,6 +1411,7 @@ proto_filter_suite(void)
 	tc = tcase_create("limits");
 	tcase_add_test(tc, test_filter_done_leaves_rest);
 	tcase_add_test(tc, test_filter_overlong_lines);
+	tcase_add_test(tc, test_filter_sasl_whole_lines);
 	tcase_add_test(tc, test_filter_payload_streams);
 	tcase_add_test(tc, test_filter_bounds);
 	suite_add_tcase(s, tc);
