@@ -13,8 +13,10 @@
 #include "config.h"
 #include "fuzz.h"
 #include "proto.h"
+#include "proto_local.h"
 
 #define FUZZ_DIALOGUE_SENT_MAX	(CONFIG_HOST_MAX + 16)	/* one command */
+#define FUZZ_LOCAL_SAID_MAX	(64 * 1024)	/* the local opening's answers */
 #define FUZZ_LOCAL_PER_BYTE	16	/* refusal bytes per client byte */
 
 /* A growing copy of everything one side delivered. */
@@ -29,6 +31,7 @@ struct run {
 	enum mail_protocol	 protocol;
 	struct service_config	 sc;
 	struct proto_dialogue	*d;		/* STARTTLS dialogue, first */
+	struct proto_local	*local;		/* local STARTTLS opening */
 	struct proto_filter	*f;		/* then the filter */
 	int			 plain;		/* done: plain copy */
 	int			 defer;		/* client bytes waiting go
@@ -44,7 +47,7 @@ struct run {
 	struct evbuffer		*to_server;
 
 	/* What the filter took and gave. */
-	struct stream		 client;	/* client bytes for the filter */
+	struct stream		 client;	/* what the client sent */
 	size_t			 srv_taken;
 	size_t			 cli_taken;
 	size_t			 to_client_made;
@@ -407,6 +410,8 @@ run_from_server(struct run *r, const uint8_t *p, size_t n)
 		evbuffer_add_buffer(r->to_client, r->from_server);
 		return;
 	}
+	if (r->local != NULL)
+		return;		/* until the client's TLS is up */
 	if ((g = proto_greeting_complete(r->protocol, r->from_server)) < -1 ||
 	    g > 1) {
 		run_bad(r, "proto_greeting_complete returned %d", g);
@@ -415,12 +420,67 @@ run_from_server(struct run *r, const uint8_t *p, size_t n)
 	run_pump_server(r);
 }
 
+/* The local STARTTLS opening takes the client's lines. */
+static void
+run_local(struct run *r)
+{
+	enum proto_local_verdict	v;
+
+	v = proto_local_input(r->local, r->from_client, r->to_client);
+	if (proto_local_state(r->local) == NULL) {
+		run_bad(r, "local opening state without a name");
+		return;
+	}
+	if (evbuffer_get_length(r->to_client) > FUZZ_LOCAL_SAID_MAX) {
+		run_bad(r, "the local opening said %zu bytes",
+		    evbuffer_get_length(r->to_client));
+		return;
+	}
+	switch (v) {
+	case PROTO_LOCAL_MORE:
+		if (evbuffer_get_length(r->from_client) >
+		    PROTO_LOCAL_LINE_MAX + 1)
+			run_bad(r, "%zu client bytes wait in the local opening",
+			    evbuffer_get_length(r->from_client));
+		return;
+	case PROTO_LOCAL_QUIT:
+	case PROTO_LOCAL_FAIL:
+		if (!reason_ok(proto_local_reason(r->local)))
+			run_bad(r, "the local opening ended without a printable "
+			    "reason");
+		else if (proto_local_input(r->local, r->from_client,
+		    r->to_client) != v)
+			run_bad(r, "the local opening did not stay ended");
+		r->ended = 1;
+		return;
+	case PROTO_LOCAL_UPGRADE:
+		proto_local_free(r->local);
+		r->local = NULL;
+		/* Bytes after the STARTTLS line end the session. */
+		if (evbuffer_get_length(r->from_client) > 0) {
+			r->ended = 1;
+			return;
+		}
+		/* Then TLS; the server's greeting, waiting, is dropped. */
+		if (run_start_filter(r, FUZZ_DROP_GREETING) == 0 &&
+		    evbuffer_get_length(r->from_server) > 0)
+			run_pump_server(r);
+		return;
+	}
+	run_bad(r, "proto_local_input returned %d", (int)v);
+}
+
 /* Bytes arrive from the client. */
 static void
 run_from_client(struct run *r, const uint8_t *p, size_t n)
 {
 	if (r->ended || n == 0)
 		return;
+	if (r->local != NULL) {
+		evbuffer_add(r->from_client, p, n);
+		run_local(r);
+		return;
+	}
 	evbuffer_add(r->from_client, p, n);
 	if (r->plain) {
 		evbuffer_add_buffer(r->to_server, r->from_client);
@@ -461,6 +521,7 @@ static void
 run_free(struct run *r)
 {
 	proto_dialogue_free(r->d);
+	proto_local_free(r->local);
 	proto_filter_free(r->f);
 	evbuffer_free(r->raw_server);
 	evbuffer_free(r->dialogue_out);
@@ -505,6 +566,11 @@ run_input(struct run *r, enum mail_protocol protocol, const uint8_t *data,
 	if (flags & FUZZ_STARTTLS) {
 		if ((r->d = proto_dialogue_new(&r->sc)) == NULL)
 			run_bad(r, "proto_dialogue_new failed");
+	} else if (flags & FUZZ_LOCAL) {
+		r->sc.local_tls = LOCAL_TLS_STARTTLS;
+		if ((r->local = proto_local_new(&r->sc)) == NULL ||
+		    proto_local_greeting(r->local, r->to_client) != 0)
+			run_bad(r, "proto_local_new or its greeting failed");
 	} else
 		run_start_filter(r, flags);
 
@@ -548,11 +614,12 @@ same_bytes(struct evbuffer *a, struct evbuffer *b)
 /*
  * Run one protocol input.  Cutting the deliveries into pieces must change
  * nothing, so the input runs once more uncut and both sides must get the
- * same bytes; but not with the STARTTLS dialogue (bytes after the go-ahead
- * in the same read end the session, so cuts matter) nor when the client's
- * waiting bytes go through between the pieces of a server delivery (a
- * client that sends before the server's answer it should wait for, as a
- * synchronizing literal or SASL data, is then read one way or the other).
+ * same bytes; but not with a STARTTLS dialogue or opening (bytes after the
+ * go-ahead in the same read end the session, so cuts matter) nor when
+ * the client's waiting bytes go through between the pieces of a server
+ * delivery (a client that sends before the server's answer it should wait
+ * for, as a synchronizing literal or SASL data, is then read one way or
+ * the other).
  */
 int
 fuzz_proto_run(enum mail_protocol protocol, const uint8_t *data,
@@ -575,7 +642,8 @@ fuzz_proto_run(enum mail_protocol protocol, const uint8_t *data,
 	r.whylen = whylen;
 	run_input(&r, protocol, data, size, split);
 	bad = r.bad;
-	if (!bad && split > 0 && !(data[0] & (FUZZ_STARTTLS | FUZZ_EAGER))) {
+	if (!bad && split > 0 &&
+	    !(data[0] & (FUZZ_STARTTLS | FUZZ_EAGER | FUZZ_LOCAL))) {
 		memset(&whole, 0, sizeof(whole));
 		whole.why = why;
 		whole.whylen = whylen;
@@ -629,7 +697,8 @@ check_service(const struct config *cfg, const struct service_config *sc,
 		    sc->name);
 		return -1;
 	}
-	if (sc->protocol != MAIL_PROTO_IMAP && sc->protocol != MAIL_PROTO_POP3 &&
+	if (sc->protocol != MAIL_PROTO_IMAP &&
+	    sc->protocol != MAIL_PROTO_POP3 &&
 	    sc->protocol != MAIL_PROTO_SMTP) {
 		snprintf(why, whylen, "service '%s': protocol %d", sc->name,
 		    (int)sc->protocol);

@@ -10,11 +10,15 @@
  *                   the go-ahead (the client's bytes wait until then);
  *            bit 1: implicit TLS: the filter expects the server's greeting
  *                   (ignored with bit 0);
- *            bit 2: an ehlo_name that is not usable (the default is used)
- *            bit 3: local STARTTLS: the filter drops the server's greeting
- *                   (proto_filter_drop_greeting(); ignored with bit 0);
+ *            bit 2: an ehlo_name that is not usable (the default is used);
+ *            bit 3: the filter drops the server's greeting, as with local
+ *                   STARTTLS (proto_filter_drop_greeting(); not with bit 0);
  *            bit 4: the client's waiting bytes go through after each piece
- *                   of a server delivery, not after the whole delivery
+ *                   of a server delivery, not after the whole delivery;
+ *            bit 5: local STARTTLS: the client's bytes go through
+ *                   mailtlsd's own opening (proto_local.h) first; after its
+ *                   go-ahead the filter starts and drops the server's
+ *                   greeting, which waited (not with bit 0)
  *   byte 1   0, or the size of the pieces every delivery is cut into
  *            (at least size / FUZZ_PIECES_MAX, so long inputs run fast)
  *   rest     bytes from the server, with 0xfe as an escape:
@@ -29,12 +33,13 @@
  * waiting, proto_filter_client(); client bytes through
  * proto_filter_client(); once the filter is done, a plain copy.  The
  * driver checks, besides what the sanitizers see: that cutting deliveries
- * into pieces changes nothing (bits 0 and 4 clear); return values in range;
- * a failed filter or dialogue has a reason and stays failed; no partial
- * server line over PROTO_LINE_MAX waits in the input; the client gets no
- * more than the server's bytes plus the filter's own refusals (at most 16
- * bytes per client byte); the server gets nothing the client did not send,
- * in order; the dialogue sends at most one command per line.
+ * into pieces changes nothing (bits 0, 4 and 5 clear); return values in
+ * range; a failed filter, dialogue or opening has a printable reason and
+ * stays failed; no partial line over the limit waits in an input; the
+ * client gets no more than the server's bytes plus the filter's own
+ * refusals (at most 16 bytes per client byte); the server gets only the
+ * client's bytes, in their order; the dialogue sends at most one command
+ * per line.
  */
 #ifndef MAILTLSD_FUZZ_H
 #define MAILTLSD_FUZZ_H
@@ -49,6 +54,7 @@
 #define FUZZ_BAD_EHLO		0x04
 #define FUZZ_DROP_GREETING	0x08
 #define FUZZ_EAGER		0x10
+#define FUZZ_LOCAL		0x20
 
 #define FUZZ_ESCAPE		0xfe
 #define FUZZ_PIECES_MAX		256	/* the split grows for long inputs */

@@ -1,7 +1,8 @@
 /*
  * fuzz_imap.c - libFuzzer target: arbitrary IMAP server and client bytes, in
  * both directions and at arbitrary split points, through the plaintext
- * STARTTLS dialogue and the pre-login filter (format and checks: fuzz.h).
+ * STARTTLS dialogue, mailtlsd's own STARTTLS opening toward the client and
+ * the pre-login filter (format and checks: fuzz.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char	why[512];
 
-	if (fuzz_proto_run(MAIL_PROTO_IMAP, data, size, why, sizeof(why)) != 0) {
+	if (fuzz_proto_run(MAIL_PROTO_IMAP, data, size, why,
+	    sizeof(why)) != 0) {
 		fprintf(stderr, "fuzz_imap: %s\n", why);
 		abort();
 	}

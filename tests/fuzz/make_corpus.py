@@ -23,8 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
 CORPUS = os.path.join(HERE, "corpus")
 
-STARTTLS, IMPLICIT, BAD_EHLO, DROP_GREETING, EAGER = (0x01, 0x02, 0x04,
-                                                     0x08, 0x10)
+STARTTLS, IMPLICIT, BAD_EHLO, DROP_GREETING, EAGER, LOCAL = (
+    0x01, 0x02, 0x04, 0x08, 0x10, 0x20)
 ESC = 0xfe
 
 
@@ -153,6 +153,24 @@ IMAP = {
         C("a2 LOGIN bob secret\r\n"),
         S("a2 OK Logged in\r\n"),
     ]),
+    "local-opening": (LOCAL, [
+        C("a1 CAPABILITY\r\n"),
+        C("a2 NOOP\r\n"),
+        C("a3 STARTTLS\r\n"),
+        S(DOVECOT_GREETING),
+        C("a4 CAPABILITY\r\n"),
+        S(DOVECOT_CAPS + "a4 OK done\r\n"),
+        C("a5 LOGIN bob secret\r\n"),
+        S("a5 OK Logged in\r\n"),
+    ]),
+    "local-opening-refused": (LOCAL, [
+        C("a1 LOGIN bob secret\r\n"),
+        C("a2 AUTHENTICATE PLAIN\r\n"),
+        C("a3 LOGOUT\r\n"),
+    ]),
+    "local-opening-injected": (LOCAL, [
+        C("a1 STARTTLS\r\na2 LOGIN bob secret\r\n"),
+    ]),
     "local-starttls-bye": (DROP_GREETING, [
         S("* BYE [UNAVAILABLE] server too busy\r\n"),
     ]),
@@ -254,6 +272,18 @@ POP3 = {
         C("CAPA\r\nUSER bob\r\nPASS secret\r\n"),
         S(DOVECOT_CAPA + "+OK\r\n+OK Logged in.\r\n"),
     ]),
+    "local-opening": (LOCAL, [
+        C("CAPA\r\n"),
+        C("STLS\r\n"),
+        S("+OK Dovecot ready.\r\n"),
+        C("USER bob\r\nPASS secret\r\n"),
+        S("+OK\r\n+OK Logged in.\r\n"),
+    ]),
+    "local-opening-refused": (LOCAL, [
+        C("USER bob\r\n"),
+        C("PASS secret\r\n"),
+        C("QUIT\r\n"),
+    ]),
     "sys-temp": (IMPLICIT, [
         S("-ERR [SYS/TEMP] too many connections\r\n"),
     ]),
@@ -354,6 +384,20 @@ SMTP = {
     ]),
     "local-starttls-554": (DROP_GREETING, [
         S("554 5.7.1 no service\r\n"),
+        C("QUIT\r\n"),
+    ]),
+    "local-opening": (LOCAL, [
+        C("EHLO client.example\r\n"),
+        C("STARTTLS\r\n"),
+        S("220 mail.example.com ESMTP Postfix\r\n"),
+        C("EHLO client.example\r\n"),
+        S(POSTFIX_EHLO),
+        C("AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n"),
+        S("235 2.7.0 Authentication successful\r\n"),
+    ]),
+    "local-opening-refused": (LOCAL, [
+        C("HELO client\r\nMAIL FROM:<a@b>\r\nAUTH PLAIN AGJvYgBzZWNyZXQ="
+          "\r\n"),
         C("QUIT\r\n"),
     ]),
     "shutdown-421": (IMPLICIT, [
