@@ -383,12 +383,15 @@ int
 proto_filter_client(struct proto_filter *f, struct evbuffer *from_client,
     struct evbuffer *to_server, struct evbuffer *to_client)
 {
+	int	r;
+
 	if (f->reason[0] != '\0')
 		return -1;
-	if (f->done)
-		return 0;
-	return proto_filter_result(f, f->ops->filter_client(f, from_client,
-	    to_server, to_client));
+	while (!f->done && evbuffer_get_length(from_client) > 0)
+		if ((r = f->ops->client_step(f, from_client, to_server,
+		    to_client)) <= 0)
+			return proto_filter_result(f, r);
+	return 0;
 }
 
 /* Whether the client has logged in. */
@@ -441,24 +444,29 @@ proto_line_find(struct evbuffer *buf, const char **line, size_t *len,
 }
 
 /*
- * Move one complete line nobody needs to read (SASL data), line end
- * included, or nothing while it is incomplete: the server reads it only
- * once it is complete, and may end the exchange before that.  1 when a
- * line moved, 0 when none is complete, -1 when it is longer than
+ * Move one complete client line nobody needs to read (a SASL response),
+ * line end included, or nothing while it is incomplete: the server reads it
+ * only once it is complete, and may end the exchange before that, when the
+ * rest must be read as a command of its own.  1 when a line moved, 0 when
+ * none is complete yet, -1 (the filter failed) when it is longer than
  * PROTO_LINE_MAX or there is no memory.
  */
 int
-proto_stream_line(struct evbuffer *from, struct evbuffer *to, int *complete)
+proto_sasl_line(struct proto_filter *f, struct evbuffer *from,
+    struct evbuffer *to)
 {
 	const char	*line;
 	size_t		 len, eol;
 	int		 r;
 
-	*complete = 0;
-	if ((r = proto_line_find(from, &line, &len, &eol)) <= 0)
-		return r;
-	*complete = 1;
-	return proto_move(from, to, len + eol) == 0 ? 1 : -1;
+	if ((r = proto_line_find(from, &line, &len, &eol)) < 0)
+		return proto_filter_fail(f, "client line longer than "
+		    PROTO_LINE_MAX_TEXT " bytes before login");
+	if (r == 0)
+		return 0;
+	if (proto_move(from, to, len + eol) != 0)
+		return proto_filter_fail(f, "out of memory");
+	return 1;
 }
 
 /* Move len bytes from one buffer to another; 0 or -1. */

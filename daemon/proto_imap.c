@@ -556,12 +556,13 @@ imap_client_segment(struct proto_filter *f, struct imap_filter *im,
 
 /* Take client bytes while their meaning is known: 1 to go on, 0, -1. */
 static int
-imap_client_step(struct proto_filter *f, struct imap_filter *im,
-    struct evbuffer *in, struct evbuffer *out, struct evbuffer *to_client)
+imap_client_step(struct proto_filter *f, struct evbuffer *in,
+    struct evbuffer *out, struct evbuffer *to_client)
 {
-	const char	*p;
-	size_t		 len, eol;
-	int		 r, complete;
+	struct imap_filter	*im = f->impl;
+	const char		*p;
+	size_t			 len, eol;
+	int			 r;
 
 	switch (im->cli) {
 	case IMAP_CLI_WAIT_LITERAL:
@@ -570,14 +571,13 @@ imap_client_step(struct proto_filter *f, struct imap_filter *im,
 	case IMAP_CLI_LITERAL:
 		if (proto_move_payload(in, out, &im->cli_literal) != 0)
 			return proto_filter_fail(f, "out of memory");
+		if (im->cli_literal == 0)
+			im->cli = IMAP_CLI_CONTINUE;	/* also {0} */
 		return 1;
 	case IMAP_CLI_SASL:
-		if (proto_stream_line(in, out, &complete) < 0)
-			return proto_filter_fail(f, "client line longer than "
-			    PROTO_LINE_MAX_TEXT " bytes before login");
-		if (complete)
+		if ((r = proto_sasl_line(f, in, out)) == 1)
 			im->cli = IMAP_CLI_WAIT_AUTH;
-		return complete;
+		return r;
 	case IMAP_CLI_COMMAND:
 	case IMAP_CLI_CONTINUE:
 		if ((r = proto_line_find(in, &p, &len, &eol)) <= 0)
@@ -592,27 +592,6 @@ imap_client_step(struct proto_filter *f, struct imap_filter *im,
 	fatalx("imap: bad client state %d", (int)im->cli);
 }
 
-/* Move client bytes to the server. */
-static int
-imap_filter_client(struct proto_filter *f, struct evbuffer *in,
-    struct evbuffer *out, struct evbuffer *to_client)
-{
-	struct imap_filter	*im = f->impl;
-	int			 r;
-
-	for (;;) {
-		if (im->cli == IMAP_CLI_LITERAL && im->cli_literal == 0) {
-			im->cli = IMAP_CLI_CONTINUE;	/* {0} */
-			continue;
-		}
-		if (evbuffer_get_length(in) == 0)
-			break;
-		if ((r = imap_client_step(f, im, in, out, to_client)) <= 0)
-			return r;
-	}
-	return 0;
-}
-
 const struct proto_ops proto_imap_ops = {
 	.name = "imap",
 	.dialogue_line = imap_dialogue_line,
@@ -621,5 +600,5 @@ const struct proto_ops proto_imap_ops = {
 	.filter_free = imap_filter_free,
 	.filter_expect_greeting = imap_filter_expect_greeting,
 	.filter_server = imap_filter_server,
-	.filter_client = imap_filter_client,
+	.client_step = imap_client_step,
 };

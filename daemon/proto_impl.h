@@ -62,7 +62,9 @@ struct proto_ops {
 	void		(*filter_expect_greeting)(struct proto_filter *);
 	int		(*filter_server)(struct proto_filter *,
 			    struct evbuffer *, struct evbuffer *);
-	int		(*filter_client)(struct proto_filter *,
+	/* Take client bytes while their meaning is known: 1 to go on, 0
+	 * to wait for more (or for the server), -1 when the filter failed. */
+	int		(*client_step)(struct proto_filter *,
 			    struct evbuffer *, struct evbuffer *,
 			    struct evbuffer *);
 };
@@ -89,8 +91,8 @@ enum proto_verdict proto_dialogue_send(struct proto_dialogue *,
 int		 proto_filter_fail(struct proto_filter *, const char *reason);
 int		 proto_line_find(struct evbuffer *, const char **line,
 		    size_t *len, size_t *eol);
-int		 proto_stream_line(struct evbuffer *from, struct evbuffer *to,
-		    int *complete);
+int		 proto_sasl_line(struct proto_filter *, struct evbuffer *from,
+		    struct evbuffer *to);
 int		 proto_move(struct evbuffer *from, struct evbuffer *to,
 		    size_t len);
 int		 proto_move_payload(struct evbuffer *from, struct evbuffer *to,

@@ -299,39 +299,23 @@ pop3_client_command(struct proto_filter *f, struct pop3_filter *pf,
 
 /* Take client bytes while their meaning is known: 1 to go on, 0, -1. */
 static int
-pop3_client_step(struct proto_filter *f, struct pop3_filter *pf,
-    struct evbuffer *in, struct evbuffer *out, struct evbuffer *to_client)
-{
-	int	complete;
-
-	switch (pf->cli) {
-	case POP3_CLI_WAIT:
-		return 0;	/* until the server has answered */
-	case POP3_CLI_SASL:
-		if (proto_stream_line(in, out, &complete) < 0)
-			return proto_filter_fail(f, "client line longer than "
-			    PROTO_LINE_MAX_TEXT " bytes before login");
-		if (complete)
-			pf->cli = POP3_CLI_WAIT;
-		return complete;
-	case POP3_CLI_COMMAND:
-		return pop3_client_command(f, pf, in, out, to_client);
-	}
-	fatalx("pop3: bad client state %d", (int)pf->cli);
-}
-
-/* Move client bytes to the server. */
-static int
-pop3_filter_client(struct proto_filter *f, struct evbuffer *in,
+pop3_client_step(struct proto_filter *f, struct evbuffer *in,
     struct evbuffer *out, struct evbuffer *to_client)
 {
 	struct pop3_filter	*pf = f->impl;
 	int			 r;
 
-	while (!f->done && evbuffer_get_length(in) > 0)
-		if ((r = pop3_client_step(f, pf, in, out, to_client)) <= 0)
-			return r;
-	return 0;
+	switch (pf->cli) {
+	case POP3_CLI_WAIT:
+		return 0;	/* until the server has answered */
+	case POP3_CLI_SASL:
+		if ((r = proto_sasl_line(f, in, out)) == 1)
+			pf->cli = POP3_CLI_WAIT;
+		return r;
+	case POP3_CLI_COMMAND:
+		return pop3_client_command(f, pf, in, out, to_client);
+	}
+	fatalx("pop3: bad client state %d", (int)pf->cli);
 }
 
 const struct proto_ops proto_pop3_ops = {
@@ -342,5 +326,5 @@ const struct proto_ops proto_pop3_ops = {
 	.filter_free = pop3_filter_free,
 	.filter_expect_greeting = pop3_filter_expect_greeting,
 	.filter_server = pop3_filter_server,
-	.filter_client = pop3_filter_client,
+	.client_step = pop3_client_step,
 };

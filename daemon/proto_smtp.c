@@ -525,21 +525,19 @@ smtp_client_body(struct proto_filter *f, struct smtp_filter *sf,
 
 /* Take client bytes while their meaning is known: 1 to go on, 0, -1. */
 static int
-smtp_client_step(struct proto_filter *f, struct smtp_filter *sf,
-    struct evbuffer *in, struct evbuffer *out, struct evbuffer *to_client)
+smtp_client_step(struct proto_filter *f, struct evbuffer *in,
+    struct evbuffer *out, struct evbuffer *to_client)
 {
-	int	complete;
+	struct smtp_filter	*sf = f->impl;
+	int			 r;
 
 	switch (sf->cli) {
 	case SMTP_CLI_WAIT:
 		return 0;	/* until the server has answered */
 	case SMTP_CLI_SASL:
-		if (proto_stream_line(in, out, &complete) < 0)
-			return proto_filter_fail(f, "client line longer than "
-			    PROTO_LINE_MAX_TEXT " bytes before login");
-		if (complete)
+		if ((r = proto_sasl_line(f, in, out)) == 1)
 			sf->cli = SMTP_CLI_WAIT;
-		return complete;
+		return r;
 	case SMTP_CLI_CHUNK:
 		if (proto_move_payload(in, out, &sf->cli_chunk) != 0)
 			return proto_filter_fail(f, "out of memory");
@@ -554,20 +552,6 @@ smtp_client_step(struct proto_filter *f, struct smtp_filter *sf,
 	fatalx("smtp: bad client state %d", (int)sf->cli);
 }
 
-/* Move client bytes to the server. */
-static int
-smtp_filter_client(struct proto_filter *f, struct evbuffer *in,
-    struct evbuffer *out, struct evbuffer *to_client)
-{
-	struct smtp_filter	*sf = f->impl;
-	int			 r;
-
-	while (!f->done && evbuffer_get_length(in) > 0)
-		if ((r = smtp_client_step(f, sf, in, out, to_client)) <= 0)
-			return r;
-	return 0;
-}
-
 const struct proto_ops proto_smtp_ops = {
 	.name = "smtp",
 	.dialogue_line = smtp_dialogue_line,
@@ -576,5 +560,5 @@ const struct proto_ops proto_smtp_ops = {
 	.filter_free = smtp_filter_free,
 	.filter_expect_greeting = smtp_filter_expect_greeting,
 	.filter_server = smtp_filter_server,
-	.filter_client = smtp_filter_client,
+	.client_step = smtp_client_step,
 };
