@@ -492,37 +492,66 @@ tls_load_ca(struct tls_ctx *ctx, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-/* Load the certificate and key presented to servers that ask for one. */
+/* Whether key is the private half of the certificate's public key. */
 static int
-tls_load_client_cert(struct tls_ctx *ctx, const struct service_config *sc,
+tls_key_pair_ok(mbedtls_x509_crt *crt, mbedtls_pk_context *key)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+	return mbedtls_pk_check_pair(&crt->pk, key, mbedtls_ctr_drbg_random,
+	    &tls_drbg) == 0;
+#else
+	return mbedtls_pk_check_pair(&crt->pk, key) == 0;
+#endif
+}
+
+/*
+ * Load the certificate (with any intermediates after it) and private key
+ * this side presents.  A key that does not belong to the certificate is a
+ * configuration error now rather than a failed handshake later.  cert_opt
+ * and key_opt name the settings in the error.
+ */
+static int
+tls_load_own_cert(struct tls_ctx *ctx, const char *cert_opt,
+    const char *cert_path, const char *key_opt, const char *key_path,
     char *err, size_t errlen)
 {
 	char	reason[200];
 	int	ret;
 
-	ret = mbedtls_x509_crt_parse_file(&ctx->own_cert, sc->client_cert);
+	ret = mbedtls_x509_crt_parse_file(&ctx->own_cert, cert_path);
 	if (ret != 0) {
 		tls_strerror(ret < 0 ? ret : MBEDTLS_ERR_X509_INVALID_FORMAT,
 		    reason, sizeof(reason));
-		snprintf(err, errlen, "client_cert %s: %s", sc->client_cert,
-		    reason);
+		snprintf(err, errlen, "%s %s: %s", cert_opt, cert_path, reason);
 		return -1;
 	}
-	ret = tls_parse_keyfile(&ctx->own_key, sc->client_key);
-	if (ret != 0) {
+	if ((ret = tls_parse_keyfile(&ctx->own_key, key_path)) != 0) {
 		tls_strerror(ret, reason, sizeof(reason));
-		snprintf(err, errlen, "client_key %s: %s", sc->client_key,
-		    reason);
+		snprintf(err, errlen, "%s %s: %s", key_opt, key_path, reason);
 		return -1;
 	}
-	ret = mbedtls_ssl_conf_own_cert(&ctx->conf, &ctx->own_cert,
-	    &ctx->own_key);
-	if (ret != 0) {
+	if (!tls_key_pair_ok(&ctx->own_cert, &ctx->own_key)) {
+		snprintf(err, errlen, "%s %s is not the key of %s %s", key_opt,
+		    key_path, cert_opt, cert_path);
+		return -1;
+	}
+	if ((ret = mbedtls_ssl_conf_own_cert(&ctx->conf, &ctx->own_cert,
+	    &ctx->own_key)) != 0) {
 		tls_strerror(ret, reason, sizeof(reason));
-		snprintf(err, errlen, "client_cert %s: %s", sc->client_cert,
-		    reason);
+		snprintf(err, errlen, "%s %s: %s", cert_opt, cert_path, reason);
 		return -1;
 	}
+	return 0;
+}
+
+/* Load the certificate and key presented to servers that ask for one. */
+static int
+tls_load_client_cert(struct tls_ctx *ctx, const struct service_config *sc,
+    char *err, size_t errlen)
+{
+	if (tls_load_own_cert(ctx, "client_cert", sc->client_cert,
+	    "client_key", sc->client_key, err, errlen) != 0)
+		return -1;
 	ctx->have_client_cert = 1;
 	return 0;
 }
@@ -1080,55 +1109,6 @@ tls_random(void *p_rng, unsigned char *buf, size_t len)
 	return mbedtls_ctr_drbg_random(&tls_drbg, buf, len);
 }
 
-/* Whether key is the private half of the certificate's public key. */
-static int
-tls_local_pair_ok(mbedtls_x509_crt *crt, mbedtls_pk_context *key)
-{
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	return mbedtls_pk_check_pair(&crt->pk, key, mbedtls_ctr_drbg_random,
-	    &tls_drbg) == 0;
-#else
-	return mbedtls_pk_check_pair(&crt->pk, key) == 0;
-#endif
-}
-
-/* Load local_cert (with any intermediates after it) and local_key. */
-static int
-tls_load_local_cert(struct tls_ctx *ctx, const struct service_config *sc,
-    char *err, size_t errlen)
-{
-	char	reason[200];
-	int	ret;
-
-	ret = mbedtls_x509_crt_parse_file(&ctx->own_cert, sc->local_cert);
-	if (ret != 0) {
-		tls_strerror(ret < 0 ? ret : MBEDTLS_ERR_X509_INVALID_FORMAT,
-		    reason, sizeof(reason));
-		snprintf(err, errlen, "local_cert %s: %s", sc->local_cert,
-		    reason);
-		return -1;
-	}
-	if ((ret = tls_parse_keyfile(&ctx->own_key, sc->local_key)) != 0) {
-		tls_strerror(ret, reason, sizeof(reason));
-		snprintf(err, errlen, "local_key %s: %s", sc->local_key,
-		    reason);
-		return -1;
-	}
-	if (!tls_local_pair_ok(&ctx->own_cert, &ctx->own_key)) {
-		snprintf(err, errlen, "local_key %s is not the key of "
-		    "local_cert %s", sc->local_key, sc->local_cert);
-		return -1;
-	}
-	if ((ret = mbedtls_ssl_conf_own_cert(&ctx->conf, &ctx->own_cert,
-	    &ctx->own_key)) != 0) {
-		tls_strerror(ret, reason, sizeof(reason));
-		snprintf(err, errlen, "local_cert %s: %s", sc->local_cert,
-		    reason);
-		return -1;
-	}
-	return 0;
-}
-
 /* Build the settings toward the service's mail clients. */
 struct tls_ctx *
 tls_ctx_new_local(const struct service_config *sc, char *err, size_t errlen)
@@ -1158,7 +1138,8 @@ tls_ctx_new_local(const struct service_config *sc, char *err, size_t errlen)
 	    MBEDTLS_SSL_RENEGOTIATION_DISABLED);
 #endif
 	mbedtls_ssl_conf_authmode(&ctx->conf, MBEDTLS_SSL_VERIFY_NONE);
-	if (tls_load_local_cert(ctx, sc, err, errlen) != 0)
+	if (tls_load_own_cert(ctx, "local_cert", sc->local_cert, "local_key",
+	    sc->local_key, err, errlen) != 0)
 		goto err;
 	return ctx;
 err:

@@ -628,9 +628,10 @@ END_TEST
 
 START_TEST(test_local_ctx_errors)
 {
-	struct service_config	sc;
-	struct localcert_names	names;
-	char			err[256], other[128];
+	struct service_config	 sc;
+	struct localcert_names	 names;
+	struct tls_ctx		*ctx;
+	char			 err[256], other[128];
 
 	test_names(&names);
 	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
@@ -652,6 +653,24 @@ START_TEST(test_local_ctx_errors)
 	    key_in(other));
 	ck_assert_ptr_null(tls_ctx_new_local(&sc, err, sizeof(err)));
 	ck_assert_ptr_nonnull(strstr(err, "is not the key of"));
+	/* The same pair as client_cert and client_key toward a server. */
+	memset(&sc, 0, sizeof(sc));
+	snprintf(sc.name, sizeof(sc.name), "t");
+	snprintf(sc.server_name, sizeof(sc.server_name), "mail.test");
+	sc.protocol = MAIL_PROTO_IMAP;
+	sc.tls = TLS_MODE_IMPLICIT;
+	sc.min_tls = TLS_VERSION_1_2;
+	snprintf(sc.client_cert, sizeof(sc.client_cert), "%s",
+	    in_dir(LOCALCERT_CERT_FILE));
+	snprintf(sc.client_key, sizeof(sc.client_key), "%s", key_in(other));
+	ck_assert_ptr_null(tls_ctx_new(&sc, err, sizeof(err)));
+	ck_assert_ptr_nonnull(strstr(err, "client_key"));
+	ck_assert_ptr_nonnull(strstr(err, "is not the key of client_cert"));
+	snprintf(sc.client_key, sizeof(sc.client_key), "%s",
+	    in_dir(LOCALCERT_KEY_FILE));
+	ctx = tls_ctx_new(&sc, err, sizeof(err));
+	ck_assert_msg(ctx != NULL, "%s", err);
+	tls_ctx_free(ctx);
 	unlink(key_in(other));
 	snprintf(err, sizeof(err), "%s/" LOCALCERT_CERT_FILE, other);
 	unlink(err);
