@@ -19,7 +19,7 @@ import subprocess
 import threading
 
 from harness import Skip, check, wait_until
-from servers import ConnRecord, Stream
+from servers import Stream, ThreadedServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -56,112 +56,26 @@ class Conn:
             pass
 
 
-class ScriptServer:
-    """A threaded TCP server on loopback running script(conn) per connection.
+class ScriptServer(ThreadedServer):
+    """The fault tests' server: runs the test's script(conn) per connection.
 
     tls: an SSLContext, or a function returning a new one per connection
     (which defeats session resumption): the handshake runs first
     (plaintext scripts use conn.st as is, and may call conn.st.start_tls()
-    themselves).  A script's
-    exception is recorded in rec.error; the socket is closed afterwards
-    unless the script already reset it."""
+    themselves).  A script's exception is recorded in rec.error; the socket
+    is closed afterwards unless the script already reset it."""
 
     def __init__(self, script, tls=None, host="127.0.0.1", port=0):
         self.script = script
         self.tls = tls
-        self.host = host
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.lsock = socket.socket(family, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((host, port))
-        self.lsock.listen(128)
-        self.port = self.lsock.getsockname()[1]
-        self.conns = []
-        self.socks = []
-        self.threads = []
-        self.cond = threading.Condition()
-        self.stopping = False
-        self.acceptor = threading.Thread(target=self._accept_loop,
-                                         daemon=True)
-        self.acceptor.start()
+        super().__init__(host, port)
 
-    @property
-    def address(self):
-        if ":" in self.host:
-            return "[%s]:%d" % (self.host, self.port)
-        return "%s:%d" % (self.host, self.port)
-
-    def _accept_loop(self):
-        while True:
-            try:
-                sock, _ = self.lsock.accept()
-            except OSError:
-                return
-            with self.cond:
-                if self.stopping:
-                    sock.close()
-                    return
-                rec = ConnRecord(len(self.conns))
-                self.conns.append(rec)
-                self.socks.append(sock)
-                th = threading.Thread(target=self._serve, args=(sock, rec),
-                                      daemon=True)
-                self.threads.append(th)
-                self.cond.notify_all()
-                th.start()
-
-    def _serve(self, sock, rec):
-        sock.settimeout(30)
+    def _handle(self, sock, rec):
         conn = Conn(self, sock, rec)
-        try:
-            if self.tls:
-                conn.st.start_tls(self.tls() if callable(self.tls)
-                                  else self.tls)
-            self.script(conn)
-        except Exception as e:          # the peer's doing: record, not raise
-            rec.error = "%s: %s" % (type(e).__name__, e)
-        finally:
-            try:
-                sock.close()
-            except OSError:
-                pass
-            rec.finished_sending.set()
-            rec.done.set()
-            with self.cond:
-                self.cond.notify_all()
-
-    def wait_conns(self, n=1, timeout=10):
-        with self.cond:
-            if not self.cond.wait_for(lambda: len(self.conns) >= n, timeout):
-                raise AssertionError("server %s: %d connection(s) after %ss,"
-                                     " expected %d" % (self.address,
-                                                       len(self.conns),
-                                                       timeout, n))
-            return list(self.conns)
-
-    def conn(self, i=0, timeout=10):
-        return self.wait_conns(i + 1, timeout)[i]
-
-    def count(self):
-        with self.cond:
-            return len(self.conns)
-
-    def stop(self):
-        with self.cond:
-            self.stopping = True
-            socks = list(self.socks)
-        try:
-            self.lsock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.lsock.close()
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for th in self.threads + [self.acceptor]:
-            th.join(5)
+        if self.tls:
+            conn.st.start_tls(self.tls() if callable(self.tls)
+                              else self.tls)
+        self.script(conn)
 
 
 def script_server(t, script, tls=True, host="127.0.0.1", port=0):

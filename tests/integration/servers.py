@@ -1,6 +1,8 @@
 """Mail servers for the integration tests: threaded, on loopback, scriptable.
 
-A TestServer accepts TCP connections and runs, per connection, a transport
+ThreadedServer is the common accept/thread/record machinery of the test
+servers (this TestServer, starttls_server.StarttlsServer and
+faults.ScriptServer).  A TestServer runs, per connection, a transport
 step (TLS with a selectable profile, or plaintext) and then a behaviour
 (echo, source, sink, close-first, silent).  TLS runs over memory BIOs so every
 raw byte received is recorded, and so a later STARTTLS variant only needs a
@@ -466,31 +468,31 @@ def _starttls_reply(protocol, words):
     return b"503 5.5.1 expected EHLO/STARTTLS\r\n", False
 
 
-class TestServer:
-    """A threaded TCP server on loopback; one thread per connection.
+class ThreadedServer:
+    """The common part of the test servers: a listening socket on host
+    (IPv6 when host has a colon), an acceptor thread and one thread per
+    connection, each with a record in conns (appended under cond, which is
+    notified on every accept and every end of a connection).
 
-    tls: an SSLContext, or None for plaintext.  pre_tls: optional
-    function(server, stream, rec) run in plaintext before the handshake;
-    starttls=True uses starttls_dialogue() for the protocol.
+    A subclass sets the class attributes it needs (record_class,
+    conn_timeout, backlog) and implements _handle(sock, rec), the
+    connection's whole life; an exception it raises is the peer's doing and
+    is recorded in rec.error.  Afterwards the socket is closed and
+    rec.finished_sending and rec.done are set.  A subclass sets its own
+    attributes before calling ThreadedServer.__init__, which starts serving.
     """
 
-    def __init__(self, behaviour="echo", tls=None, protocol="imap",
-                 greeting=None, size=0, host="127.0.0.1", pre_tls=None,
-                 starttls=False):
-        self.behaviour = BEHAVIOURS[behaviour]
-        self.tls = tls
-        self.protocol = protocol
-        if greeting is None:            # after STARTTLS nobody greets again
-            greeting = b"" if starttls else GREETING[protocol]
-        self.greeting = greeting
-        self.size = size
-        self.pre_tls = starttls_dialogue if starttls else pre_tls
+    record_class = ConnRecord       # the class of conns' entries
+    conn_timeout = 30               # per-connection socket timeout, seconds
+    backlog = 128
+
+    def __init__(self, host="127.0.0.1", port=0):
         self.host = host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.lsock = socket.socket(family, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((host, 0))
-        self.lsock.listen(1024)
+        self.lsock.bind((host, port))
+        self.lsock.listen(self.backlog)
         self.port = self.lsock.getsockname()[1]
         self.conns = []
         self.cond = threading.Condition()
@@ -517,7 +519,7 @@ class TestServer:
                 if self.stopping:
                     sock.close()
                     return
-                rec = ConnRecord(len(self.conns))
+                rec = self.record_class(len(self.conns))
                 self.conns.append(rec)
                 self.socks.append(sock)
                 t = threading.Thread(target=self._serve, args=(sock, rec),
@@ -527,14 +529,10 @@ class TestServer:
                 t.start()      # under the lock: stop() joins only started
 
     def _serve(self, sock, rec):
-        sock.settimeout(60)
-        st = Stream(sock, rec)
+        """A connection's thread: _handle(), then the common ending."""
+        sock.settimeout(self.conn_timeout)
         try:
-            if self.pre_tls:
-                self.pre_tls(self, st, rec)
-            if self.tls:
-                st.start_tls(self.tls)
-            self.behaviour(self, st, rec)
+            self._handle(sock, rec)
         except Exception as e:          # the peer's doing: record, not raise
             rec.error = "%s: %s" % (type(e).__name__, e)
         finally:
@@ -546,6 +544,10 @@ class TestServer:
             rec.done.set()
             with self.cond:
                 self.cond.notify_all()
+
+    def _handle(self, sock, rec):
+        """Serve one connection (the subclass's part)."""
+        raise NotImplementedError
 
     def wait_conns(self, n=1, timeout=10):
         """Wait until at least n connections were accepted; return them."""
@@ -559,13 +561,16 @@ class TestServer:
             return list(self.conns)
 
     def conn(self, i=0, timeout=10):
+        """The record of connection i, once it was accepted."""
         return self.wait_conns(i + 1, timeout)[i]
 
     def count(self):
+        """How many connections were accepted so far."""
         with self.cond:
             return len(self.conns)
 
     def stop(self):
+        """Stop accepting, shut down every connection, join the threads."""
         with self.cond:
             self.stopping = True
             socks = list(self.socks)
@@ -581,6 +586,40 @@ class TestServer:
                 pass
         for t in self.threads + [self.acceptor]:
             t.join(5)
+
+
+class TestServer(ThreadedServer):
+    """The relay tests' mail server: per connection a transport step (TLS,
+    or plaintext) and then a behaviour from BEHAVIOURS.
+
+    tls: an SSLContext, or None for plaintext.  pre_tls: optional
+    function(server, stream, rec) run in plaintext before the handshake;
+    starttls=True uses starttls_dialogue() for the protocol.
+    """
+
+    conn_timeout = 60
+    backlog = 1024
+
+    def __init__(self, behaviour="echo", tls=None, protocol="imap",
+                 greeting=None, size=0, host="127.0.0.1", pre_tls=None,
+                 starttls=False):
+        self.behaviour = BEHAVIOURS[behaviour]
+        self.tls = tls
+        self.protocol = protocol
+        if greeting is None:            # after STARTTLS nobody greets again
+            greeting = b"" if starttls else GREETING[protocol]
+        self.greeting = greeting
+        self.size = size
+        self.pre_tls = starttls_dialogue if starttls else pre_tls
+        super().__init__(host)
+
+    def _handle(self, sock, rec):
+        st = Stream(sock, rec)
+        if self.pre_tls:
+            self.pre_tls(self, st, rec)
+        if self.tls:
+            st.start_tls(self.tls)
+        self.behaviour(self, st, rec)
 
 
 class BlackholeListener:

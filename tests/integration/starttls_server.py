@@ -44,7 +44,7 @@ import socket
 import threading
 import time
 
-from servers import ConnRecord, Stream
+from servers import ConnRecord, Stream, ThreadedServer
 
 HANGUP = b"<hang up>"           # starttls_reply: close instead of answering
 DRIBBLE_SECS = 0.2
@@ -237,8 +237,12 @@ def _b64(blob):
         return None
 
 
-class StarttlsServer:
-    """A threaded STARTTLS server on loopback; one thread per connection."""
+class StarttlsServer(ThreadedServer):
+    """The STARTTLS tests' mail server (see the module's docstring): per
+    connection the plaintext dialogue, the handshake and the post-TLS server
+    of its protocol, recording lines in a StarttlsRecord."""
+
+    record_class = StarttlsRecord
 
     def __init__(self, protocol, tls, host="127.0.0.1", greeting=None,
                  ehlo_reply=None, starttls_reply=None, before_go_ahead=b"",
@@ -262,94 +266,16 @@ class StarttlsServer:
         self.hold_greeting = hold_greeting
         self.dribble = dribble
         self.implicit = implicit
-        self.host = host
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((host, 0))
-        self.lsock.listen(128)
-        self.port = self.lsock.getsockname()[1]
-        self.address = "%s:%d" % (host, self.port)
-        self.conns = []
-        self.socks = []
-        self.threads = []
-        self.cond = threading.Condition()
-        self.stopping = False
-        self.acceptor = threading.Thread(target=self._accept_loop, daemon=True)
-        self.acceptor.start()
+        super().__init__(host)
 
-    # ------------------------------------------------------------ plumbing
-    def _accept_loop(self):
-        while True:
-            try:
-                sock, _ = self.lsock.accept()
-            except OSError:
-                return
-            with self.cond:
-                if self.stopping:
-                    sock.close()
-                    return
-                rec = StarttlsRecord(len(self.conns))
-                self.conns.append(rec)
-                self.socks.append(sock)
-                th = threading.Thread(target=self._serve, args=(sock, rec),
-                                      daemon=True)
-                self.threads.append(th)
-                self.cond.notify_all()
-                th.start()      # under the lock: stop() joins only started
-
-    def _serve(self, sock, rec):
-        sock.settimeout(30)
+    def _handle(self, sock, rec):
         st = RecordingStream(sock, rec)
-        try:
-            if self.implicit or self._dialogue(st, rec):
-                rec.tls_started = True
-                st.start_tls(self.tls)
-                if self.implicit:
-                    st.sendall(self.greeting)
-                getattr(self, "_serve_" + self.protocol)(st, rec)
-        except Exception as e:          # the peer's doing: record, not raise
-            rec.error = "%s: %s" % (type(e).__name__, e)
-        finally:
-            try:
-                sock.close()
-            except OSError:
-                pass
-            rec.finished_sending.set()
-            rec.done.set()
-            with self.cond:
-                self.cond.notify_all()
-
-    def wait_conns(self, n=1, timeout=10):
-        with self.cond:
-            if not self.cond.wait_for(lambda: len(self.conns) >= n, timeout):
-                raise AssertionError("STARTTLS server: %d connection(s) "
-                                     "after %ss, expected %d"
-                                     % (len(self.conns), timeout, n))
-            return list(self.conns)
-
-    def conn(self, i=0, timeout=10):
-        return self.wait_conns(i + 1, timeout)[i]
-
-    def count(self):
-        with self.cond:
-            return len(self.conns)
-
-    def stop(self):
-        with self.cond:
-            self.stopping = True
-            socks = list(self.socks)
-        try:
-            self.lsock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.lsock.close()
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for th in self.threads + [self.acceptor]:
-            th.join(5)
+        if self.implicit or self._dialogue(st, rec):
+            rec.tls_started = True
+            st.start_tls(self.tls)
+            if self.implicit:
+                st.sendall(self.greeting)
+            getattr(self, "_serve_" + self.protocol)(st, rec)
 
     # ------------------------------------------------- plaintext dialogue
     def _dialogue(self, st, rec):
