@@ -899,11 +899,31 @@ tls_check_pins(struct tls_conn *conn)
 
 	if (conn->ctx->n_pins == 0 || conn->pin_matched)
 		return 0;
-	/* With verify = no the callback did not run: look at what was sent. */
-	for (crt = mbedtls_ssl_get_peer_cert(&conn->ssl); crt != NULL;
-	    crt = crt->next)
-		if (crt->version != 0 && tls_pin_matches(conn->ctx, crt))
+	crt = mbedtls_ssl_get_peer_cert(&conn->ssl);
+	/*
+	 * With verify = no the callback did not run.  Only the server's own
+	 * key is proven by the handshake: the certificates after it are bytes
+	 * the server chose to send, so a pin may match that key alone.
+	 */
+	if (!conn->ctx->verify) {
+		if (crt != NULL && crt->version != 0 &&
+		    tls_pin_matches(conn->ctx, crt))
 			return 0;
+		snprintf(conn->error, sizeof(conn->error), "the server's key "
+		    "matches no pin_sha256 (with verify = no only the "
+		    "server's own key can match)");
+		return -1;
+	}
+	/*
+	 * A resumed session ran no callback: its chain is the one verified,
+	 * pins included, when the session was made.  After a full handshake
+	 * the callback saw the verified chain; extra certificates the server
+	 * sent beside it do not count.
+	 */
+	if (!conn->verify_called)
+		for (; crt != NULL; crt = crt->next)
+			if (crt->version != 0 && tls_pin_matches(conn->ctx, crt))
+				return 0;
 	snprintf(conn->error, sizeof(conn->error),
 	    "no key in the server's certificate chain matches pin_sha256");
 	return -1;

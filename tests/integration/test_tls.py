@@ -6,10 +6,13 @@ secret first: it must never arrive), and the log must give the reason from
 expectations.LOG_REASONS.
 """
 
+import os
+
 from client import noop
 from expectations import GREETING, SECRET
 from harness import (case, check, expect_error_line, expect_log,
                      expect_nothing_forwarded)
+from servers import TestServer, make_server_context
 
 
 def send_quietly(c, data):
@@ -104,6 +107,61 @@ def test_pin_mismatch(t):
     """A valid chain whose key matches no pin is refused."""
     assert_refused_secure(t, "imap", "pin", {},
                           {"pin_sha256": t.certs.pin_other})
+
+
+def chain_with_real_cert_appended(t, leaf):
+    """A certificate file: leaf (the key other_key), then the real server's
+    certificate, which the impostor can copy but not use."""
+    path = os.path.join(t.tmp, "appended_chain.pem")
+    with open(path, "w") as out:
+        for part in (leaf, t.certs.good):
+            with open(part) as f:
+                out.write(f.read())
+    return path
+
+
+def assert_pin_not_fooled(t, leaf, service_opts):
+    """An impostor's chain carrying the pinned certificate after its own."""
+    chain = chain_with_real_cert_appended(t, leaf)
+    srv = TestServer("echo", tls=make_server_context(chain,
+                                                     t.certs.other_key))
+    t.stack.callback(srv.stop)
+    svc = t.service(srv, pin_sha256=t.certs.pin_good, **service_opts)
+    d = t.daemon(svc)
+    mark = d.mark()
+    c = t.connect(svc)
+    send_quietly(c, b"a1 LOGIN alice " + SECRET + b"\r\n")
+    expect_error_line(c, "imap")
+    expect_nothing_forwarded(srv.conn(0))
+    expect_log(d, "pin", since=mark)
+
+
+@case()
+def test_pin_verify_no_only_own_key(t):
+    """verify = no: a pin matches only the key the server proved it holds,
+    not a certificate it merely sent after its own."""
+    assert_pin_not_fooled(t, t.certs.self_signed, {"verify": "no"})
+
+
+@case()
+def test_pin_outside_verified_chain(t):
+    """A chain that verifies (here through a second trusted CA) with a key
+    that is not pinned fails, even with the pinned certificate sent beside
+    it: pins count only on the verified chain."""
+    both_cas = os.path.join(t.tmp, "two_cas.pem")
+    with open(both_cas, "w") as out:
+        for ca in (t.certs.ca, os.path.join(t.certs.dir, "ca2", "ca.crt")):
+            with open(ca) as f:
+                out.write(f.read())
+    assert_pin_not_fooled(t, t.certs.unknown_ca, {"ca_file": both_cas})
+
+
+@case()
+def test_pin_verify_no_match(t):
+    """verify = no with the pin of the server's own key relays."""
+    srv = t.server(cert="self_signed")
+    assert_relays(t, srv, t.service(srv, verify="no",
+                                    pin_sha256=t.certs.pin_other))
 
 
 @case()
