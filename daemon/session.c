@@ -1346,8 +1346,13 @@ session_attach(struct session *s, int fd, const struct sockaddr *sa,
 	}
 	session_log(s, LOG_LEVEL_INFO, "client %s, pooled connection to %s",
 	    s->client_addr, s->server_addr);
-	/* The greeting kept in s->parked goes out with session_greet(). */
-	return session_relay(s);
+	/*
+	 * The greeting kept in s->parked goes out with session_greet().  The
+	 * client's socket belongs to the session now: if relaying fails, the
+	 * session has already closed it with the error line.
+	 */
+	(void)session_relay(s);
+	return 0;
 }
 
 /* The daemon is stopping: finish within shutdown_timeout. */

@@ -22,7 +22,10 @@ int	session_start(struct runtime *, struct service *, int fd,
 struct session	*session_start_pooled(struct runtime *, struct service *,
 		    struct pool *);
 
-/* Give a parked pool member its client; -1 as for session_start(). */
+/*
+ * Give a parked pool member its client; -1 (out of memory) only while fd is
+ * still the caller's, 0 once the session owns it, even if it then failed.
+ */
 int	session_attach(struct session *, int fd, const struct sockaddr *,
 	    socklen_t);
 

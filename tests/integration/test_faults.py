@@ -176,6 +176,9 @@ def svc_greeting(svc):
 
 # -------------------------------------------------------- 1. allocation
 
+POOL_READY = r"\] ready in the pool$"
+
+
 def alloc_setup(t, tls=True, **opts):
     """A daemon with the failalloc shim in front of a mail_script server
     (tls="starttls": behind a STARTTLS dialogue)."""
@@ -187,6 +190,8 @@ def alloc_setup(t, tls=True, **opts):
         srv = script_server(t, mail_script, tls=tls)
     svc = t.service(srv, handshake_timeout=5, **opts)
     fa.d = t.daemon(svc, env=fa.env())
+    if opts.get("pool_size"):           # the baseline counts the pool
+        fa.d.wait_log(POOL_READY, timeout=10, what="the pool to fill")
     base_fds = fd_count(fa.d.pid)
     serves_normally(svc)                # warm up: resumption, buffers
     wait_fds(fa.d, base_fds)
@@ -296,6 +301,59 @@ def test_alloc_session_start(t, tls, burst):
     outcomes = sweep(t, fa, d, svc, base_fds, burst,
                      {True: "resumed", "fresh": "full handshake",
                       "starttls": "STARTTLS"}[tls])
+    check(outcomes["error"] + outcomes["closed"] > 0,
+          "no failed allocation affected a session: %s", outcomes)
+    expect_no_leak(fa, d, svc, base_fds, base_live)
+
+
+HANDOUT_ALLOCS_MAX = 40     # allocations of a hand-out that are tried
+
+
+@case(timeout=120, params={"implicit": {"tls": True},
+                           "starttls": {"tls": "starttls"}})
+def test_alloc_pooled_handout(t, tls):
+    """A ready pool member is handed to a client while allocation N of the
+    hand-out fails, for every N: that client's session ends cleanly and the
+    next client is served normally.  (The client's socket belongs to the
+    session from the hand-out on: closing it a second time from the
+    listener took over the descriptor number of the next client.)"""
+    fa, srv, svc, d, base_fds = alloc_setup(t, tls=tls, pool_size=1)
+    greeting = svc_greeting(svc)
+    base_live = fa.live()
+
+    def handout(n):
+        d.wait_log(POOL_READY, since=handout.mark, timeout=10,
+                   what="a pool member to be ready")
+        handout.mark = d.mark()
+        fa.arm(after=n, limit=1, trace=True)
+        try:
+            return checked_session(svc.port, greeting=greeting)
+        finally:
+            calls = fa.disarm()[0]
+            handout.calls = calls
+    handout.mark = 0
+
+    # Count one hand-out's allocations.  The pool's refill (a new TLS
+    # handshake, hundreds of allocations) may fall in the count too; the
+    # hand-out's own allocations come first.
+    handout(1 << 40)
+    total = min(handout.calls, HANDOUT_ALLOCS_MAX)
+    outcomes = {"ok": 0, "error": 0, "closed": 0}
+    slowest = (0, 0)
+    for n in range(1, total + 1):
+        started = time.monotonic()
+        outcomes[handout(n)] += 1
+        # The next client is served as if nothing had happened.
+        try:
+            check(checked_session(svc.port, greeting=greeting) == "ok",
+                  "the next session failed")
+        except AssertionError as e:
+            raise AssertionError("after failing allocation %d of %d of a "
+                                 "hand-out: %s" % (n, total, e))
+        slowest = max(slowest, (time.monotonic() - started, n))
+    print("pooled hand-out (%s) over %d allocations: %s; slowest: "
+          "allocation %d, %.1f s" % (tls, total, outcomes, slowest[1],
+                                     slowest[0]))
     check(outcomes["error"] + outcomes["closed"] > 0,
           "no failed allocation affected a session: %s", outcomes)
     expect_no_leak(fa, d, svc, base_fds, base_live)
