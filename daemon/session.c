@@ -59,6 +59,7 @@
 #define SESSION_BUF_MAX		(64 * 1024)	/* per buffer, per direction */
 #define SESSION_CHUNK		(16 * 1024)	/* one TLS record */
 #define SESSION_LINGER_MS	5000		/* flush and close at the end */
+#define SESSION_LINGER_MAX_MS	30000		/* ... however slow the flush */
 #define SESSION_POOL_HEALTHY_MS	10000		/* a pool member proved fine */
 
 enum session_state {
@@ -307,7 +308,14 @@ session_deadline(const struct session *s)
 		deadline = s->active_ms + idle * 1000;
 		break;
 	case SESSION_CLOSING:
-		deadline = s->active_ms + SESSION_LINGER_MS;
+		/*
+		 * From the close, or from the last flushing progress, but never
+		 * past a cap: a peer cannot keep a closing session alive.
+		 */
+		deadline = (s->active_ms > s->state_ms ? s->active_ms :
+		    s->state_ms) + SESSION_LINGER_MS;
+		if (deadline > s->state_ms + SESSION_LINGER_MAX_MS)
+			deadline = s->state_ms + SESSION_LINGER_MAX_MS;
 		break;
 	}
 	if (s->drain_ms != 0 && s->drain_ms < deadline)
@@ -495,6 +503,21 @@ static int
 session_server_finished(struct session *s, int how)
 {
 	s->server_done = 1;
+	/*
+	 * Not a byte from the server (at its connection limit, or idle in a
+	 * STARTTLS session before the client spoke): the client, still there,
+	 * hears why instead of a bare close.
+	 */
+	if (s->bytes_down == 0 && s->client != NULL && !s->client_done &&
+	    s->cstate != CLIENT_HANDSHAKING) {
+		proto_write_unavailable(session_client_out(s),
+		    s->svc->cfg.protocol, "the mail server closed the "
+		    "connection; see the mailtlsd log");
+		return session_close(s, LOG_LEVEL_WARN, how == TLS_CLOSED ?
+		    "server closed the session before sending anything" :
+		    "server closed the connection before sending anything "
+		    "(without close_notify)");
+	}
 	/* The stream ended: an unterminated last line still goes out. */
 	if (s->down_plain != NULL && s->state == SESSION_RELAYING)
 		evbuffer_add_buffer(session_client_out(s), s->down_plain);
@@ -1083,10 +1106,13 @@ session_client_read_cb(struct bufferevent *bev, void *arg)
 	struct session	*s = arg;
 	struct evbuffer	*in = bufferevent_get_input(bev);
 
-	session_touch(s);
-	if (s->state == SESSION_CLOSING)
+	if (s->state == SESSION_CLOSING) {
+		/* Discarded: no sign of life that could hold the close off. */
 		evbuffer_drain(in, evbuffer_get_length(in));
-	else if (s->cstate == CLIENT_OPENING)
+		return;
+	}
+	session_touch(s);
+	if (s->cstate == CLIENT_OPENING)
 		session_local_opening(s);
 	else if (s->cstate == CLIENT_HANDSHAKING)
 		session_client_handshake(s);

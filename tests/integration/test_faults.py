@@ -518,6 +518,50 @@ SERVER_RESETS = {
 }
 
 
+def silent_close_notify(conn):
+    """TLS up, then close_notify and FIN without a word."""
+    conn.st.close()
+
+
+def silent_fin(conn):
+    """TLS up, then FIN without close_notify or a word."""
+    conn.sock.shutdown(socket.SHUT_WR)
+    conn.read_until_closed()
+
+
+def silent_after_starttls(t):
+    def script(conn):
+        starttls_go_ahead(conn)
+        conn.st.start_tls(t.tls_context())
+        conn.st.close()
+    return script
+
+
+@case(params={"imap": {"protocol": "imap", "how": "close_notify"},
+              "pop3": {"protocol": "pop3", "how": "close_notify"},
+              "smtp-fin": {"protocol": "smtp", "how": "fin"},
+              "imap-starttls": {"protocol": "imap", "how": "starttls"}})
+def test_server_closes_without_a_word(t, protocol, how):
+    """A server that completes TLS and closes without sending anything (at
+    its connection limit, say): the client gets the protocol's error line,
+    not a bare close, and the log says what happened."""
+    if how == "starttls":
+        srv = script_server(t, silent_after_starttls(t), tls=False)
+        svc = t.service(srv, protocol, tls="starttls")
+    else:
+        srv = script_server(t, silent_close_notify if how == "close_notify"
+                            else silent_fin)
+        svc = t.service(srv, protocol)
+    d = t.daemon(svc)
+    mark = d.mark()
+    c = t.connect(svc)
+    if how == "starttls":
+        c.expect_line(DAEMON_GREETING[protocol])
+    expect_error_line(c, protocol)
+    d.wait_log(r"ending: server closed the (session|connection) before "
+               r"sending anything", since=mark)
+
+
 def with_good_service(t, bad_svc, **daemon_opts):
     """A daemon serving bad_svc and, beside it, a working service."""
     good_srv = script_server(t, mail_script)
@@ -676,6 +720,41 @@ def test_client_reset(t, when):
     d.wait_log(r"closed: client connection reset", since=mark)
     wait_fds(d, base)
     serves_normally(good)
+
+
+def greet_and_close(conn):
+    conn.st.sendall(GREETING["imap"])
+    conn.st.close()
+
+
+@case(timeout=60)
+def test_closing_client_cannot_hold_the_session(t):
+    """The server ended the session; a client that never closes but keeps
+    sending a byte now and then does not keep it (and its max_sessions
+    slot) open: the close waits the linger time (5 s), not for the client."""
+    srv = script_server(t, greet_and_close)
+    svc = t.service(srv)
+    d = t.daemon(svc)
+    mark = d.mark()
+    c = t.connect(svc)
+    c.expect_line(GREETING["imap"])
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.wait(0.5):
+            try:
+                c.send(b"x")
+            except OSError:
+                return
+    th = threading.Thread(target=trickle, daemon=True)
+    th.start()
+    try:
+        d.wait_log(r"\] closed: server closed the session", since=mark,
+                   timeout=20, what="the session to end while the client "
+                   "still sends")
+    finally:
+        stop.set()
+        th.join(5)
 
 
 @case()
