@@ -359,6 +359,26 @@ err:
 	return NULL;
 }
 
+/*
+ * user and pid_file act once, at start: a reload that changes them says so
+ * and keeps the running values, which the new configuration then shows.
+ */
+static void
+runtime_keep_start_settings(const struct config *running, struct config *cfg)
+{
+	if (strcmp(cfg->user, running->user) != 0)
+		log_warnx("%s: user changed from \"%s\" to \"%s\": this takes "
+		    "effect only when mailtlsd is restarted", cfg->path,
+		    running->user, cfg->user);
+	if (strcmp(cfg->pid_file, running->pid_file) != 0)
+		log_warnx("%s: pid_file changed from \"%s\" to \"%s\": this "
+		    "takes effect only when mailtlsd is restarted", cfg->path,
+		    running->pid_file, cfg->pid_file);
+	snprintf(cfg->user, sizeof(cfg->user), "%s", running->user);
+	snprintf(cfg->pid_file, sizeof(cfg->pid_file), "%s",
+	    running->pid_file);
+}
+
 /* Load the file again and switch to it; -1 (running one kept) on error. */
 static int
 runtime_reload_config(struct runtime *rt)
@@ -375,6 +395,7 @@ runtime_reload_config(struct runtime *rt)
 		log_errorx("reload failed: keeping the running configuration");
 		return -1;
 	}
+	runtime_keep_start_settings(rt->config, cfg);
 	if (runtime_prepare_local_cert(cfg) != 0 ||
 	    runtime_build_services(cfg, &set) != 0 ||
 	    runtime_build_listeners(rt, cfg, &set, &reused) != 0) {

@@ -5,6 +5,7 @@ log the reload (or the config error) before checking behaviour; open
 sessions must keep working throughout.
 """
 
+import os
 import re
 import signal
 import time
@@ -60,6 +61,25 @@ def test_sighup_invalid_config(t):
     check(d.alive(), "daemon exited on an invalid reload")
     session(t, svc, GREETING_A)
     noop(old, "imap", b"old-session")
+
+
+@case()
+def test_sighup_start_settings_named(t):
+    """user and pid_file act at start only: a reload that changes them says
+    so in the log (not silently ignored) and the daemon goes on serving."""
+    a = t.server(greeting=GREETING_A)
+    svc = t.service(a)
+    d = t.daemon(svc)
+    pid_file = os.path.join(t.tmp, "other.pid")
+    mark = d.reload(t.config([svc], user="nobody", pid_file=pid_file))
+    wait_reloaded(d, mark)
+    d.wait_log(r'user changed from "" to "nobody": this takes effect '
+               r'only when mailtlsd is restarted', since=mark)
+    d.wait_log(r'pid_file changed from "" to "%s": this takes effect '
+               r'only when mailtlsd is restarted' % re.escape(pid_file),
+               since=mark)
+    session(t, svc, GREETING_A)
+    check(not os.path.exists(pid_file), "the reload wrote %s", pid_file)
 
 
 @case()
