@@ -378,6 +378,26 @@ parser_error(struct parser *p, int line, const char *fmt, ...)
 	free(msg);
 }
 
+/* Record a setting that has no effect, at line of the file being loaded. */
+static void
+parser_warning(struct parser *p, int line, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg;
+
+	va_start(ap, fmt);
+	msg = vformat(fmt, ap);
+	va_end(ap);
+	if (msg == NULL)
+		return;
+	if (line > 0)
+		config_errors_add(&p->cfg->warnings, "%s:%d: %s", p->path, line,
+		    msg);
+	else
+		config_errors_add(&p->cfg->warnings, "%s: %s", p->path, msg);
+	free(msg);
+}
+
 /* Set the reason a value is bad; returns -1. */
 static int
 kv_error(struct kv *kv, const char *fmt, ...)
@@ -1559,6 +1579,39 @@ check_listen_unique(struct parser *p, int si, int li)
 	}
 }
 
+/* Keys set in a service that its other settings leave without effect. */
+static void
+check_unused(struct parser *p, const struct section *sec)
+{
+	const struct service_config	*svc = &sec->svc;
+
+	if (svc->local_tls == LOCAL_TLS_NONE && sec->keyline[KEY_LOCAL_CERT])
+		parser_warning(p, sec->keyline[KEY_LOCAL_CERT], "local_cert "
+		    "has no effect: local_tls is none");
+	if (svc->pool_size == 0 && sec->keyline[KEY_POOL_MAX_AGE])
+		parser_warning(p, sec->keyline[KEY_POOL_MAX_AGE], "pool_max_age "
+		    "has no effect: pool_size is 0");
+	if (!svc->verify && sec->keyline[KEY_CA_FILE])
+		parser_warning(p, sec->keyline[KEY_CA_FILE], "ca_file has no "
+		    "effect: verify is no");
+}
+
+/* Pools that fill max_sessions leave no room for any other client. */
+static void
+check_pool_total(struct parser *p)
+{
+	unsigned long	total = 0;
+	int		i;
+
+	for (i = 0; i < p->n_services; i++)
+		total += p->services[i]->svc.pool_size;
+	if (total > 0 && total >= p->cfg->max_sessions)
+		parser_warning(p, p->global.keyline[KEY_MAX_SESSIONS], "the "
+		    "pools hold %lu connections, max_sessions is %u: clients "
+		    "that find no pooled connection will be refused", total,
+		    p->cfg->max_sessions);
+}
+
 /* Resolve and validate every service; then the file as a whole. */
 static void
 resolve_all(struct parser *p)
@@ -1570,12 +1623,14 @@ resolve_all(struct parser *p)
 		check_pairs(p, p->services[i]);
 		resolve_remote(p, p->services[i]);
 		check_listen(p, p->services[i]);
+		check_unused(p, p->services[i]);
 		for (j = 0; j < p->services[i]->svc.n_listen; j++)
 			check_listen_unique(p, i, j);
 	}
 	if (!p->saw_service)
 		parser_error(p, 0, "no service defined (add a [name] section "
 		    "with listen and remote)");
+	check_pool_total(p);
 }
 
 /* Move the resolved services into the config. */
@@ -1658,6 +1713,7 @@ config_free(struct config *cfg)
 {
 	if (cfg == NULL)
 		return;
+	config_errors_clear(&cfg->warnings);
 	free(cfg->services);
 	free(cfg);
 }

@@ -108,6 +108,13 @@ struct service_config {
 };
 
 /* The whole file. */
+/* The errors (or warnings) one load found, each "FILE:LINE: message". */
+struct config_errors {
+	char	**lines;
+	int	count;
+	int	cap;
+};
+
 struct config {
 	char			path[CONFIG_PATH_MAX];
 	char			user[64];		/* "" = do not drop */
@@ -118,13 +125,9 @@ struct config {
 
 	struct service_config	*services;
 	int			n_services;
-};
 
-/* The errors one load found, each "FILE:LINE: message". */
-struct config_errors {
-	char	**lines;
-	int	count;
-	int	cap;
+	/* Settings that are valid but have no effect as combined. */
+	struct config_errors	warnings;
 };
 
 /*

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "log.h"
 #include "notify.h"
+#include "pidfile.h"
 #include "probe.h"
 #include "runtime.h"
 #include "service.h"
@@ -59,6 +60,23 @@ usage(FILE *f)
 	    "  -h       print this help and exit\n", CONFIG_DEFAULT_PATH);
 }
 
+/*
+ * A relative -c path made absolute: -d changes to "/", and every reload
+ * reads the file again.  Left as given if the directory is unknown.
+ */
+static const char *
+absolute_path(const char *path)
+{
+	static char	abs[CONFIG_PATH_MAX];
+	char		cwd[CONFIG_PATH_MAX];
+	int		n;
+
+	if (path[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+		return path;
+	n = snprintf(abs, sizeof(abs), "%s/%s", cwd, path);
+	return n > 0 && (size_t)n < sizeof(abs) ? abs : path;
+}
+
 /* Parse argv into opts; exits on -h, -V and errors. */
 static void
 parse_options(int argc, char **argv, struct options *opts)
@@ -70,7 +88,7 @@ parse_options(int argc, char **argv, struct options *opts)
 	while ((ch = getopt(argc, argv, "c:fdtp:vVh")) != -1) {
 		switch (ch) {
 		case 'c':
-			opts->config_path = optarg;
+			opts->config_path = absolute_path(optarg);
 			break;
 		case 'f':
 			opts->foreground = 1;
@@ -118,7 +136,19 @@ load_config(const char *path)
 	for (i = 0; i < errs.count; i++)
 		fprintf(stderr, "%s\n", errs.lines[i]);
 	config_errors_clear(&errs);
+	for (i = 0; cfg != NULL && i < cfg->warnings.count; i++)
+		log_warnx("%s", cfg->warnings.lines[i]);
 	return cfg;
+}
+
+/* -t: the user to drop to must exist. */
+static int
+check_user(const struct config *cfg)
+{
+	if (cfg->user[0] == '\0' || getpwnam(cfg->user) != NULL)
+		return 0;
+	fprintf(stderr, "%s: user %s: no such user\n", cfg->path, cfg->user);
+	return -1;
 }
 
 /* -t: also load every CA bundle, certificate and key. */
@@ -175,35 +205,6 @@ drop_privileges(const char *user)
 	}
 	log_info("running as user %s", user);
 	return 0;
-}
-
-/* Write our pid to path. */
-static int
-write_pid_file(const char *path)
-{
-	FILE	*f;
-
-	if (path[0] == '\0')
-		return 0;
-	if ((f = fopen(path, "w")) == NULL) {
-		log_error("cannot write pid_file %s", path);
-		return -1;
-	}
-	fprintf(f, "%ld\n", (long)getpid());
-	if (fclose(f) != 0) {
-		log_error("cannot write pid_file %s", path);
-		return -1;
-	}
-	return 0;
-}
-
-/* Remove the pid file at exit, if it is still ours to remove. */
-static void
-remove_pid_file(const char *path)
-{
-	if (path[0] != '\0' && unlink(path) != 0)
-		log_debug("cannot remove pid_file %s: %s", path,
-		    strerror(errno));
 }
 
 /*
@@ -282,13 +283,19 @@ detach_done(int fd)
 static int
 daemonize(struct runtime *rt, int *ready_fd)
 {
+	char	err[CONFIG_PATH_MAX + 128];
+
 	log_init(LOG_TO_SYSLOG, log_level_raise(rt->config->log_level,
 	    rt->verbose));
 	if (detach(rt, ready_fd) != 0) {
 		log_error("cannot detach");
 		return -1;
 	}
-	return write_pid_file(rt->config->pid_file);
+	if (pidfile_write(rt->config->pid_file, err, sizeof(err)) != 0) {
+		log_errorx("%s", err);
+		return -1;
+	}
+	return 0;
 }
 
 /* Start the daemon on cfg and run it; the exit status. */
@@ -296,7 +303,6 @@ static int
 run_daemon(struct config *cfg, const struct options *opts)
 {
 	struct runtime	*rt;
-	char		 pid_file[CONFIG_PATH_MAX] = "";
 	char		 outdated[300];
 	int		 status = 1, ready_fd = -1;
 
@@ -306,6 +312,9 @@ run_daemon(struct config *cfg, const struct options *opts)
 		log_warnx("%s", outdated);
 	activation_init();
 	notify_init();
+	if (!opts->detach && cfg->pid_file[0] != '\0')
+		log_warnx("%s: pid_file has no effect without -d: not written",
+		    cfg->path);
 	rt = runtime_new(cfg, opts->verbose);
 	activation_close_unused();
 	if (rt == NULL)
@@ -313,8 +322,6 @@ run_daemon(struct config *cfg, const struct options *opts)
 	if (opts->detach) {
 		if (daemonize(rt, &ready_fd) != 0)
 			goto done;
-		snprintf(pid_file, sizeof(pid_file), "%s",
-		    rt->config->pid_file);
 	}
 	if (drop_privileges(rt->config->user) != 0)
 		goto done;
@@ -326,7 +333,7 @@ done:
 	if (ready_fd >= 0)
 		close(ready_fd);
 	runtime_free(rt);
-	remove_pid_file(pid_file);
+	pidfile_remove();
 	notify_close();
 	return status;
 }
@@ -358,7 +365,8 @@ main(int argc, char **argv)
 		return status;
 	}
 	if (opts.test_only) {
-		status = check_services(cfg) == 0 ? 0 : 1;
+		status = check_services(cfg) == 0 && check_user(cfg) == 0 ?
+		    0 : 1;
 		if (status == 0)
 			printf("configuration OK\n");
 		config_free(cfg);

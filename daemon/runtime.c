@@ -395,6 +395,8 @@ runtime_reload_config(struct runtime *rt)
 		log_errorx("reload failed: keeping the running configuration");
 		return -1;
 	}
+	for (i = 0; i < cfg->warnings.count; i++)
+		log_warnx("%s", cfg->warnings.lines[i]);
 	runtime_keep_start_settings(rt->config, cfg);
 	if (runtime_prepare_local_cert(cfg) != 0 ||
 	    runtime_build_services(cfg, &set) != 0 ||

@@ -1198,9 +1198,17 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (now >= session_client_deadline(s)) {
-		session_client_close(s, LOG_LEVEL_WARN,
-		    s->cstate == CLIENT_OPENING ? "no STARTTLS within "
-		    "handshake_timeout" : "TLS handshake timed out");
+		if (s->cstate != CLIENT_OPENING) {
+			session_client_close(s, LOG_LEVEL_WARN,
+			    "TLS handshake timed out");
+			return;
+		}
+		/* Still plaintext, between whole lines: say why. */
+		proto_write_unavailable(session_client_out(s),
+		    s->svc->cfg.protocol, "no STARTTLS in time; mailtlsd "
+		    "takes mail only over TLS");
+		session_client_close(s, LOG_LEVEL_WARN, "no STARTTLS within "
+		    "handshake_timeout");
 		return;
 	}
 	switch (s->state) {

@@ -25,7 +25,7 @@ import subprocess
 
 from daemon import check_config
 from expectations import SECRET
-from harness import Skip, case, check
+from harness import Skip, case, check, expect_error_line
 from starttls_server import MESSAGE, StarttlsServer
 from test_starttls import DAEMON_GREETING, DAEMON_LINES, expect_record
 
@@ -474,17 +474,24 @@ def test_implicit_plaintext_client(t):
     expect_nothing_received(srv)
 
 
-@case(params={"implicit": {"local_tls": "implicit"},
-              "starttls": {"local_tls": "starttls"}})
-def test_client_handshake_timeout(t, local_tls):
-    """A client that never does TLS is closed after handshake_timeout."""
-    srv, svc, d = setup(t, "imap", local_tls,
+@case(params={"implicit": {"local_tls": "implicit", "protocol": "imap"},
+              "starttls-imap": {"local_tls": "starttls", "protocol": "imap"},
+              "starttls-pop3": {"local_tls": "starttls", "protocol": "pop3"},
+              "starttls-smtp": {"local_tls": "starttls",
+                                "protocol": "smtp"}})
+def test_client_handshake_timeout(t, local_tls, protocol):
+    """A client that never does TLS is closed after handshake_timeout; one
+    still in the plaintext opening first gets the protocol's error line."""
+    srv, svc, d = setup(t, protocol, local_tls,
                         service_opts={"handshake_timeout": 1})
     c = t.connect(svc)
     if local_tls == "starttls":
-        c.expect_line(LOCAL_GREETING["imap"])
-    rest = c.read_to_eof(10)
-    check(rest == b"", "got %r", rest[:200])
+        c.expect_line(LOCAL_GREETING[protocol])
+        line = expect_error_line(c, protocol)
+        check(b"no STARTTLS in time" in line, "error line %r", line)
+    else:
+        rest = c.read_to_eof(10)
+        check(rest == b"", "got %r", rest[:200])
     d.wait_log(CLIENT_REASON % ("TLS handshake timed out"
                                 if local_tls == "implicit" else
                                 "no STARTTLS within handshake_timeout"))

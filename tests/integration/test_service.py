@@ -308,6 +308,66 @@ def test_detach_failure_exit_status(t):
                "the failed daemon to release its port")
 
 
+def start_detached(t, svc, pid_file, name="detach"):
+    """Run mailtlsd -d on a config for svc with pid_file; its exit status."""
+    conf = os.path.join(t.tmp, name + ".conf")
+    with open(conf, "w") as f:
+        f.write(t.config([svc], pid_file=pid_file))
+    return subprocess.run([t.binary, "-d", "-c", conf], capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=15).returncode
+
+
+def detached_pid(t, pid_file):
+    """The pid in pid_file, killed at teardown if still running."""
+    with open(pid_file) as f:
+        pid = int(f.read().strip())
+    t.stack.callback(_kill_detached, pid)
+    return pid
+
+
+@case()
+def test_pid_file_symlink_refused(t):
+    """A symbolic link where pid_file should be (planted by whoever can
+    write to its directory) is refused: the start fails and the file it
+    points to is untouched."""
+    srv = t.server()
+    svc = t.service(srv)
+    victim = os.path.join(t.tmp, "victim")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    pid_file = os.path.join(t.tmp, "mailtlsd.pid")
+    os.symlink(victim, pid_file)
+    rc = start_detached(t, svc, pid_file)
+    check(rc == 1, "mailtlsd -d exited %s with a symlink as pid_file", rc)
+    with open(victim) as f:
+        check(f.read() == "precious\n", "the link's target was written")
+    wait_until(lambda: port_is_free("127.0.0.1", svc.port), 5,
+               "the failed daemon to release its port")
+
+
+@case()
+def test_pid_file_stale_and_locked(t):
+    """A pid_file left by a daemon that is gone is taken over; one held by
+    a running mailtlsd makes a second one refuse to start."""
+    srv = t.server()
+    svc = t.service(srv)
+    pid_file = os.path.join(t.tmp, "mailtlsd.pid")
+    with open(pid_file, "w") as f:
+        f.write("999999\n")                # stale
+    check(start_detached(t, svc, pid_file) == 0, "the first start failed")
+    pid = detached_pid(t, pid_file)
+    check(running(pid), "pid %d from pid_file is not running", pid)
+    other = t.service(srv, name="other")
+    rc = start_detached(t, other, pid_file, name="second")
+    check(rc == 1, "a second mailtlsd on the same pid_file exited %s", rc)
+    check(detached_pid(t, pid_file) == pid, "the second start changed "
+          "the pid_file")
+    check(running(pid), "the first daemon is gone")
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not running(pid), 10, "the daemon to exit")
+    check(not os.path.exists(pid_file), "pid_file left behind at exit")
+
+
 def _kill_detached(pid):
     if running(pid):
         os.kill(pid, signal.SIGKILL)
@@ -428,6 +488,45 @@ def test_user_unknown(t):
     check(p.returncode == 1, "exit status %s", p.returncode)
     check(b"no-such-user-mailtlsd: no such user" in p.stderr,
           "stderr: %r", p.stderr[-300:])
+    # -t finds it too, rather than passing a file the start refuses.
+    p = subprocess.run([t.binary, "-t", "-c", conf], capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=15)
+    check(p.returncode == 1, "-t: exit status %s", p.returncode)
+    check(b"user no-such-user-mailtlsd: no such user" in p.stderr,
+          "-t: stderr: %r", p.stderr[-300:])
+
+
+@case()
+def test_detach_relative_config_reloads(t):
+    """-d with a relative -c path: the daemon changes to / but a reload
+    still reads the same file."""
+    srv = t.server()
+    svc = t.service(srv)
+    pid_file = os.path.join(t.tmp, "mailtlsd.pid")
+    with open(os.path.join(t.tmp, "rel.conf"), "w") as f:
+        f.write(t.config([svc], pid_file=pid_file))
+    p = subprocess.run([t.binary, "-d", "-c", "rel.conf"], cwd=t.tmp,
+                       capture_output=True, stdin=subprocess.DEVNULL,
+                       timeout=15)
+    check(p.returncode == 0, "mailtlsd -d exited %s", p.returncode)
+    pid = detached_pid(t, pid_file)
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        check(b"rel.conf" in f.read(), "pid %d is not the daemon", pid)
+    # A reload that cannot read the file keeps the old configuration: add
+    # a service, reload, and see it served.
+    other = t.service(srv, name="other")
+    with open(os.path.join(t.tmp, "rel.conf"), "w") as f:
+        f.write(t.config([svc, other], pid_file=pid_file))
+    os.kill(pid, signal.SIGHUP)
+    try:
+        wait_until(lambda: not port_is_free("127.0.0.1", other.port), 20,
+                   "the reloaded configuration's new listen address")
+    except AssertionError as e:
+        raise AssertionError("%s (the daemon is %s)" % (
+            e, "running" if running(pid) else "gone"))
+    session(t, other.port).close()
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not running(pid), 10, "the daemon to exit")
 
 
 # ------------------------------------------------------------ logging

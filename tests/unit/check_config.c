@@ -1141,6 +1141,44 @@ START_TEST(test_local_tls_keys)
 }
 END_TEST
 
+/* Settings that others leave without effect load, with a warning. */
+START_TEST(test_unused_settings_warn)
+{
+	struct config	*cfg;
+
+	cfg = load(SVC "local_cert = /s/c.pem\nlocal_key = /s/c.key\n"
+	    "pool_max_age = 60\nverify = no\nca_file = /s/ca.pem\n");
+	ck_assert_msg(cfg != NULL, "%s", dump_errors());
+	ck_assert_int_eq(cfg->warnings.count, 3);
+	ck_assert_ptr_nonnull(strstr(cfg->warnings.lines[0],
+	    ":4: local_cert has no effect: local_tls is none"));
+	ck_assert_ptr_nonnull(strstr(cfg->warnings.lines[1],
+	    ":6: pool_max_age has no effect: pool_size is 0"));
+	ck_assert_ptr_nonnull(strstr(cfg->warnings.lines[2],
+	    ":8: ca_file has no effect: verify is no"));
+	config_free(cfg);
+
+	/* The same from [global]: a default, not a mistake. */
+	cfg = load("[global]\npool_max_age = 60\nverify = no\n"
+	    "ca_file = /s/ca.pem\n" SVC);
+	ck_assert_msg(cfg != NULL, "%s", dump_errors());
+	ck_assert_int_eq(cfg->warnings.count, 0);
+	config_free(cfg);
+
+	/* Pools that take every session leave other clients no room. */
+	cfg = load("[global]\nmax_sessions = 2\n" SVC "pool_size = 2\n"
+	    "[t]\nlisten = 127.0.0.1:1144\nremote = mail.example.com:993\n");
+	ck_assert_msg(cfg != NULL, "%s", dump_errors());
+	ck_assert_int_eq(cfg->warnings.count, 1);
+	ck_assert_ptr_nonnull(strstr(cfg->warnings.lines[0], ":2: the pools "
+	    "hold 2 connections, max_sessions is 2"));
+	config_free(cfg);
+	cfg = load("[global]\nmax_sessions = 3\n" SVC "pool_size = 2\n");
+	ck_assert_int_eq(cfg->warnings.count, 0);
+	config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_local_pair)
 {
 	struct config	*cfg;
@@ -1409,6 +1447,7 @@ config_suite(void)
 	tc = add_tcase(s, "local_tls");
 	tcase_add_test(tc, test_local_tls_keys);
 	tcase_add_test(tc, test_local_pair);
+	tcase_add_test(tc, test_unused_settings_warn);
 	tcase_add_test(tc, test_local_bad_values);
 
 	tc = add_tcase(s, "tls_keys");
