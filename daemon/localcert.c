@@ -223,31 +223,295 @@ localcert_sync_dir(const char *dir)
 	close(fd);
 }
 
-/* Create dir 0700 (and give it to uid) when it does not exist. */
+/* ---- Trusting state_dir -------------------------------------------------- */
+
+/*
+ * Anything in state_dir was put there by root or by the user the daemon
+ * runs as, or it is not used: another local user must not be able to
+ * plant a key mailtlsd then presents to clients.
+ */
+
+#define LOCALCERT_OPEN	(O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | \
+			    O_NOCTTY)
+
+/* The user who reads the files while the daemon runs: uid, or this one. */
+static uid_t
+localcert_reader(uid_t uid)
+{
+	return uid != (uid_t)-1 ? uid : geteuid();
+}
+
+/* Whether only root or reader can have written st; why (what path ...). */
+static int
+localcert_trusted(const struct stat *st, const char *what, const char *path,
+    uid_t reader, char *why, size_t whylen)
+{
+	if (st->st_uid != 0 && st->st_uid != reader) {
+		snprintf(why, whylen, "%s%s is owned by uid %lu, not by root "
+		    "or the user mailtlsd runs as", what, path,
+		    (unsigned long)st->st_uid);
+		return 0;
+	}
+	if ((st->st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+		snprintf(why, whylen, "%s%s is writable by group or others",
+		    what, path);
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * Whether reader, not this process, can read a file, going by its owner
+ * and mode: a root-owned 0600 file that root could use at start would
+ * fail every reload after the privilege drop.
+ */
+static int
+localcert_readable(const struct stat *st, uid_t reader)
+{
+	if (reader == 0 || reader == geteuid())
+		return 1;	/* root can; this process just opened it */
+	if (st->st_uid == reader)
+		return (st->st_mode & S_IRUSR) != 0;
+	return (st->st_mode & S_IROTH) != 0;
+}
+
+/* Whether an open file may be used as local.crt (or, secret, local.key). */
+static int
+localcert_file_ok(const struct stat *st, const char *path, int secret,
+    uid_t reader, char *why, size_t whylen)
+{
+	if (!S_ISREG(st->st_mode))
+		snprintf(why, whylen, "%s is not a regular file", path);
+	else if (st->st_nlink != 1)
+		snprintf(why, whylen, "%s has other hard links", path);
+	else if (!localcert_trusted(st, "", path, reader, why, whylen))
+		return 0;
+	else if (secret && (st->st_mode & (S_IRGRP | S_IROTH)) != 0)
+		snprintf(why, whylen, "%s is readable by group or others",
+		    path);
+	else if (!localcert_readable(st, reader))
+		snprintf(why, whylen, "%s cannot be read by the user mailtlsd "
+		    "runs as", path);
+	else if (st->st_size > LOCALCERT_FILE_MAX)
+		snprintf(why, whylen, "%s is larger than %d bytes", path,
+		    LOCALCERT_FILE_MAX);
+	else
+		return 1;
+	return 0;
+}
+
+/* Why path could not be opened. */
+static void
+localcert_open_why(const char *path, int error, char *why, size_t whylen)
+{
+	if (error == ENOENT)
+		snprintf(why, whylen, "there is no usable %s", path);
+	else if (error == ELOOP)
+		snprintf(why, whylen, "%s is a symbolic link", path);
+	else
+		snprintf(why, whylen, "cannot open %s: %s", path,
+		    strerror(error));
+}
+
+/* Zero (it may be a key) and free a buffer of localcert_read(). */
+static void
+localcert_buf_free(unsigned char *buf, size_t len)
+{
+	if (buf == NULL)
+		return;
+	mbedtls_platform_zeroize(buf, len);
+	free(buf);
+}
+
+/* At most LOCALCERT_FILE_MAX bytes of fd, NUL-terminated. */
+static int
+localcert_read_fd(int fd, const char *path, unsigned char **buf,
+    size_t *len, char *why, size_t whylen)
+{
+	unsigned char	*p;
+	size_t		 n = 0;
+	ssize_t		 r;
+
+	if ((p = malloc(LOCALCERT_FILE_MAX + 1)) == NULL) {
+		snprintf(why, whylen, "out of memory reading %s", path);
+		return -1;
+	}
+	/* One byte more than allowed tells a file that grew since fstat. */
+	while ((r = read(fd, p + n, LOCALCERT_FILE_MAX + 1 - n)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 || (n += (size_t)r) > LOCALCERT_FILE_MAX) {
+			if (r < 0)
+				snprintf(why, whylen, "cannot read %s: %s",
+				    path, strerror(errno));
+			else
+				snprintf(why, whylen, "%s is larger than %d "
+				    "bytes", path, LOCALCERT_FILE_MAX);
+			localcert_buf_free(p, LOCALCERT_FILE_MAX + 1);
+			return -1;
+		}
+	}
+	p[n] = '\0';
+	*buf = p;
+	*len = n + 1;	/* the mbedTLS PEM parsers want the NUL counted */
+	return 0;
+}
+
+/*
+ * The contents of name (relative to dirfd; path for messages) into *buf,
+ * to free with localcert_buf_free(buf, LOCALCERT_FILE_MAX + 1).  Opened
+ * without following a symbolic link or waiting for a FIFO's writer, and
+ * used only when localcert_file_ok().  0, or -1 with why.
+ */
+static int
+localcert_read(int dirfd, const char *name, const char *path, int secret,
+    uid_t reader, unsigned char **buf, size_t *len, char *why,
+    size_t whylen)
+{
+	struct stat	st;
+	int		fd, ret = -1;
+
+	*buf = NULL;
+	if ((fd = openat(dirfd, name, LOCALCERT_OPEN)) < 0) {
+		localcert_open_why(path, errno, why, whylen);
+		return -1;
+	}
+	if (fstat(fd, &st) != 0)
+		snprintf(why, whylen, "cannot read %s: %s", path,
+		    strerror(errno));
+	else if (localcert_file_ok(&st, path, secret, reader, why, whylen))
+		ret = localcert_read_fd(fd, path, buf, len, why, whylen);
+	close(fd);
+	return ret;
+}
+
+/* Open dir without following a symbolic link; -1 with why. */
+static int
+localcert_open_dir(const char *dir, char *why, size_t whylen)
+{
+	char	path[CONFIG_PATH_MAX + 16];
+	int	fd;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) >= 0)
+		return fd;
+	if (errno == ENOENT && localcert_path(path, sizeof(path), dir,
+	    LOCALCERT_CERT_FILE) == 0)
+		snprintf(why, whylen, "there is no usable %s", path);
+	else
+		snprintf(why, whylen, "cannot open state_dir %s: %s", dir,
+		    strerror(errno));
+	return -1;
+}
+
+/*
+ * Check an existing state_dir: a directory, not a symbolic link, of root
+ * or the reader, writable by nobody else.  Give it to uid:gid when root
+ * has it, so that the daemon can still renew the certificate after the
+ * privilege drop.
+ */
+static int
+localcert_use_dir(const char *dir, uid_t uid, gid_t gid, char *err,
+    size_t errlen)
+{
+	struct stat	st;
+	int		fd, status = -1;
+
+	if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode)) {
+		snprintf(err, errlen, "state_dir %s is a symbolic link", dir);
+		return -1;
+	}
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) < 0) {
+		if (errno == ENOTDIR)
+			snprintf(err, errlen, "state_dir %s is not a "
+			    "directory", dir);
+		else
+			snprintf(err, errlen, "cannot open state_dir %s: %s",
+			    dir, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0)
+		snprintf(err, errlen, "cannot open state_dir %s: %s", dir,
+		    strerror(errno));
+	else if (localcert_trusted(&st, "state_dir ", dir,
+	    localcert_reader(uid), err, errlen)) {
+		if (uid == (uid_t)-1 || st.st_uid == uid)
+			status = 0;
+		else if (fchown(fd, uid, gid) == 0) {
+			log_info("local_tls: gave state_dir %s to uid %lu, the "
+			    "user mailtlsd runs as", dir, (unsigned long)uid);
+			status = 0;
+		} else
+			snprintf(err, errlen, "cannot give state_dir %s to the "
+			    "user mailtlsd runs as: %s", dir, strerror(errno));
+	}
+	close(fd);
+	return status;
+}
+
+/* Create dir 0700 when it does not exist; check it, give it to uid. */
 static int
 localcert_make_dir(const char *dir, uid_t uid, gid_t gid, char *err,
     size_t errlen)
 {
 	struct stat	st;
 
-	if (stat(dir, &st) == 0) {
-		if (S_ISDIR(st.st_mode))
-			return 0;
-		snprintf(err, errlen, "state_dir %s is not a directory", dir);
-		return -1;
+	if (lstat(dir, &st) != 0) {
+		if (errno != ENOENT || mkdir(dir, 0700) != 0) {
+			snprintf(err, errlen, "cannot create state_dir %s: %s",
+			    dir, strerror(errno));
+			return -1;
+		}
+		log_info("local_tls: created state_dir %s", dir);
 	}
-	if (errno != ENOENT || mkdir(dir, 0700) != 0) {
-		snprintf(err, errlen, "cannot create state_dir %s: %s", dir,
-		    strerror(errno));
-		return -1;
+	return localcert_use_dir(dir, uid, gid, err, errlen);
+}
+
+/*
+ * Give name in dirfd to uid:gid when root owns it, as a start without
+ * user = left it.  Only a regular file with one link, opened without
+ * following a symbolic link, is given: anything else is left for the
+ * check to refuse, never a way to hand the user some other root file.
+ */
+static int
+localcert_adopt(int dirfd, const char *dir, const char *name, uid_t uid,
+    gid_t gid, char *err, size_t errlen)
+{
+	struct stat	st;
+	int		fd, status = 0;
+
+	if ((fd = openat(dirfd, name, LOCALCERT_OPEN)) < 0)
+		return 0;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+	    st.st_uid == 0 && uid != 0) {
+		if (fchown(fd, uid, gid) == 0)
+			log_info("local_tls: gave %s/%s to uid %lu, the user "
+			    "mailtlsd runs as", dir, name, (unsigned long)uid);
+		else {
+			snprintf(err, errlen, "cannot give %s/%s to the user "
+			    "mailtlsd runs as: %s", dir, name, strerror(errno));
+			status = -1;
+		}
 	}
-	if (uid != (uid_t)-1 && chown(dir, uid, gid) != 0) {
-		snprintf(err, errlen, "cannot give state_dir %s to its user: "
-		    "%s", dir, strerror(errno));
+	close(fd);
+	return status;
+}
+
+/* Give both files of dir to uid:gid where root owns them. */
+static int
+localcert_adopt_files(const char *dir, uid_t uid, gid_t gid, char *err,
+    size_t errlen)
+{
+	int	fd, status;
+
+	if ((fd = localcert_open_dir(dir, err, errlen)) < 0)
 		return -1;
-	}
-	log_info("local_tls: created state_dir %s", dir);
-	return 0;
+	status = localcert_adopt(fd, dir, LOCALCERT_KEY_FILE, uid, gid, err,
+	    errlen) == 0 && localcert_adopt(fd, dir, LOCALCERT_CERT_FILE, uid,
+	    gid, err, errlen) == 0 ? 0 : -1;
+	close(fd);
+	return status;
 }
 
 /* ---- Extensions ---------------------------------------------------------- */
@@ -327,21 +591,29 @@ localcert_set_serial(mbedtls_x509write_cert *crt)
 #endif
 }
 
-/* Validity from a day before now for LOCALCERT_VALID_YEARS, in UTC. */
+/* t as an X.509 time string (YYYYMMDDhhmmss, UTC) into buf[16]. */
+static int
+localcert_time_text(time_t t, char buf[16])
+{
+	struct tm	tm;
+
+	if (gmtime_r(&t, &tm) == NULL)
+		return -1;
+	strftime(buf, 16, "%Y%m%d%H%M%S", &tm);
+	return 0;
+}
+
+/* Validity from a day before now for LOCALCERT_VALID_DAYS. */
 static int
 localcert_set_validity(mbedtls_x509write_cert *crt, time_t now)
 {
-	time_t		from = now - DAY;
-	struct tm	tm;
-	char		not_before[16], not_after[16];
+	time_t	from = now - DAY;
+	char	not_before[16], not_after[16];
 
-	if (gmtime_r(&from, &tm) == NULL)
+	if (localcert_time_text(from, not_before) != 0 ||
+	    localcert_time_text(from + (time_t)LOCALCERT_VALID_DAYS * DAY,
+	    not_after) != 0)
 		return -1;
-	strftime(not_before, sizeof(not_before), "%Y%m%d%H%M%S", &tm);
-	tm.tm_year += LOCALCERT_VALID_YEARS;
-	if (tm.tm_mon == 1 && tm.tm_mday == 29)
-		tm.tm_mday = 28;	/* no 29 February ten years on */
-	strftime(not_after, sizeof(not_after), "%Y%m%d%H%M%S", &tm);
 	return mbedtls_x509write_crt_set_validity(crt, not_before, not_after);
 }
 
@@ -468,31 +740,44 @@ localcert_covers(const mbedtls_x509_crt *crt, const struct localcert_name *nm)
 	return 0;
 }
 
-/* Whether an X.509 time is before the moment t. */
-static int
-localcert_time_before(const mbedtls_x509_time *x, time_t t)
+/* An X.509 time as a moment; (time_t)-1 when it is none. */
+static time_t
+localcert_time(const mbedtls_x509_time *x)
 {
 	struct tm	tm;
-	int		a[6], b[6], i;
 
-	if (gmtime_r(&t, &tm) == NULL)
-		return 1;
-	a[0] = x->year;
-	a[1] = x->mon;
-	a[2] = x->day;
-	a[3] = x->hour;
-	a[4] = x->min;
-	a[5] = x->sec;
-	b[0] = tm.tm_year + 1900;
-	b[1] = tm.tm_mon + 1;
-	b[2] = tm.tm_mday;
-	b[3] = tm.tm_hour;
-	b[4] = tm.tm_min;
-	b[5] = tm.tm_sec;
-	for (i = 0; i < 6; i++)
-		if (a[i] != b[i])
-			return a[i] < b[i];
-	return 0;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = x->year - 1900;
+	tm.tm_mon = x->mon - 1;
+	tm.tm_mday = x->day;
+	tm.tm_hour = x->hour;
+	tm.tm_min = x->min;
+	tm.tm_sec = x->sec;
+	return timegm(&tm);
+}
+
+/* When a certificate that expires at not_after is made again. */
+time_t
+localcert_renew_time(time_t not_after)
+{
+	return not_after - (time_t)LOCALCERT_RENEW_DAYS * DAY;
+}
+
+/* Whether renew_at has come; the check and the daily look agree on it. */
+int
+localcert_renew_due(time_t renew_at, time_t now)
+{
+	return now >= renew_at;
+}
+
+/* Seconds until the running daemon looks again. */
+long
+localcert_next_check(time_t renew_at, time_t now)
+{
+	if (localcert_renew_due(renew_at, now) ||
+	    renew_at - now > LOCALCERT_CHECK_SECS)
+		return LOCALCERT_CHECK_SECS;
+	return (long)(renew_at - now);
 }
 
 /* Whether the key is the private half of the certificate's public key. */
@@ -506,66 +791,155 @@ localcert_pair_ok(mbedtls_x509_crt *crt, mbedtls_pk_context *key)
 #endif
 }
 
-/* Parse the key file. */
+/* Parse a key from a NUL-terminated buffer. */
 static int
-localcert_parse_key(mbedtls_pk_context *key, const char *path)
+localcert_parse_key(mbedtls_pk_context *key, const unsigned char *buf,
+    size_t len)
 {
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	return mbedtls_pk_parse_keyfile(key, path, NULL, tls_random, NULL);
+	return mbedtls_pk_parse_key(key, buf, len, NULL, 0, tls_random, NULL);
 #else
-	return mbedtls_pk_parse_keyfile(key, path, NULL);
+	return mbedtls_pk_parse_key(key, buf, len, NULL, 0);
 #endif
+}
+
+/* Read and parse dir's certificate (name in dirfd); 0, or -1 with why. */
+static int
+localcert_load_cert(int dirfd, const char *dir, uid_t reader,
+    mbedtls_x509_crt *crt, char *why, size_t whylen)
+{
+	char		 path[CONFIG_PATH_MAX + 16];
+	unsigned char	*buf;
+	size_t		 len;
+	int		 ret;
+
+	if (localcert_path(path, sizeof(path), dir, LOCALCERT_CERT_FILE) != 0) {
+		snprintf(why, whylen, "state_dir %s: path too long", dir);
+		return -1;
+	}
+	if (localcert_read(dirfd, LOCALCERT_CERT_FILE, path, 0, reader, &buf,
+	    &len, why, whylen) != 0)
+		return -1;
+	ret = mbedtls_x509_crt_parse(crt, buf, len);
+	localcert_buf_free(buf, LOCALCERT_FILE_MAX + 1);
+	if (ret != 0) {
+		snprintf(why, whylen, "there is no usable %s", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* Read and parse dir's key (name in dirfd); 0, or -1 with why. */
+static int
+localcert_load_key(int dirfd, const char *dir, uid_t reader,
+    mbedtls_pk_context *key, char *why, size_t whylen)
+{
+	char		 path[CONFIG_PATH_MAX + 16];
+	unsigned char	*buf;
+	size_t		 len;
+	int		 ret;
+
+	if (localcert_path(path, sizeof(path), dir, LOCALCERT_KEY_FILE) != 0) {
+		snprintf(why, whylen, "state_dir %s: path too long", dir);
+		return -1;
+	}
+	if (localcert_read(dirfd, LOCALCERT_KEY_FILE, path, 1, reader, &buf,
+	    &len, why, whylen) != 0)
+		return -1;
+	ret = localcert_parse_key(key, buf, len);
+	localcert_buf_free(buf, LOCALCERT_FILE_MAX + 1);
+	if (ret != 0) {
+		snprintf(why, whylen, "there is no usable %s", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether crt still fits names and the clock; why when not. */
+static int
+localcert_fits(const mbedtls_x509_crt *crt,
+    const struct localcert_names *names, time_t now, char *why,
+    size_t whylen)
+{
+	time_t	from = localcert_time(&crt->valid_from);
+	time_t	to = localcert_time(&crt->valid_to);
+	char	text[64];
+	int	i;
+
+	if (localcert_renew_due(localcert_renew_time(to), now)) {
+		snprintf(why, whylen, "it expires within %d days",
+		    LOCALCERT_RENEW_DAYS);
+		return 0;
+	}
+	if (from == (time_t)-1 || from >= now) {
+		snprintf(why, whylen, "it is not valid yet");
+		return 0;
+	}
+	/* Made by an older mailtlsd: Apple Mail refuses such a certificate. */
+	if (to - from > (time_t)LOCALCERT_APPLE_MAX_DAYS * DAY) {
+		snprintf(why, whylen, "it is valid for more than %d days, "
+		    "which Apple platforms refuse", LOCALCERT_APPLE_MAX_DAYS);
+		return 0;
+	}
+	for (i = 0; i < names->n; i++) {
+		if (!localcert_covers(crt, &names->name[i])) {
+			localcert_name_text(&names->name[i], text,
+			    sizeof(text));
+			snprintf(why, whylen, "it does not cover %s", text);
+			return 0;
+		}
+	}
+	return 1;
 }
 
 /* Check the certificate and key of dir against names and the clock. */
 int
 localcert_check(const char *dir, const struct localcert_names *names,
-    time_t now, char *why, size_t whylen)
+    time_t now, uid_t uid, char *why, size_t whylen)
 {
 	mbedtls_x509_crt	crt;
 	mbedtls_pk_context	key;
-	char			path[CONFIG_PATH_MAX + 16], text[64];
-	int			i, ok = 0;
+	uid_t			reader = localcert_reader(uid);
+	int			fd, ok = 0;
 
 	mbedtls_x509_crt_init(&crt);
 	mbedtls_pk_init(&key);
-	if (localcert_path(path, sizeof(path), dir, LOCALCERT_CERT_FILE) != 0 ||
-	    mbedtls_x509_crt_parse_file(&crt, path) != 0) {
-		snprintf(why, whylen, "there is no usable %s", path);
+	if ((fd = localcert_open_dir(dir, why, whylen)) < 0)
 		goto out;
-	}
-	if (localcert_path(path, sizeof(path), dir, LOCALCERT_KEY_FILE) != 0 ||
-	    localcert_parse_key(&key, path) != 0) {
-		snprintf(why, whylen, "there is no usable %s", path);
+	if (localcert_load_cert(fd, dir, reader, &crt, why, whylen) != 0 ||
+	    localcert_load_key(fd, dir, reader, &key, why, whylen) != 0)
 		goto out;
-	}
 	if (!localcert_pair_ok(&crt, &key)) {
 		snprintf(why, whylen, "its key does not match it");
 		goto out;
 	}
-	if (localcert_time_before(&crt.valid_to, now + LOCALCERT_RENEW_DAYS *
-	    DAY)) {
-		snprintf(why, whylen, "it expires within %d days",
-		    LOCALCERT_RENEW_DAYS);
-		goto out;
-	}
-	if (!localcert_time_before(&crt.valid_from, now)) {
-		snprintf(why, whylen, "it is not valid yet");
-		goto out;
-	}
-	for (i = 0; i < names->n; i++) {
-		if (!localcert_covers(&crt, &names->name[i])) {
-			localcert_name_text(&names->name[i], text,
-			    sizeof(text));
-			snprintf(why, whylen, "it does not cover %s", text);
-			goto out;
-		}
-	}
-	ok = 1;
+	ok = localcert_fits(&crt, names, now, why, whylen);
 out:
+	if (fd >= 0)
+		close(fd);
 	mbedtls_x509_crt_free(&crt);
 	mbedtls_pk_free(&key);
 	return ok;
+}
+
+/* The SHA-256 fingerprint of a parsed certificate. */
+static int
+localcert_crt_fingerprint(const mbedtls_x509_crt *crt,
+    char out[LOCALCERT_FINGERPRINT_LEN])
+{
+	unsigned char	digest[32];
+	int		i;
+
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+	if (mbedtls_sha256(crt->raw.p, crt->raw.len, digest, 0) != 0)
+#else
+	if (mbedtls_sha256_ret(crt->raw.p, crt->raw.len, digest, 0) != 0)
+#endif
+		return -1;
+	for (i = 0; i < 32; i++)
+		snprintf(out + i * 3, LOCALCERT_FINGERPRINT_LEN - (size_t)i * 3,
+		    "%02X%s", digest[i], i < 31 ? ":" : "");
+	return 0;
 }
 
 /* The SHA-256 fingerprint of the first certificate of a PEM file. */
@@ -573,25 +947,46 @@ int
 localcert_fingerprint(const char *cert_path,
     char out[LOCALCERT_FINGERPRINT_LEN])
 {
+	mbedtls_x509_crt	 crt;
+	unsigned char		*buf;
+	size_t			 len;
+	char			 why[CONFIG_PATH_MAX + 64];
+	int			 ret = -1;
+
+	if (localcert_read(AT_FDCWD, cert_path, cert_path, 0, geteuid(), &buf,
+	    &len, why, sizeof(why)) != 0)
+		return -1;
+	mbedtls_x509_crt_init(&crt);
+	if (mbedtls_x509_crt_parse(&crt, buf, len) == 0)
+		ret = localcert_crt_fingerprint(&crt, out);
+	mbedtls_x509_crt_free(&crt);
+	localcert_buf_free(buf, LOCALCERT_FILE_MAX + 1);
+	return ret;
+}
+
+/* The fingerprint and renewal time of dir's certificate, read back. */
+static int
+localcert_describe(const char *dir, uid_t uid,
+    char fp[LOCALCERT_FINGERPRINT_LEN], time_t *renew_at, char *why,
+    size_t whylen)
+{
 	mbedtls_x509_crt	crt;
-	unsigned char		digest[32];
-	int			i, ret;
+	int			fd, ret = -1;
 
 	mbedtls_x509_crt_init(&crt);
-	ret = mbedtls_x509_crt_parse_file(&crt, cert_path);
-	if (ret == 0)
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-		ret = mbedtls_sha256(crt.raw.p, crt.raw.len, digest, 0);
-#else
-		ret = mbedtls_sha256_ret(crt.raw.p, crt.raw.len, digest, 0);
-#endif
+	if ((fd = localcert_open_dir(dir, why, whylen)) >= 0 &&
+	    localcert_load_cert(fd, dir, localcert_reader(uid), &crt, why,
+	    whylen) == 0) {
+		*renew_at = localcert_renew_time(localcert_time(
+		    &crt.valid_to));
+		ret = localcert_crt_fingerprint(&crt, fp);
+		if (ret != 0)
+			snprintf(why, whylen, "cannot hash it");
+	}
+	if (fd >= 0)
+		close(fd);
 	mbedtls_x509_crt_free(&crt);
-	if (ret != 0)
-		return -1;
-	for (i = 0; i < 32; i++)
-		snprintf(out + i * 3, LOCALCERT_FINGERPRINT_LEN - (size_t)i * 3,
-		    "%02X%s", digest[i], i < 31 ? ":" : "");
-	return 0;
+	return ret;
 }
 
 /* ---- Start-up ------------------------------------------------------------ */
@@ -613,35 +1008,52 @@ localcert_names_text(const struct localcert_names *names, char *buf,
 	}
 }
 
+/* Generate a certificate for names in dir, saying why. */
+static int
+localcert_renew(const char *dir, const struct localcert_names *names,
+    time_t now, uid_t uid, gid_t gid, const char *why, char *err,
+    size_t errlen)
+{
+	char	list[1024];
+
+	localcert_names_text(names, list, sizeof(list));
+	log_info("local_tls: generating a self-signed certificate for %s (%s)",
+	    list, why);
+	return localcert_generate(dir, names, now, uid, gid, err, errlen);
+}
+
 /* Make sure dir holds a certificate for names; log it. */
 int
 localcert_ensure(const char *dir, const struct localcert_names *names,
-    uid_t uid, gid_t gid, char *err, size_t errlen)
+    uid_t uid, gid_t gid, time_t *renew_at, char *err, size_t errlen)
 {
-	char	path[CONFIG_PATH_MAX + 16], why[CONFIG_PATH_MAX + 64];
-	char	fp[LOCALCERT_FINGERPRINT_LEN], list[1024];
-	time_t	now = time(NULL);
+	char	path[CONFIG_PATH_MAX + 16], why[CONFIG_PATH_MAX + 128];
+	char	fp[LOCALCERT_FINGERPRINT_LEN];
+	time_t	now = time(NULL), when;
 	int	made = 0;
 
 	if (localcert_path(path, sizeof(path), dir, LOCALCERT_CERT_FILE) != 0) {
 		snprintf(err, errlen, "state_dir %s: path too long", dir);
 		return -1;
 	}
-	if (localcert_make_dir(dir, uid, gid, err, errlen) != 0)
+	/* Files root made at a start without user = go to the user too. */
+	if (localcert_make_dir(dir, uid, gid, err, errlen) != 0 ||
+	    (uid != (uid_t)-1 && localcert_adopt_files(dir, uid, gid, err,
+	    errlen) != 0))
 		return -1;
-	if (!localcert_check(dir, names, now, why, sizeof(why))) {
-		localcert_names_text(names, list, sizeof(list));
-		log_info("local_tls: generating a self-signed certificate for "
-		    "%s (%s)", list, why);
-		if (localcert_generate(dir, names, now, uid, gid, err,
+	if (!localcert_check(dir, names, now, uid, why, sizeof(why))) {
+		if (localcert_renew(dir, names, now, uid, gid, why, err,
 		    errlen) != 0)
 			return -1;
 		made = 1;
 	}
-	if (localcert_fingerprint(path, fp) != 0) {
-		snprintf(err, errlen, "cannot read %s back", path);
+	if (localcert_describe(dir, uid, fp, &when, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "cannot read the certificate back: %s",
+		    why);
 		return -1;
 	}
+	if (renew_at != NULL)
+		*renew_at = when;
 	log_info("local_tls: %s self-signed certificate %s, SHA-256 "
 	    "fingerprint %s", made ? "generated" : "using the", path, fp);
 	return 0;
@@ -676,7 +1088,8 @@ localcert_owner(const struct config *cfg, uid_t *uid, gid_t *gid, char *err,
 
 /* Give every service that needs it the generated certificate. */
 int
-localcert_prepare(struct config *cfg, char *err, size_t errlen)
+localcert_prepare(struct config *cfg, time_t *renew_at, char *err,
+    size_t errlen)
 {
 	struct localcert_names	*names;
 	struct service_config	*sc;
@@ -686,6 +1099,7 @@ localcert_prepare(struct config *cfg, char *err, size_t errlen)
 	gid_t			 gid;
 	int			 i, j, used = 0, status = -1;
 
+	*renew_at = 0;
 	if ((names = malloc(sizeof(*names))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -717,7 +1131,7 @@ localcert_prepare(struct config *cfg, char *err, size_t errlen)
 		goto out;
 	}
 	if (localcert_owner(cfg, &uid, &gid, err, errlen) != 0 ||
-	    localcert_ensure(cfg->state_dir, names, uid, gid, err,
+	    localcert_ensure(cfg->state_dir, names, uid, gid, renew_at, err,
 	    errlen) != 0)
 		goto out;
 	for (i = 0; i < cfg->n_services; i++) {

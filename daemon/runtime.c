@@ -8,8 +8,12 @@
  * Open sessions keep the service they started with.  The service manager
  * hears of each transition (notify.c): READY=1 once serving, RELOADING=1
  * and READY=1 around a reload, failed or not, and STOPPING=1 at shutdown.
+ * While services present the generated local_tls certificate, a daily
+ * timer reloads once that certificate is due for renewal, which makes it
+ * again: a daemon may run longer than the certificate lasts.
  */
 #include <signal.h>
+#include <time.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -73,14 +77,15 @@ runtime_warn_remote(const struct service_config *sc)
 
 /*
  * Give the services with local_tls and no local_cert the generated
- * certificate (made or renewed in state_dir); -1 after logging why.
+ * certificate (made or renewed in state_dir), and say when it is to be
+ * made again (0: not used); -1 after logging why.
  */
 static int
-runtime_prepare_local_cert(struct config *cfg)
+runtime_prepare_local_cert(struct config *cfg, time_t *renew_at)
 {
 	char	err[512];
 
-	if (localcert_prepare(cfg, err, sizeof(err)) == 0)
+	if (localcert_prepare(cfg, renew_at, err, sizeof(err)) == 0)
 		return 0;
 	log_errorx("%s: local_tls: %s", cfg->path, err);
 	return -1;
@@ -258,6 +263,47 @@ runtime_signal_term_cb(evutil_socket_t sig, short what, void *arg)
 	runtime_shutdown(rt);
 }
 
+/*
+ * Look again at the generated certificate's renewal time within a day, or
+ * never when none is in use.  Not one timer for the exact moment: the
+ * wall clock may be set or the machine suspended meanwhile, and libevent
+ * measures timers on the monotonic clock.
+ */
+static void
+runtime_arm_local_cert(struct runtime *rt)
+{
+	struct timeval	tv;
+
+	if (rt->local_cert_renew == 0) {
+		evtimer_del(rt->local_cert_timer);
+		return;
+	}
+	tv.tv_sec = localcert_next_check(rt->local_cert_renew, time(NULL));
+	tv.tv_usec = 0;
+	evtimer_add(rt->local_cert_timer, &tv);
+}
+
+static void runtime_reload_for(struct runtime *, const char *);
+
+/*
+ * The daily look: a daemon may run longer than the certificate lasts, so
+ * when its renewal time has come, reload, which makes it again.  A reload
+ * that fails leaves the time past, and the next try is a day later.
+ */
+static void
+runtime_local_cert_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct runtime	*rt = arg;
+
+	(void)fd;
+	(void)what;
+	if (rt->local_cert_renew != 0 &&
+	    localcert_renew_due(rt->local_cert_renew, time(NULL)))
+		runtime_reload_for(rt, "local_tls: the generated certificate "
+		    "is due for renewal");
+	runtime_arm_local_cert(rt);
+}
+
 /* SIGHUP: reload. */
 static void
 runtime_signal_hup_cb(evutil_socket_t sig, short what, void *arg)
@@ -324,7 +370,9 @@ runtime_init_loop(struct runtime *rt)
 	evsignal_add(rt->sig_term, NULL);
 	evsignal_add(rt->sig_int, NULL);
 	evsignal_add(rt->sig_hup, NULL);
-	return 0;
+	rt->local_cert_timer = evtimer_new(rt->base, runtime_local_cert_cb,
+	    rt);
+	return rt->local_cert_timer != NULL ? 0 : -1;
 }
 
 /* Build the running daemon for cfg. */
@@ -333,6 +381,7 @@ runtime_new(struct config *cfg, int verbose)
 {
 	struct runtime		*rt;
 	struct runtime_set	 set = { 0 };
+	time_t			 renew_at;
 	int			 reused = 0;
 
 	if ((rt = calloc(1, sizeof(*rt))) == NULL) {
@@ -346,12 +395,14 @@ runtime_new(struct config *cfg, int verbose)
 		log_errorx("cannot set up the event loop");
 		goto err;
 	}
-	if (runtime_prepare_local_cert(cfg) != 0 ||
+	if (runtime_prepare_local_cert(cfg, &renew_at) != 0 ||
 	    runtime_build_services(cfg, &set) != 0 ||
 	    runtime_build_listeners(rt, cfg, &set, &reused) != 0)
 		goto err;
 	rt->config = NULL;
 	runtime_install(rt, &set, cfg);
+	rt->local_cert_renew = renew_at;
+	runtime_arm_local_cert(rt);
 	return rt;
 err:
 	runtime_set_free(&set);
@@ -386,6 +437,7 @@ runtime_reload_config(struct runtime *rt)
 	struct config_errors	 errs = { 0 };
 	struct runtime_set	 set = { 0 };
 	struct config		*cfg;
+	time_t			 renew_at;
 	int			 i, reused = 0;
 
 	if ((cfg = config_load(rt->config->path, &errs)) == NULL) {
@@ -398,7 +450,7 @@ runtime_reload_config(struct runtime *rt)
 	for (i = 0; i < cfg->warnings.count; i++)
 		log_warnx("%s", cfg->warnings.lines[i]);
 	runtime_keep_start_settings(rt->config, cfg);
-	if (runtime_prepare_local_cert(cfg) != 0 ||
+	if (runtime_prepare_local_cert(cfg, &renew_at) != 0 ||
 	    runtime_build_services(cfg, &set) != 0 ||
 	    runtime_build_listeners(rt, cfg, &set, &reused) != 0) {
 		runtime_return_listeners(rt, &set);
@@ -408,6 +460,8 @@ runtime_reload_config(struct runtime *rt)
 		return -1;
 	}
 	runtime_install(rt, &set, cfg);
+	rt->local_cert_renew = renew_at;
+	runtime_arm_local_cert(rt);
 	log_info("configuration reloaded: %d service(s), %d listener(s) "
 	    "(%d kept)", rt->n_services, rt->n_listeners, reused);
 	return 0;
@@ -424,11 +478,11 @@ runtime_notify_ready(const struct runtime *rt, const char *prefix)
 	notify_ready(status);
 }
 
-/* Re-read the configuration; keep the running one on any error. */
-void
-runtime_reload(struct runtime *rt)
+/* Re-read the configuration, saying why; keep the running one on error. */
+static void
+runtime_reload_for(struct runtime *rt, const char *why)
 {
-	log_info("received SIGHUP: reloading %s", rt->config->path);
+	log_info("%s: reloading %s", why, rt->config->path);
 	if (rt->draining) {
 		log_warnx("reload ignored: the daemon is shutting down");
 		return;
@@ -438,6 +492,13 @@ runtime_reload(struct runtime *rt)
 		runtime_notify_ready(rt, "reload failed, see the log; ");
 	else
 		runtime_notify_ready(rt, "");
+}
+
+/* SIGHUP: re-read the configuration. */
+void
+runtime_reload(struct runtime *rt)
+{
+	runtime_reload_for(rt, "received SIGHUP");
 }
 
 /* Every listener is bound and privileges are dropped: say so. */
@@ -470,6 +531,7 @@ runtime_shutdown(struct runtime *rt)
 	if (!rt->draining) {
 		rt->draining = 1;
 		runtime_notify_stopping(rt);
+		evtimer_del(rt->local_cert_timer);
 		runtime_stop_pools(rt);
 		for (i = 0; i < rt->n_listeners; i++)
 			listener_free(rt->listeners[i]);
@@ -543,6 +605,8 @@ runtime_free(struct runtime *rt)
 		event_free(rt->sig_int);
 	if (rt->sig_hup != NULL)
 		event_free(rt->sig_hup);
+	if (rt->local_cert_timer != NULL)
+		event_free(rt->local_cert_timer);
 	if (rt->dns != NULL)
 		evdns_base_free(rt->dns, 1);
 	if (rt->base != NULL)

@@ -6,6 +6,7 @@
 #define MAILTLSD_RUNTIME_H
 
 #include <sys/queue.h>
+#include <time.h>
 
 #include "config.h"
 
@@ -35,6 +36,10 @@ struct runtime {
 	struct event		*sig_int;
 	struct event		*sig_hup;
 	struct event		*sig_pipe;
+	/* When the generated local_tls certificate in use is made again
+	 * (0: none is in use), and the daily look at the clock for it. */
+	time_t			 local_cert_renew;
+	struct event		*local_cert_timer;
 };
 
 /*

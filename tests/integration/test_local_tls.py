@@ -15,6 +15,7 @@ import hashlib
 import imaplib
 import os
 import poplib
+import pwd
 import re
 import shutil
 import smtplib
@@ -22,8 +23,9 @@ import socket
 import ssl
 import stat
 import subprocess
+import tempfile
 
-from daemon import check_config
+from daemon import Daemon, check_config
 from expectations import SECRET
 from harness import Skip, case, check, expect_error_line
 from starttls_server import MESSAGE, StarttlsServer
@@ -621,3 +623,147 @@ def test_remote_clients_warning(t):
                r"none: passwords cross the network")
     check(d.find_log(r"\[secure\] allow_remote_clients") is None,
           "warned for the service with local TLS")
+
+
+# ------------------------------------------------ user = and state_dir
+
+def nobody():
+    """(uid, gid, name) of the unprivileged test user, or Skip."""
+    if os.geteuid() != 0:
+        raise Skip("dropping privileges needs the tests to run as root")
+    try:
+        pw = pwd.getpwnam("nobody")
+    except KeyError:
+        raise Skip("no user nobody")
+    return pw.pw_uid, pw.pw_gid, pw.pw_name
+
+
+def open_home(t):
+    """A directory the user nobody can reach, with a copy of the test CA:
+    after the privilege drop a reload reads the file and the CA again."""
+    home = tempfile.mkdtemp(prefix="mailtlsd-localtls-")
+    t.stack.callback(shutil.rmtree, home, True)
+    os.chmod(home, 0o755)
+    ca = os.path.join(home, "ca.crt")
+    shutil.copyfile(t.certs.ca, ca)
+    os.chmod(ca, 0o644)
+    return home, ca
+
+
+def home_daemon(t, home, name, text):
+    """A daemon whose config (readable by anyone) lives in home."""
+    d = Daemon(t.binary, home, name)
+    t.daemons.append(d)
+    d.write_config(text)
+    os.chmod(d.conf_path, 0o644)
+    t.stack.callback(t._finish_daemon, d)
+    return d.start()
+
+
+def owner_and_mode(path):
+    st = os.lstat(path)
+    return st.st_uid, stat.S_IMODE(st.st_mode)
+
+
+@case(timeout=60)
+def test_user_takes_over_state_dir(t):
+    """A certificate made by a start without user = (root's 0700 state_dir,
+    0600 files) is given to the user at a start with user = nobody and
+    kept; every reload after the privilege drop then works, one that
+    changes nothing and one that needs a new certificate."""
+    uid, gid, name = nobody()
+    home, ca = open_home(t)
+    state = os.path.join(home, "state")
+    crt = os.path.join(state, "local.crt")
+    key = os.path.join(state, "local.key")
+    srv = StarttlsServer("imap", t.tls_context())
+    t.stack.callback(srv.stop)
+    svc = t.service(srv, "imap", tls="starttls", local_tls="implicit",
+                    ca_file=ca)
+
+    d = home_daemon(t, home, "as-root", t.config([svc], state_dir=state))
+    _, fp = re.search(GENERATED, d.wait_log(GENERATED)).groups()
+    check(d.stop() == 0, "the daemon as root did not stop cleanly")
+    d.stopped_by_test = True
+    for path, mode in ((state, 0o700), (crt, 0o600), (key, 0o600)):
+        check(owner_and_mode(path) == (0, mode), "%s: %r", path,
+              owner_and_mode(path))
+
+    text = t.config([svc], state_dir=state, user=name)
+    d2 = home_daemon(t, home, "as-nobody", text)
+    _, fp2 = re.search(REUSED, d2.wait_log(REUSED)).groups()
+    check(fp2 == fp, "made again: %s -> %s", fp, fp2)
+    d2.wait_log(r"running as user %s" % name)
+    for path, mode in ((state, 0o700), (crt, 0o600), (key, 0o600)):
+        check(owner_and_mode(path) == (uid, mode), "%s: %r, not nobody's",
+              path, owner_and_mode(path))
+    check(os.stat(state).st_gid == gid, "state_dir group")
+
+    # A reload that changes nothing about TLS.
+    mark = d2.reload()
+    d2.wait_log(r"configuration reloaded|reload failed", since=mark)
+    check(d2.find_log(r"reload failed", since=mark) is None,
+          "reload failed:\n%s", "\n".join(d2.log(mark)))
+    check(d2.find_log(r"generating", since=mark) is None, "made again")
+    check(presented_fingerprint(svc.port) == fp, "presents another")
+
+    # One with a new listen address: nobody makes the new certificate.
+    port2 = t.ports.take("127.0.0.2")
+    svc.opts["listen"] = [svc.opts["listen"], "127.0.0.2:%d" % port2]
+    mark = d2.reload(t.config([svc], state_dir=state, user=name))
+    d2.wait_log(r"configuration reloaded|reload failed", since=mark)
+    check(d2.find_log(r"reload failed", since=mark) is None,
+          "reload failed:\n%s", "\n".join(d2.log(mark)))
+    _, fp3 = re.search(GENERATED, d2.wait_log(GENERATED, since=mark)).groups()
+    check(fp3 != fp and presented_fingerprint(port2, "127.0.0.2") == fp3,
+          "the new certificate is not presented")
+    check(owner_and_mode(crt) == (uid, 0o600), "new local.crt: %r",
+          owner_and_mode(crt))
+
+
+@case(timeout=60)
+def test_state_dir_fifo(t):
+    """A FIFO named local.crt is never opened for reading, which would wait
+    for a writer for ever: not at start, not in a reload, where it would
+    stop the event loop.  A new certificate takes its place."""
+    state = state_dir(t)
+    crt = os.path.join(state, "local.crt")
+    os.mkdir(state, 0o700)
+    os.mkfifo(crt, 0o600)
+    srv, svc, d = setup(t, "imap", "implicit")
+    d.wait_log(r"generating a self-signed certificate .*\(%s is not a "
+               r"regular file\)" % re.escape(crt))
+    _, fp = re.search(GENERATED, d.wait_log(GENERATED)).groups()
+    check(presented_fingerprint(svc.port) == fp, "presents another")
+
+    os.unlink(crt)
+    os.mkfifo(crt, 0o600)
+    mark = d.reload()
+    d.wait_log(r"configuration reloaded|reload failed", since=mark,
+               timeout=10)
+    check(d.find_log(r"reload failed", since=mark) is None,
+          "reload failed:\n%s", "\n".join(d.log(mark)))
+    _, fp2 = re.search(GENERATED, d.wait_log(GENERATED, since=mark)).groups()
+    check(presented_fingerprint(svc.port) == fp2, "presents another")
+    check(stat.S_ISREG(os.lstat(crt).st_mode), "local.crt is no file")
+
+
+@case()
+def test_state_dir_open_to_others(t):
+    """A state_dir others may write to, where anyone could plant a key:
+    the start fails, saying so, and nothing is written there."""
+    state = state_dir(t)
+    os.mkdir(state)
+    os.chmod(state, 0o777)
+    srv = StarttlsServer("imap", t.tls_context())
+    t.stack.callback(srv.stop)
+    svc = t.service(srv, "imap", tls="starttls", local_tls="starttls")
+    d = t.daemon(svc, start=False, state_dir=state)
+    p = subprocess.run([t.binary, "-f", "-c", d.conf_path],
+                       capture_output=True, stdin=subprocess.DEVNULL,
+                       timeout=15)
+    err = p.stderr.decode(errors="replace")
+    check(p.returncode == 1, "exit status %s: %s", p.returncode, err[-300:])
+    check("local_tls: state_dir %s is writable by group or others" % state
+          in err, "stderr: %s", err[-300:])
+    check(os.listdir(state) == [], "written: %r", os.listdir(state))

@@ -1,10 +1,16 @@
 /*
  * check_localcert.c - unit tests of localcert.c (the generated certificate
- * for local_tls: made, kept, made again when it no longer fits, 0600) and
+ * for local_tls: made, kept, made again when it no longer fits or cannot
+ * be trusted, 0600, given to the configured user, renewed in time) and
  * of the server end of tls.c, with a full handshake in memory between
  * mailtlsd's own client end, trusting the generated certificate, and its
  * server end presenting it.
  */
+#define _XOPEN_SOURCE 700	/* nftw(), to clean up what tests make */
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +24,9 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include <mbedtls/ecp.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 
 #include "config.h"
@@ -43,20 +51,23 @@ setup(void)
 	snprintf(dir, sizeof(dir), "%s/state", top);
 }
 
-/* Remove what a test left. */
+/* Remove one entry, for nftw(). */
+static int
+remove_entry(const char *path, const struct stat *st, int flag,
+    struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Remove what a test left: links, FIFOs and directories too. */
 static void
 teardown(void)
 {
-	char	path[256];
-
-	snprintf(path, sizeof(path), "%s/" LOCALCERT_CERT_FILE, dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/" LOCALCERT_KEY_FILE, dir);
-	unlink(path);
-	rmdir(dir);
-	snprintf(path, sizeof(path), "%s/other", top);
-	unlink(path);
-	rmdir(top);
+	nftw(top, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* dir/file into a static buffer. */
@@ -198,8 +209,8 @@ START_TEST(test_generate)
 	int			 i;
 
 	test_names(&names);
-	ck_assert_msg(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1, err,
-	    sizeof(err)) == 0, "ensure: %s", err);
+	ck_assert_msg(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1, NULL,
+	    err, sizeof(err)) == 0, "ensure: %s", err);
 	/* The directory is made 0700, both files are 0600. */
 	ck_assert_int_eq(stat(dir, &st), 0);
 	ck_assert_uint_eq(st.st_mode & 07777, 0700);
@@ -217,13 +228,17 @@ START_TEST(test_generate)
 	    "IP:192.0.2.7 ");
 	ck_assert_int_eq(mbedtls_pk_get_type(&crt.pk), MBEDTLS_PK_ECKEY);
 	ck_assert_uint_eq(mbedtls_pk_get_bitlen(&crt.pk), 256);
-	/* From yesterday, for ten years. */
+	/* From yesterday, for 820 days: Apple platforms refuse over 825. */
 	now -= 86400;
 	gmtime_r(&now, &tm);
 	ck_assert_int_eq(crt.valid_from.year, tm.tm_year + 1900);
 	ck_assert_int_eq(crt.valid_from.mon, tm.tm_mon + 1);
 	ck_assert_int_eq(crt.valid_from.day, tm.tm_mday);
-	ck_assert_int_eq(crt.valid_to.year, tm.tm_year + 1900 + 10);
+	now += 820 * 86400L;
+	gmtime_r(&now, &tm);
+	ck_assert_int_eq(crt.valid_to.year, tm.tm_year + 1900);
+	ck_assert_int_eq(crt.valid_to.mon, tm.tm_mon + 1);
+	ck_assert_int_eq(crt.valid_to.day, tm.tm_mday);
 	/* Self-signed, positive serial of 16 bytes. */
 	ck_assert_uint_eq(crt.issuer_raw.len, crt.subject_raw.len);
 	ck_assert_mem_eq(crt.issuer_raw.p, crt.subject_raw.p,
@@ -250,24 +265,24 @@ START_TEST(test_reused)
 	size_t			 crt_len, key_len;
 
 	test_names(&names);
-	ck_assert_int_eq(localcert_check(dir, &names, time(NULL), why,
-	    sizeof(why)), 0);
+	ck_assert_int_eq(localcert_check(dir, &names, time(NULL),
+	    (uid_t)-1, why, sizeof(why)), 0);
 	ck_assert_ptr_nonnull(strstr(why, "no usable"));
 	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
-	    err, sizeof(err)), 0);
+	    NULL, err, sizeof(err)), 0);
 	crt = slurp(in_dir(LOCALCERT_CERT_FILE), &crt_len);
 	key = slurp(in_dir(LOCALCERT_KEY_FILE), &key_len);
-	ck_assert_int_eq(localcert_check(dir, &names, time(NULL), why,
-	    sizeof(why)), 1);
+	ck_assert_int_eq(localcert_check(dir, &names, time(NULL),
+	    (uid_t)-1, why, sizeof(why)), 1);
 	/* A second start keeps both files as they are. */
 	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
-	    err, sizeof(err)), 0);
+	    NULL, err, sizeof(err)), 0);
 	ck_assert(same_file(in_dir(LOCALCERT_CERT_FILE), crt, crt_len));
 	ck_assert(same_file(in_dir(LOCALCERT_KEY_FILE), key, key_len));
 	/* So does one with fewer names. */
 	localcert_names_init(&names);
 	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
-	    err, sizeof(err)), 0);
+	    NULL, err, sizeof(err)), 0);
 	ck_assert(same_file(in_dir(LOCALCERT_CERT_FILE), crt, crt_len));
 	free(crt);
 	free(key);
@@ -283,17 +298,17 @@ START_TEST(test_new_listen_address)
 
 	test_names(&names);
 	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
-	    err, sizeof(err)), 0);
+	    NULL, err, sizeof(err)), 0);
 	crt = slurp(in_dir(LOCALCERT_CERT_FILE), &crt_len);
 	ck_assert_int_eq(localcert_names_add(&names, "2001:db8::25"), 0);
-	ck_assert_int_eq(localcert_check(dir, &names, time(NULL), why,
-	    sizeof(why)), 0);
+	ck_assert_int_eq(localcert_check(dir, &names, time(NULL),
+	    (uid_t)-1, why, sizeof(why)), 0);
 	ck_assert_str_eq(why, "it does not cover 2001:db8::25");
 	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
-	    err, sizeof(err)), 0);
+	    NULL, err, sizeof(err)), 0);
 	ck_assert(!same_file(in_dir(LOCALCERT_CERT_FILE), crt, crt_len));
-	ck_assert_int_eq(localcert_check(dir, &names, time(NULL), why,
-	    sizeof(why)), 1);
+	ck_assert_int_eq(localcert_check(dir, &names, time(NULL),
+	    (uid_t)-1, why, sizeof(why)), 1);
 	free(crt);
 }
 END_TEST
@@ -309,24 +324,24 @@ START_TEST(test_expired)
 	/* Made eleven years ago: expired a year ago. */
 	ck_assert_int_eq(localcert_generate(dir, &names, now - 11 * YEAR,
 	    (uid_t)-1, (gid_t)-1, err, sizeof(err)), 0);
-	ck_assert_int_eq(localcert_check(dir, &names, now, why, sizeof(why)),
-	    0);
+	ck_assert_int_eq(localcert_check(dir, &names, now, (uid_t)-1, why,
+	    sizeof(why)), 0);
 	ck_assert_ptr_nonnull(strstr(why, "expires within"));
-	/* Made ten years less twenty days ago: renewed now. */
-	ck_assert_int_eq(localcert_generate(dir, &names, now - 10 * YEAR +
-	    20 * 86400, (uid_t)-1, (gid_t)-1, err, sizeof(err)), 0);
-	ck_assert_int_eq(localcert_check(dir, &names, now, why, sizeof(why)),
-	    0);
+	/* Made 820 days less twenty days ago: renewed now. */
+	ck_assert_int_eq(localcert_generate(dir, &names, now - 800 * 86400L,
+	    (uid_t)-1, (gid_t)-1, err, sizeof(err)), 0);
+	ck_assert_int_eq(localcert_check(dir, &names, now, (uid_t)-1, why,
+	    sizeof(why)), 0);
 	/* Made in the future (a clock that was wrong). */
 	ck_assert_int_eq(localcert_generate(dir, &names, now + 7 * 86400,
 	    (uid_t)-1, (gid_t)-1, err, sizeof(err)), 0);
-	ck_assert_int_eq(localcert_check(dir, &names, now, why, sizeof(why)),
-	    0);
+	ck_assert_int_eq(localcert_check(dir, &names, now, (uid_t)-1, why,
+	    sizeof(why)), 0);
 	ck_assert_str_eq(why, "it is not valid yet");
 	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
-	    err, sizeof(err)), 0);
-	ck_assert_int_eq(localcert_check(dir, &names, now, why, sizeof(why)),
-	    1);
+	    NULL, err, sizeof(err)), 0);
+	ck_assert_int_eq(localcert_check(dir, &names, now, (uid_t)-1, why,
+	    sizeof(why)), 1);
 }
 END_TEST
 
@@ -346,17 +361,17 @@ START_TEST(test_key_mismatch)
 	    (uid_t)-1, (gid_t)-1, err, sizeof(err)), 0);
 	key = slurp(key_in(other), &key_len);
 	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
-	    err, sizeof(err)), 0);
+	    NULL, err, sizeof(err)), 0);
 	ck_assert_ptr_nonnull(f = fopen(in_dir(LOCALCERT_KEY_FILE), "wb"));
 	ck_assert_uint_eq(fwrite(key, 1, key_len, f), key_len);
 	fclose(f);
-	ck_assert_int_eq(localcert_check(dir, &names, time(NULL), why,
-	    sizeof(why)), 0);
+	ck_assert_int_eq(localcert_check(dir, &names, time(NULL),
+	    (uid_t)-1, why, sizeof(why)), 0);
 	ck_assert_str_eq(why, "its key does not match it");
 	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
-	    err, sizeof(err)), 0);
-	ck_assert_int_eq(localcert_check(dir, &names, time(NULL), why,
-	    sizeof(why)), 1);
+	    NULL, err, sizeof(err)), 0);
+	ck_assert_int_eq(localcert_check(dir, &names, time(NULL),
+	    (uid_t)-1, why, sizeof(why)), 1);
 	free(key);
 	unlink(key_in(other));
 	snprintf(err, sizeof(err), "%s/" LOCALCERT_CERT_FILE, other);
@@ -376,14 +391,470 @@ START_TEST(test_state_dir_errors)
 	ck_assert_ptr_nonnull(f = fopen(dir, "w"));
 	fclose(f);
 	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
-	    err, sizeof(err)), -1);
+	    NULL, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "is not a directory"));
 	unlink(dir);
 	/* A parent that does not exist. */
 	snprintf(dir, sizeof(dir), "%s/no/such", top);
 	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
-	    err, sizeof(err)), -1);
+	    NULL, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "cannot create state_dir"));
+}
+END_TEST
+
+/* ---- Validity and renewal ----------------------------------------------- */
+
+/* Write text into path, mode 0600. */
+static void
+write_file(const char *path, const void *text, size_t len)
+{
+	int	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, len), (ssize_t)len);
+	close(fd);
+}
+
+/* t as an X.509 time string. */
+static void
+x509_time(time_t t, char buf[16])
+{
+	struct tm	tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, 16, "%Y%m%d%H%M%S", &tm);
+}
+
+/* A key and a certificate valid from..to, as an older mailtlsd made. */
+static void
+write_old_cert(time_t from, time_t to)
+{
+	mbedtls_pk_context	key;
+	mbedtls_x509write_cert	crt;
+	unsigned char		pem[4096], serial[1] = { 1 };
+	char			not_before[16], not_after[16];
+
+	mbedtls_pk_init(&key);
+	mbedtls_x509write_crt_init(&crt);
+	ck_assert_int_eq(mbedtls_pk_setup(&key,
+	    mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)), 0);
+	ck_assert_int_eq(mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1,
+	    mbedtls_pk_ec(key), tls_random, NULL), 0);
+	ck_assert_int_eq(mbedtls_pk_write_key_pem(&key, pem, sizeof(pem)), 0);
+	write_file(in_dir(LOCALCERT_KEY_FILE), pem, strlen((char *)pem));
+	mbedtls_x509write_crt_set_version(&crt, MBEDTLS_X509_CRT_VERSION_3);
+	mbedtls_x509write_crt_set_md_alg(&crt, MBEDTLS_MD_SHA256);
+	mbedtls_x509write_crt_set_subject_key(&crt, &key);
+	mbedtls_x509write_crt_set_issuer_key(&crt, &key);
+	ck_assert_int_eq(mbedtls_x509write_crt_set_subject_name(&crt,
+	    "CN=localhost"), 0);
+	ck_assert_int_eq(mbedtls_x509write_crt_set_issuer_name(&crt,
+	    "CN=localhost"), 0);
+#if MBEDTLS_VERSION_NUMBER >= 0x03040000
+	ck_assert_int_eq(mbedtls_x509write_crt_set_serial_raw(&crt, serial,
+	    sizeof(serial)), 0);
+#else
+	{
+		mbedtls_mpi	mpi;
+
+		mbedtls_mpi_init(&mpi);
+		ck_assert_int_eq(mbedtls_mpi_read_binary(&mpi, serial,
+		    sizeof(serial)), 0);
+		ck_assert_int_eq(mbedtls_x509write_crt_set_serial(&crt, &mpi),
+		    0);
+		mbedtls_mpi_free(&mpi);
+	}
+#endif
+	x509_time(from, not_before);
+	x509_time(to, not_after);
+	ck_assert_int_eq(mbedtls_x509write_crt_set_validity(&crt, not_before,
+	    not_after), 0);
+	ck_assert_int_eq(mbedtls_x509write_crt_pem(&crt, pem, sizeof(pem),
+	    tls_random, NULL), 0);
+	write_file(in_dir(LOCALCERT_CERT_FILE), pem, strlen((char *)pem));
+	mbedtls_x509write_crt_free(&crt);
+	mbedtls_pk_free(&key);
+}
+
+START_TEST(test_ten_year_certificate_replaced)
+{
+	struct localcert_names	names;
+	char			err[256], why[256];
+	time_t			now = time(NULL);
+
+	/* Apple Mail refuses it even when trusted: made again. */
+	test_names(&names);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	write_old_cert(now - 86400, now - 86400 + 10 * YEAR);
+	ck_assert_int_eq(localcert_check(dir, &names, now, (uid_t)-1, why,
+	    sizeof(why)), 0);
+	ck_assert_str_eq(why, "it is valid for more than 825 days, which "
+	    "Apple platforms refuse");
+	ck_assert_msg(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1, NULL,
+	    err, sizeof(err)) == 0, "ensure: %s", err);
+	ck_assert_msg(localcert_check(dir, &names, now, (uid_t)-1, why,
+	    sizeof(why)) == 1, "check: %s", why);
+}
+END_TEST
+
+START_TEST(test_renew_computation)
+{
+	const time_t	t = 1800000000;
+
+	ck_assert(localcert_renew_time(t) == t - 30 * 86400L);
+	/* Due at its time and after, not before. */
+	ck_assert(!localcert_renew_due(t + 1, t));
+	ck_assert(localcert_renew_due(t, t));
+	ck_assert(localcert_renew_due(t - 1, t));
+	/* The daemon looks at least daily, and when the time comes. */
+	ck_assert_int_eq(localcert_next_check(t + 400 * 86400L, t), 86400);
+	ck_assert_int_eq(localcert_next_check(t + 86401, t), 86400);
+	ck_assert_int_eq(localcert_next_check(t + 86400, t), 86400);
+	ck_assert_int_eq(localcert_next_check(t + 100, t), 100);
+	ck_assert_int_eq(localcert_next_check(t + 1, t), 1);
+	/* Past (a renewal that failed): again a day later, never at once. */
+	ck_assert_int_eq(localcert_next_check(t, t), 86400);
+	ck_assert_int_eq(localcert_next_check(t - 5 * 86400L, t), 86400);
+}
+END_TEST
+
+START_TEST(test_renew_at)
+{
+	struct localcert_names	names;
+	char			err[256], why[256];
+	time_t			now = time(NULL), renew_at = 0, want;
+
+	test_names(&names);
+	ck_assert_msg(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
+	    &renew_at, err, sizeof(err)) == 0, "ensure: %s", err);
+	/* From yesterday for 820 days, less 30: 789 days from now. */
+	want = now + 789 * 86400L;
+	ck_assert_msg(renew_at >= want && renew_at <= want + 5, "renew_at "
+	    "%lld, want %lld", (long long)renew_at, (long long)want);
+	/* The start or reload the daily look makes then renews it. */
+	ck_assert_int_eq(localcert_check(dir, &names, renew_at - 1, (uid_t)-1,
+	    why, sizeof(why)), 1);
+	ck_assert_int_eq(localcert_check(dir, &names, renew_at, (uid_t)-1, why,
+	    sizeof(why)), 0);
+	ck_assert_str_eq(why, "it expires within 30 days");
+}
+END_TEST
+
+/* ---- Trusting state_dir ------------------------------------------------- */
+
+/* top/other with a certificate of its own; its path. */
+static const char *
+make_other(const struct localcert_names *names)
+{
+	static char	other[128];
+	char		err[256];
+
+	snprintf(other, sizeof(other), "%s/other", top);
+	ck_assert_int_eq(mkdir(other, 0700), 0);
+	ck_assert_int_eq(localcert_generate(other, names, time(NULL),
+	    (uid_t)-1, (gid_t)-1, err, sizeof(err)), 0);
+	return other;
+}
+
+/* top/other/file in a static buffer. */
+static const char *
+in_other(const char *file)
+{
+	static char	path[256];
+
+	snprintf(path, sizeof(path), "%s/other/%s", top, file);
+	return path;
+}
+
+/* The check of dir by this process's user refuses it, saying want. */
+static void
+expect_refused(const struct localcert_names *names, const char *want)
+{
+	char	why[512];
+
+	ck_assert_int_eq(localcert_check(dir, names, time(NULL), (uid_t)-1,
+	    why, sizeof(why)), 0);
+	ck_assert_msg(strstr(why, want) != NULL, "why: %s", why);
+}
+
+/* The check of dir by this process's user passes. */
+static void
+expect_usable(const struct localcert_names *names)
+{
+	char	why[512];
+
+	ck_assert_msg(localcert_check(dir, names, time(NULL), (uid_t)-1, why,
+	    sizeof(why)) == 1, "check: %s", why);
+}
+
+/* localcert_ensure() as this process's user succeeds. */
+static void
+ensure_ok(const struct localcert_names *names)
+{
+	char	err[512];
+
+	ck_assert_msg(localcert_ensure(dir, names, (uid_t)-1, (gid_t)-1, NULL,
+	    err, sizeof(err)) == 0, "ensure: %s", err);
+}
+
+/* localcert_ensure() as this process's user fails, saying want. */
+static void
+ensure_fails(const struct localcert_names *names, const char *want)
+{
+	char	err[512];
+
+	ck_assert_int_eq(localcert_ensure(dir, names, (uid_t)-1, (gid_t)-1,
+	    NULL, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, want) != NULL, "err: %s", err);
+}
+
+START_TEST(test_fifo_not_opened)
+{
+	struct localcert_names	names;
+
+	/* Opening a FIFO waits for a writer, at start or in a reload. */
+	test_names(&names);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_eq(mkfifo(in_dir(LOCALCERT_CERT_FILE), 0600), 0);
+	expect_refused(&names, "/local.crt is not a regular file");
+	ensure_ok(&names);
+	expect_usable(&names);
+	ck_assert_int_eq(unlink(in_dir(LOCALCERT_KEY_FILE)), 0);
+	ck_assert_int_eq(mkfifo(in_dir(LOCALCERT_KEY_FILE), 0600), 0);
+	expect_refused(&names, "/local.key is not a regular file");
+	ensure_ok(&names);
+	expect_usable(&names);
+}
+END_TEST
+
+START_TEST(test_symlinks_not_followed)
+{
+	struct localcert_names	 names;
+	struct stat		 st;
+	char			*crt;
+	size_t			 len;
+
+	/* A valid pair elsewhere, linked in. */
+	test_names(&names);
+	make_other(&names);
+	crt = slurp(in_other(LOCALCERT_CERT_FILE), &len);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_eq(symlink(in_other(LOCALCERT_CERT_FILE),
+	    in_dir(LOCALCERT_CERT_FILE)), 0);
+	ck_assert_int_eq(symlink(in_other(LOCALCERT_KEY_FILE),
+	    in_dir(LOCALCERT_KEY_FILE)), 0);
+	expect_refused(&names, "/local.crt is a symbolic link");
+	ensure_ok(&names);
+	/* Replaced by files of its own; the other pair is untouched. */
+	ck_assert_int_eq(lstat(in_dir(LOCALCERT_CERT_FILE), &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	ck_assert_int_eq(lstat(in_dir(LOCALCERT_KEY_FILE), &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	ck_assert(!same_file(in_dir(LOCALCERT_CERT_FILE), crt, len));
+	ck_assert(same_file(in_other(LOCALCERT_CERT_FILE), crt, len));
+	expect_usable(&names);
+	free(crt);
+}
+END_TEST
+
+START_TEST(test_file_modes)
+{
+	struct localcert_names	names;
+	struct stat		st;
+
+	test_names(&names);
+	ensure_ok(&names);
+	/* A key others could read may have been copied: a new one. */
+	ck_assert_int_eq(chmod(in_dir(LOCALCERT_KEY_FILE), 0640), 0);
+	expect_refused(&names, "/local.key is readable by group or others");
+	ensure_ok(&names);
+	ck_assert_int_eq(stat(in_dir(LOCALCERT_KEY_FILE), &st), 0);
+	ck_assert_uint_eq(st.st_mode & 07777, 0600);
+	/* Files others could write are not used either. */
+	ck_assert_int_eq(chmod(in_dir(LOCALCERT_CERT_FILE), 0602), 0);
+	expect_refused(&names, "/local.crt is writable by group or others");
+	ensure_ok(&names);
+	ck_assert_int_eq(chmod(in_dir(LOCALCERT_KEY_FILE), 0620), 0);
+	expect_refused(&names, "/local.key is writable by group or others");
+	ensure_ok(&names);
+	/* A certificate is public: others may read it. */
+	ck_assert_int_eq(chmod(in_dir(LOCALCERT_CERT_FILE), 0644), 0);
+	expect_usable(&names);
+}
+END_TEST
+
+START_TEST(test_hard_link_refused)
+{
+	struct localcert_names	names;
+	char			other[128];
+
+	test_names(&names);
+	ensure_ok(&names);
+	snprintf(other, sizeof(other), "%s/other", top);
+	ck_assert_int_eq(mkdir(other, 0700), 0);
+	ck_assert_int_eq(link(in_dir(LOCALCERT_KEY_FILE),
+	    in_other("key")), 0);
+	expect_refused(&names, "/local.key has other hard links");
+	ensure_ok(&names);
+	expect_usable(&names);
+}
+END_TEST
+
+START_TEST(test_large_file_refused)
+{
+	struct localcert_names	 names;
+	char			*pad;
+	int			 fd;
+
+	/* A valid certificate, then 64 KiB of blank lines. */
+	test_names(&names);
+	ensure_ok(&names);
+	ck_assert_ptr_nonnull(pad = malloc(LOCALCERT_FILE_MAX));
+	memset(pad, '\n', LOCALCERT_FILE_MAX);
+	fd = open(in_dir(LOCALCERT_CERT_FILE), O_WRONLY | O_APPEND);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, pad, LOCALCERT_FILE_MAX),
+	    LOCALCERT_FILE_MAX);
+	close(fd);
+	free(pad);
+	expect_refused(&names, "/local.crt is larger than 65536 bytes");
+	ensure_ok(&names);
+	expect_usable(&names);
+}
+END_TEST
+
+START_TEST(test_state_dir_refused)
+{
+	struct localcert_names	names;
+	char			other[128], want[256];
+
+	test_names(&names);
+	/* A symbolic link to a directory. */
+	snprintf(other, sizeof(other), "%s/other", top);
+	ck_assert_int_eq(mkdir(other, 0700), 0);
+	ck_assert_int_eq(symlink(other, dir), 0);
+	ensure_fails(&names, "is a symbolic link");
+	ck_assert_int_eq(access(in_other(LOCALCERT_CERT_FILE), F_OK), -1);
+	ck_assert_int_eq(unlink(dir), 0);
+	/* Writable by group or by others: anyone there could plant a key. */
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(want, sizeof(want), "state_dir %s is writable by group or "
+	    "others", dir);
+	ck_assert_int_eq(chmod(dir, 0770), 0);
+	ensure_fails(&names, want);
+	ck_assert_int_eq(chmod(dir, 01703), 0);
+	ensure_fails(&names, want);
+	ck_assert_int_eq(access(in_dir(LOCALCERT_CERT_FILE), F_OK), -1);
+	/* Others may look in. */
+	ck_assert_int_eq(chmod(dir, 0755), 0);
+	ensure_ok(&names);
+}
+END_TEST
+
+/* ---- Owners (as root) ---------------------------------------------------- */
+
+/* The user nobody. */
+static const struct passwd *
+nobody(void)
+{
+	static struct passwd	 copy;
+	const struct passwd	*pw = getpwnam("nobody");
+
+	ck_assert_ptr_nonnull(pw);
+	copy = *pw;
+	return &copy;
+}
+
+/* Owner and mode of path. */
+static void
+expect_owner(const char *path, uid_t uid, mode_t mode)
+{
+	struct stat	st;
+
+	ck_assert_int_eq(lstat(path, &st), 0);
+	ck_assert_msg(st.st_uid == uid && (st.st_mode & 07777) == mode,
+	    "%s: uid %lu mode %o", path, (unsigned long)st.st_uid,
+	    (unsigned)(st.st_mode & 07777));
+}
+
+START_TEST(test_other_owner_refused)
+{
+	struct localcert_names	 names;
+	const struct passwd	*pw = nobody();
+
+	/* Root runs it alone: a file of another user is not trusted. */
+	test_names(&names);
+	ensure_ok(&names);
+	ck_assert_int_eq(chown(in_dir(LOCALCERT_KEY_FILE), pw->pw_uid,
+	    pw->pw_gid), 0);
+	expect_refused(&names, "/local.key is owned by uid ");
+	ensure_ok(&names);
+	expect_owner(in_dir(LOCALCERT_KEY_FILE), 0, 0600);
+	ck_assert_int_eq(chown(dir, pw->pw_uid, pw->pw_gid), 0);
+	ensure_fails(&names, "/state is owned by uid ");
+}
+END_TEST
+
+START_TEST(test_user_takes_over)
+{
+	struct localcert_names	 names;
+	const struct passwd	*pw = nobody();
+	char			 err[256], why[256];
+	char			*crt, *key;
+	size_t			 crt_len, key_len;
+
+	/* Made by a start as root without user = ... */
+	test_names(&names);
+	ensure_ok(&names);
+	crt = slurp(in_dir(LOCALCERT_CERT_FILE), &crt_len);
+	key = slurp(in_dir(LOCALCERT_KEY_FILE), &key_len);
+	/* ... root's 0600 files are of no use to the user after the drop ... */
+	ck_assert_int_eq(localcert_check(dir, &names, time(NULL), pw->pw_uid,
+	    why, sizeof(why)), 0);
+	ck_assert_msg(strstr(why, "/local.crt cannot be read by the user "
+	    "mailtlsd runs as") != NULL, "why: %s", why);
+	/* ... so a start with user = gives it all to the user, unchanged. */
+	ck_assert_msg(localcert_ensure(dir, &names, pw->pw_uid, pw->pw_gid,
+	    NULL, err, sizeof(err)) == 0, "ensure: %s", err);
+	expect_owner(dir, pw->pw_uid, 0700);
+	expect_owner(in_dir(LOCALCERT_CERT_FILE), pw->pw_uid, 0600);
+	expect_owner(in_dir(LOCALCERT_KEY_FILE), pw->pw_uid, 0600);
+	ck_assert(same_file(in_dir(LOCALCERT_CERT_FILE), crt, crt_len));
+	ck_assert(same_file(in_dir(LOCALCERT_KEY_FILE), key, key_len));
+	ck_assert_msg(localcert_check(dir, &names, time(NULL), pw->pw_uid,
+	    why, sizeof(why)) == 1, "check: %s", why);
+	free(crt);
+	free(key);
+}
+END_TEST
+
+START_TEST(test_user_gets_no_other_file)
+{
+	struct localcert_names	 names;
+	const struct passwd	*pw = nobody();
+	struct stat		 st;
+	char			 err[256], other[128];
+
+	/* Root files linked into state_dir (as the user could): not given. */
+	test_names(&names);
+	snprintf(other, sizeof(other), "%s/other", top);
+	ck_assert_int_eq(mkdir(other, 0700), 0);
+	write_file(in_other("a"), "root's\n", 7);
+	write_file(in_other("b"), "root's\n", 7);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_eq(link(in_other("a"), in_dir(LOCALCERT_KEY_FILE)), 0);
+	ck_assert_int_eq(symlink(in_other("b"), in_dir(LOCALCERT_CERT_FILE)),
+	    0);
+	ck_assert_msg(localcert_ensure(dir, &names, pw->pw_uid, pw->pw_gid,
+	    NULL, err, sizeof(err)) == 0, "ensure: %s", err);
+	expect_owner(in_other("a"), 0, 0600);
+	expect_owner(in_other("b"), 0, 0600);
+	ck_assert(same_file(in_other("a"), "root's\n", 7));
+	/* The names now hold a new pair of the user's. */
+	expect_owner(in_dir(LOCALCERT_KEY_FILE), pw->pw_uid, 0600);
+	expect_owner(in_dir(LOCALCERT_CERT_FILE), pw->pw_uid, 0600);
+	ck_assert_int_eq(stat(in_other("a"), &st), 0);
+	ck_assert_uint_eq(st.st_nlink, 1);
 }
 END_TEST
 
@@ -413,6 +884,7 @@ START_TEST(test_prepare)
 	struct config	*cfg;
 	char		 text[1024], err[256], why[256];
 	struct localcert_names names;
+	time_t		 renew_at;
 
 	snprintf(text, sizeof(text), "[global]\nstate_dir = %s\n"
 	    "[a]\nlisten = 127.0.0.2:1143\nremote = mail.test:993\n"
@@ -422,8 +894,9 @@ START_TEST(test_prepare)
 	    "local_key = /x/c.key\n"
 	    "[c]\nlisten = 127.0.0.4:1143\nremote = mail.test:993\n", dir);
 	cfg = load_config_text(text);
-	ck_assert_msg(localcert_prepare(cfg, err, sizeof(err)) == 0,
+	ck_assert_msg(localcert_prepare(cfg, &renew_at, err, sizeof(err)) == 0,
 	    "prepare: %s", err);
+	ck_assert(renew_at > time(NULL) + 700 * 86400L);
 	ck_assert_str_eq(cfg->services[0].local_cert,
 	    in_dir(LOCALCERT_CERT_FILE));
 	ck_assert_str_eq(cfg->services[0].local_key,
@@ -433,11 +906,11 @@ START_TEST(test_prepare)
 	/* It covers the listen address of [a] only. */
 	localcert_names_init(&names);
 	ck_assert_int_eq(localcert_names_add(&names, "127.0.0.2"), 0);
-	ck_assert_int_eq(localcert_check(dir, &names, time(NULL), why,
-	    sizeof(why)), 1);
+	ck_assert_int_eq(localcert_check(dir, &names, time(NULL),
+	    (uid_t)-1, why, sizeof(why)), 1);
 	ck_assert_int_eq(localcert_names_add(&names, "127.0.0.3"), 0);
-	ck_assert_int_eq(localcert_check(dir, &names, time(NULL), why,
-	    sizeof(why)), 0);
+	ck_assert_int_eq(localcert_check(dir, &names, time(NULL),
+	    (uid_t)-1, why, sizeof(why)), 0);
 	config_free(cfg);
 
 	/* Without a service that needs it, nothing is made. */
@@ -446,8 +919,10 @@ START_TEST(test_prepare)
 	snprintf(text, sizeof(text), "[global]\nstate_dir = %s\n"
 	    "[c]\nlisten = 127.0.0.4:1143\nremote = mail.test:993\n", dir);
 	cfg = load_config_text(text);
-	ck_assert_int_eq(localcert_prepare(cfg, err, sizeof(err)), 0);
+	ck_assert_int_eq(localcert_prepare(cfg, &renew_at, err, sizeof(err)),
+	    0);
 	ck_assert_int_eq(access(dir, F_OK), -1);
+	ck_assert(renew_at == 0);
 	config_free(cfg);
 }
 END_TEST
@@ -485,7 +960,7 @@ pair_setup(struct pair *p, const char *server_name)
 
 	test_names(&names);
 	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
-	    err, sizeof(err)), 0);
+	    NULL, err, sizeof(err)), 0);
 	memset(&sc, 0, sizeof(sc));
 	sc.protocol = MAIL_PROTO_IMAP;
 	sc.tls = TLS_MODE_IMPLICIT;
@@ -635,7 +1110,7 @@ START_TEST(test_local_ctx_errors)
 
 	test_names(&names);
 	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
-	    err, sizeof(err)), 0);
+	    NULL, err, sizeof(err)), 0);
 	snprintf(other, sizeof(other), "%s/other", top);
 	ck_assert_int_eq(mkdir(other, 0700), 0);
 	ck_assert_int_eq(localcert_generate(other, &names, time(NULL),
@@ -694,6 +1169,38 @@ localcert_suite(void)
 	tcase_add_test(tc, test_key_mismatch);
 	tcase_add_test(tc, test_state_dir_errors);
 	tcase_add_test(tc, test_prepare);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("validity");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_ten_year_certificate_replaced);
+	tcase_add_test(tc, test_renew_computation);
+	tcase_add_test(tc, test_renew_at);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("trust");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_fifo_not_opened);
+	tcase_add_test(tc, test_symlinks_not_followed);
+	tcase_add_test(tc, test_file_modes);
+	tcase_add_test(tc, test_hard_link_refused);
+	tcase_add_test(tc, test_large_file_refused);
+	tcase_add_test(tc, test_state_dir_refused);
+	suite_add_tcase(s, tc);
+
+	/* Giving files to another user, or owning them as one, takes root. */
+	tc = tcase_create("owners");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	if (geteuid() == 0 && getpwnam("nobody") != NULL) {
+		tcase_add_test(tc, test_other_owner_refused);
+		tcase_add_test(tc, test_user_takes_over);
+		tcase_add_test(tc, test_user_gets_no_other_file);
+	} else
+		fprintf(stderr, "check_localcert: not root or no user nobody: "
+		    "the owner tests are skipped\n");
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("server_end");
