@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <dirent.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -404,6 +405,60 @@ localcert_open_dir(const char *dir, char *why, size_t whylen)
 	return -1;
 }
 
+/* Whether name is one of the files mailtlsd keeps in state_dir. */
+static int
+localcert_own_name(const char *name)
+{
+	size_t	n;
+
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+	    strcmp(name, LOCALCERT_CERT_FILE) == 0 ||
+	    strcmp(name, LOCALCERT_KEY_FILE) == 0)
+		return 1;
+	/* A temporary file left by a write that was cut short. */
+	for (n = 0; n < 2; n++) {
+		const char	*file = n == 0 ? LOCALCERT_CERT_FILE :
+				    LOCALCERT_KEY_FILE;
+		size_t		 len = strlen(file);
+
+		if (name[0] == '.' && strncmp(name + 1, file, len) == 0 &&
+		    name[len + 1] == '.')
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Whether the directory open on fd holds nothing but mailtlsd's own files:
+ * only such a directory is given to the user.  A state_dir pointed at a
+ * shared directory (say /var/lib) must never become the user's.
+ */
+static int
+localcert_dir_is_ours(int fd, const char *dir, char *err, size_t errlen)
+{
+	DIR		*d;
+	struct dirent	*e;
+	int		 dup_fd, ours = 1;
+
+	if ((dup_fd = dup(fd)) < 0 || (d = fdopendir(dup_fd)) == NULL) {
+		if (dup_fd >= 0)
+			close(dup_fd);
+		snprintf(err, errlen, "cannot read state_dir %s: %s", dir,
+		    strerror(errno));
+		return 0;
+	}
+	while (ours && (e = readdir(d)) != NULL)
+		if (!localcert_own_name(e->d_name)) {
+			snprintf(err, errlen, "state_dir %s belongs to another "
+			    "user than the one mailtlsd runs as and holds other "
+			    "files (%s): use a directory of its own", dir,
+			    e->d_name);
+			ours = 0;
+		}
+	closedir(d);
+	return ours;
+}
+
 /*
  * Check an existing state_dir: a directory, not a symbolic link, of root
  * or the reader, writable by nobody else.  Give it to uid:gid when root
@@ -438,6 +493,8 @@ localcert_use_dir(const char *dir, uid_t uid, gid_t gid, char *err,
 	    localcert_reader(uid), err, errlen)) {
 		if (uid == (uid_t)-1 || st.st_uid == uid)
 			status = 0;
+		else if (!localcert_dir_is_ours(fd, dir, err, errlen))
+			status = -1;
 		else if (fchown(fd, uid, gid) == 0) {
 			log_info("local_tls: gave state_dir %s to uid %lu, the "
 			    "user mailtlsd runs as", dir, (unsigned long)uid);

@@ -828,6 +828,28 @@ START_TEST(test_user_takes_over)
 }
 END_TEST
 
+START_TEST(test_shared_dir_not_given)
+{
+	struct localcert_names	 names;
+	const struct passwd	*pw = nobody();
+	char			 err[256], other[256];
+	int			 fd;
+
+	/* A root directory that holds other files is not the user's to have. */
+	test_names(&names);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(other, sizeof(other), "%s/somebody-elses", dir);
+	ck_assert_int_ge(fd = open(other, O_WRONLY | O_CREAT, 0600), 0);
+	close(fd);
+	ck_assert_int_eq(localcert_ensure(dir, &names, pw->pw_uid, pw->pw_gid,
+	    NULL, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "holds other files (somebody-elses): use a "
+	    "directory of its own") != NULL, "err: %s", err);
+	expect_owner(dir, 0, 0700);
+	unlink(other);
+}
+END_TEST
+
 START_TEST(test_user_gets_no_other_file)
 {
 	struct localcert_names	 names;
@@ -1197,6 +1219,7 @@ localcert_suite(void)
 	if (geteuid() == 0 && getpwnam("nobody") != NULL) {
 		tcase_add_test(tc, test_other_owner_refused);
 		tcase_add_test(tc, test_user_takes_over);
+		tcase_add_test(tc, test_shared_dir_not_given);
 		tcase_add_test(tc, test_user_gets_no_other_file);
 	} else
 		fprintf(stderr, "check_localcert: not root or no user nobody: "
