@@ -161,12 +161,21 @@ pop3_challenge(const char *line, size_t len)
 	return len >= 1 && line[0] == '+' && (len == 1 || line[1] == ' ');
 }
 
-/* The first line of a response: what it means for the streams. */
-static void
-pop3_server_status(struct pop3_filter *pf, const char *line, size_t len)
+/*
+ * The first line of a response: what it means for the streams; -1 when it
+ * is no response at all, which means the filter lost track of the server's
+ * responses (a multi-line answer it took for one line) and must not go on.
+ */
+static int
+pop3_server_status(struct proto_filter *f, struct pop3_filter *pf,
+    const char *line, size_t len)
 {
 	int	ok = pop3_status(line, len, "+OK");
 
+	if (proto_fifo_head(&pf->fifo) >= 0 && !ok &&
+	    !pop3_status(line, len, "-ERR") && !pop3_challenge(line, len))
+		return proto_filter_fail(f, "POP3 server line that is neither "
+		    "+OK nor -ERR where a response was due");
 	switch (proto_fifo_head(&pf->fifo)) {
 	case POP3_EXP_SINGLE:
 		break;
@@ -182,15 +191,16 @@ pop3_server_status(struct pop3_filter *pf, const char *line, size_t len)
 		if (pop3_challenge(line, len)) {
 			if (pf->cli == POP3_CLI_WAIT)
 				pf->cli = POP3_CLI_SASL;
-			return;		/* the exchange goes on */
+			return 0;	/* the exchange goes on */
 		}
 		pf->authed = ok;
 		pf->cli = POP3_CLI_COMMAND;
 		break;
 	default:
-		return;		/* unsolicited: nothing was asked */
+		return 0;	/* unsolicited: nothing was asked */
 	}
 	proto_fifo_pop(&pf->fifo);
+	return 0;
 }
 
 /* One line of a multi-line body: 1 when it ended the response. */
@@ -234,7 +244,8 @@ pop3_filter_server(struct proto_filter *f, struct evbuffer *in,
 				return proto_filter_fail(f, "out of memory");
 			continue;
 		}
-		pop3_server_status(pf, line, len);
+		if (pop3_server_status(f, pf, line, len) != 0)
+			return -1;
 		if (proto_move(in, out, len + eol) != 0)
 			return proto_filter_fail(f, "out of memory");
 	}
@@ -263,6 +274,7 @@ pop3_client_expect(const char *line, size_t len, int *sasl)
 	if (proto_word_is(line, verb, "RETR") ||
 	    proto_word_is(line, verb, "TOP") ||
 	    (!arg && (proto_word_is(line, verb, "LIST") ||
+	    proto_word_is(line, verb, "LANG") ||	/* RFC 6856 */
 	    proto_word_is(line, verb, "UIDL"))))
 		return POP3_EXP_MULTI;
 	return POP3_EXP_SINGLE;
@@ -281,10 +293,12 @@ pop3_client_command(struct proto_filter *f, struct pop3_filter *pf,
 	if ((r = proto_line_find(in, &line, &len, &eol)) <= 0)
 		return r < 0 ? proto_filter_fail(f, "client line longer than "
 		    PROTO_LINE_MAX_TEXT " bytes before login") : 0;
+	/* Pipelining has no limit: more commands wait for answers. */
+	if (pf->fifo.count == PROTO_PIPELINE_MAX)
+		return 0;
 	expect = pop3_client_expect(line, len, &sasl);
 	if (proto_fifo_push(&pf->fifo, expect) != 0)
-		return proto_filter_fail(f, "too many pipelined commands "
-		    "before login");
+		return proto_filter_fail(f, "out of memory");
 	if (expect == POP3_EXP_LOCAL) {
 		if (evbuffer_drain(in, len + eol) != 0)
 			return proto_filter_fail(f, "out of memory");

@@ -341,6 +341,13 @@ smtp_server_line(struct proto_filter *f, struct smtp_filter *sf,
 	if (smtp_reply_parse(line, len, &code, &more) != 0)
 		return proto_filter_fail(f, "malformed SMTP reply from the "
 		    "server");
+	/*
+	 * A reply during message data, other than 421 before a close, means
+	 * the server saw the data end where mailtlsd did not (a client that
+	 * ends lines with a bare LF): follow the server, which answered it.
+	 */
+	if (sf->cli == SMTP_CLI_BODY && code != 421)
+		sf->cli = SMTP_CLI_COMMAND;
 	if (sf->srv_code != 0 && code != sf->srv_code)
 		return proto_filter_fail(f, "malformed multi-line SMTP reply "
 		    "from the server (the code changed)");
@@ -439,9 +446,9 @@ smtp_client_command(struct proto_filter *f, struct smtp_filter *sf,
 	if ((r = proto_line_find(in, &line, &len, &eol)) <= 0)
 		return r < 0 ? proto_filter_fail(f, "client line longer than "
 		    PROTO_LINE_MAX_TEXT " bytes before login") : 0;
+	/* Pipelining has no limit (RFC 2920): more commands wait. */
 	if (sf->fifo.count == PROTO_PIPELINE_MAX)
-		return proto_filter_fail(f, "too many pipelined commands "
-		    "before login");
+		return 0;
 	if ((expect = smtp_client_expect(sf, line, len)) < 0)
 		return proto_filter_fail(f, "BDAT chunk too large");
 	proto_fifo_push(&sf->fifo, expect);
