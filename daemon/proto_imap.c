@@ -65,6 +65,8 @@ struct imap_filter {
 
 	struct imap_tag		 auth[IMAP_AUTH_TAGS]; /* LOGIN/AUTHENTICATE */
 	int			 n_auth;
+	uint64_t		 sent[PROTO_PIPELINE_MAX]; /* tags in flight, */
+	int			 n_sent;		   /* as hashes */
 
 	struct evbuffer		*local;		/* refusals for the client */
 	int			 n_local;
@@ -295,12 +297,39 @@ imap_tag_set(struct imap_tag *t, const char *tag, size_t len)
 	return 0;
 }
 
+/* A tag as a number, to keep the tags in flight small (FNV-1a). */
+static uint64_t
+imap_tag_hash(const char *tag, size_t len)
+{
+	uint64_t	h = 0xcbf29ce484222325ULL;
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ (unsigned char)tag[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+/* Where the tag is among those in flight, or -1. */
+static int
+imap_sent_find(const struct imap_filter *im, uint64_t hash)
+{
+	int	i;
+
+	for (i = 0; i < im->n_sent; i++)
+		if (im->sent[i] == hash)
+			return i;
+	return -1;
+}
+
 /* The server answered a tagged command: follow what it means. */
 static void
 imap_server_tagged(struct imap_filter *im, const char *tag, size_t len,
     int ok)
 {
 	int	i;
+
+	if ((i = imap_sent_find(im, imap_tag_hash(tag, len))) >= 0)
+		im->sent[i] = im->sent[--im->n_sent];
 
 	/* A refused synchronizing literal or a finished AUTHENTICATE. */
 	if ((im->cli == IMAP_CLI_WAIT_LITERAL ||
@@ -489,6 +518,34 @@ imap_client_auth_tag(struct proto_filter *f, struct imap_filter *im,
 }
 
 /*
+ * Note the tag of a command that goes to the server.  Tags must be unique
+ * among the commands in flight (RFC 9051 2.2.1); the login is told by the
+ * tagged OK to its tag, so a LOGIN or AUTHENTICATE that shares its tag with
+ * another command in flight could be taken for logged in when it was not.
+ */
+static int
+imap_client_tag_sent(struct proto_filter *f, struct imap_filter *im,
+    const char *tag, size_t len, int login)
+{
+	uint64_t	hash = imap_tag_hash(tag, len);
+	int		i;
+
+	if (imap_sent_find(im, hash) >= 0) {
+		for (i = 0; i < im->n_auth && !login; i++)
+			login = imap_tag_is(&im->auth[i], tag, len);
+		if (login)
+			return proto_filter_fail(f, "IMAP client gave a LOGIN "
+			    "or AUTHENTICATE the tag of another command in "
+			    "progress");
+	}
+	if (im->n_sent == PROTO_PIPELINE_MAX)
+		return proto_filter_fail(f, "too many pipelined commands "
+		    "before login");
+	im->sent[im->n_sent++] = hash;
+	return 0;
+}
+
+/*
  * The first line of a client command: 1 when it was a STARTTLS answered
  * here (and taken from the input), 0 to forward it, -1 on failure.
  */
@@ -515,6 +572,9 @@ imap_client_command(struct proto_filter *f, struct imap_filter *im,
 			return proto_filter_fail(f, "out of memory");
 		return 1;
 	}
+	if (imap_client_tag_sent(f, im, p, tag, proto_word_is(c, cmd,
+	    "AUTHENTICATE") || proto_word_is(c, cmd, "LOGIN")) != 0)
+		return -1;
 	if (proto_word_is(c, cmd, "AUTHENTICATE"))
 		im->cli_authenticate = 1;
 	else if (!proto_word_is(c, cmd, "LOGIN"))
@@ -580,6 +640,10 @@ imap_client_step(struct proto_filter *f, struct evbuffer *in,
 		return r;
 	case IMAP_CLI_COMMAND:
 	case IMAP_CLI_CONTINUE:
+		/* Any number may be pipelined: beyond these, they wait. */
+		if (im->cli == IMAP_CLI_COMMAND &&
+		    im->n_sent == PROTO_PIPELINE_MAX)
+			return 0;
 		if ((r = proto_line_find(in, &p, &len, &eol)) <= 0)
 			return r < 0 ? proto_filter_fail(f, "client line "
 			    "longer than " PROTO_LINE_MAX_TEXT " bytes before "

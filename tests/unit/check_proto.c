@@ -704,6 +704,24 @@ static const struct transcript transcripts[] = {
 	    { 'C', "a2 STARTTLS\r\n" } },
 	    "+ \r\na1 NO [UNAVAILABLE] try later\r\n" IMAP_REFUSAL("a2"),
 	    "a1 AUTHENTICATE PLAIN\r\n", 0, NULL },
+	{ "imap login reusing a tag in flight", MAIL_PROTO_IMAP, 0, {
+	    { 'C', "a1 NOOP\r\na1 LOGIN bob wrong\r\n" } },
+	    "", "a1 NOOP\r\n", 0, "IMAP client gave a LOGIN or AUTHENTICATE "
+	    "the tag of another command in progress" },
+	{ "imap command reusing a login's tag", MAIL_PROTO_IMAP, 0, {
+	    { 'C', "a1 LOGIN bob wrong\r\na1 NOOP\r\n" } },
+	    "", "a1 LOGIN bob wrong\r\n", 0, "IMAP client gave a LOGIN or "
+	    "AUTHENTICATE the tag of another command in progress" },
+	{ "imap tags reused one after the other", MAIL_PROTO_IMAP, 0, {
+	    { 'C', "a NOOP\r\n" },
+	    { 'S', "a OK done\r\n" },
+	    { 'C', "a LOGIN bob wrong\r\n" },
+	    { 'S', "a NO [AUTHENTICATIONFAILED] no\r\n" },
+	    { 'C', "a LOGIN bob right\r\n" },
+	    { 'S', "a OK [CAPABILITY IMAP4rev1 STARTTLS] in\r\n" } },
+	    "a OK done\r\na NO [AUTHENTICATIONFAILED] no\r\n"
+	    "a OK [CAPABILITY IMAP4rev1] in\r\n",
+	    "a NOOP\r\na LOGIN bob wrong\r\na LOGIN bob right\r\n", 1, NULL },
 	{ "imap bare LF", MAIL_PROTO_IMAP, 0, {
 	    { 'C', "a1 CAPABILITY\n" },
 	    { 'S', "* CAPABILITY IMAP4rev1 STARTTLS\na1 OK\n" } },
@@ -1367,6 +1385,7 @@ START_TEST(test_filter_bounds)
 	pipeline_waits(MAIL_PROTO_SMTP, "RCPT TO:<r@example.org>\r\n",
 	    "250 ok\r\n");
 	pipeline_waits(MAIL_PROTO_POP3, "NOOP\r\n", "+OK\r\n");
+	pipeline_waits(MAIL_PROTO_IMAP, "a NOOP\r\n", "a OK\r\n");
 
 	f = proto_filter_new(MAIL_PROTO_POP3);
 	for (i = 0; i <= PROTO_PIPELINE_MAX; i++)
