@@ -860,50 +860,30 @@ localcert_parse_key(mbedtls_pk_context *key, const unsigned char *buf,
 #endif
 }
 
-/* Read and parse dir's certificate (name in dirfd); 0, or -1 with why. */
+/*
+ * Read and parse one file of dir (open as dirfd): the certificate into crt,
+ * or, with crt NULL, the key into key.  0, or -1 with why.
+ */
 static int
-localcert_load_cert(int dirfd, const char *dir, uid_t reader,
-    mbedtls_x509_crt *crt, char *why, size_t whylen)
+localcert_load(int dirfd, const char *dir, uid_t reader,
+    mbedtls_x509_crt *crt, mbedtls_pk_context *key, char *why, size_t whylen)
 {
+	const char	*name = crt != NULL ? LOCALCERT_CERT_FILE :
+			    LOCALCERT_KEY_FILE;
 	char		 path[CONFIG_PATH_MAX + 16];
 	unsigned char	*buf;
 	size_t		 len;
 	int		 ret;
 
-	if (localcert_path(path, sizeof(path), dir, LOCALCERT_CERT_FILE) != 0) {
+	if (localcert_path(path, sizeof(path), dir, name) != 0) {
 		snprintf(why, whylen, "state_dir %s: path too long", dir);
 		return -1;
 	}
-	if (localcert_read(dirfd, LOCALCERT_CERT_FILE, path, 0, reader, &buf,
-	    &len, why, whylen) != 0)
+	if (localcert_read(dirfd, name, path, crt == NULL, reader, &buf, &len,
+	    why, whylen) != 0)
 		return -1;
-	ret = mbedtls_x509_crt_parse(crt, buf, len);
-	localcert_buf_free(buf, LOCALCERT_FILE_MAX + 1);
-	if (ret != 0) {
-		snprintf(why, whylen, "there is no usable %s", path);
-		return -1;
-	}
-	return 0;
-}
-
-/* Read and parse dir's key (name in dirfd); 0, or -1 with why. */
-static int
-localcert_load_key(int dirfd, const char *dir, uid_t reader,
-    mbedtls_pk_context *key, char *why, size_t whylen)
-{
-	char		 path[CONFIG_PATH_MAX + 16];
-	unsigned char	*buf;
-	size_t		 len;
-	int		 ret;
-
-	if (localcert_path(path, sizeof(path), dir, LOCALCERT_KEY_FILE) != 0) {
-		snprintf(why, whylen, "state_dir %s: path too long", dir);
-		return -1;
-	}
-	if (localcert_read(dirfd, LOCALCERT_KEY_FILE, path, 1, reader, &buf,
-	    &len, why, whylen) != 0)
-		return -1;
-	ret = localcert_parse_key(key, buf, len);
+	ret = crt != NULL ? mbedtls_x509_crt_parse(crt, buf, len) :
+	    localcert_parse_key(key, buf, len);
 	localcert_buf_free(buf, LOCALCERT_FILE_MAX + 1);
 	if (ret != 0) {
 		snprintf(why, whylen, "there is no usable %s", path);
@@ -963,8 +943,8 @@ localcert_check(const char *dir, const struct localcert_names *names,
 	mbedtls_pk_init(&key);
 	if ((fd = localcert_open_dir(dir, why, whylen)) < 0)
 		goto out;
-	if (localcert_load_cert(fd, dir, reader, &crt, why, whylen) != 0 ||
-	    localcert_load_key(fd, dir, reader, &key, why, whylen) != 0)
+	if (localcert_load(fd, dir, reader, &crt, NULL, why, whylen) != 0 ||
+	    localcert_load(fd, dir, reader, NULL, &key, why, whylen) != 0)
 		goto out;
 	if (!localcert_pair_ok(&crt, &key)) {
 		snprintf(why, whylen, "its key does not match it");
@@ -1032,7 +1012,7 @@ localcert_describe(const char *dir, uid_t uid,
 
 	mbedtls_x509_crt_init(&crt);
 	if ((fd = localcert_open_dir(dir, why, whylen)) >= 0 &&
-	    localcert_load_cert(fd, dir, localcert_reader(uid), &crt, why,
+	    localcert_load(fd, dir, localcert_reader(uid), &crt, NULL, why,
 	    whylen) == 0) {
 		*renew_at = localcert_renew_time(localcert_time(
 		    &crt.valid_to));

@@ -570,9 +570,9 @@ tls_conf_algorithms(struct tls_ctx *ctx, const struct service_config *sc)
 #endif
 }
 
-/* Build the shared TLS settings of one service. */
-struct tls_ctx *
-tls_ctx_new(const struct service_config *sc, char *err, size_t errlen)
+/* A new context with every mbedTLS part initialised; NULL (memory). */
+static struct tls_ctx *
+tls_ctx_alloc(char *err, size_t errlen)
 {
 	struct tls_ctx	*ctx;
 
@@ -585,6 +585,17 @@ tls_ctx_new(const struct service_config *sc, char *err, size_t errlen)
 	mbedtls_x509_crt_init(&ctx->ca_chain);
 	mbedtls_x509_crt_init(&ctx->own_cert);
 	mbedtls_pk_init(&ctx->own_key);
+	return ctx;
+}
+
+/* Build the shared TLS settings of one service. */
+struct tls_ctx *
+tls_ctx_new(const struct service_config *sc, char *err, size_t errlen)
+{
+	struct tls_ctx	*ctx;
+
+	if ((ctx = tls_ctx_alloc(err, errlen)) == NULL)
+		return NULL;
 	snprintf(ctx->server_name, sizeof(ctx->server_name), "%s",
 	    sc->server_name);
 	memcpy(ctx->pins, sc->pins, sizeof(ctx->pins));
@@ -1135,15 +1146,8 @@ tls_ctx_new_local(const struct service_config *sc, char *err, size_t errlen)
 {
 	struct tls_ctx	*ctx;
 
-	if ((ctx = calloc(1, sizeof(*ctx))) == NULL) {
-		snprintf(err, errlen, "out of memory");
+	if ((ctx = tls_ctx_alloc(err, errlen)) == NULL)
 		return NULL;
-	}
-	mbedtls_ssl_config_init(&ctx->conf);
-	mbedtls_ssl_session_init(&ctx->resume);
-	mbedtls_x509_crt_init(&ctx->ca_chain);
-	mbedtls_x509_crt_init(&ctx->own_cert);
-	mbedtls_pk_init(&ctx->own_key);
 	ctx->min_tls = TLS_VERSION_1_2;	/* min_tls is about the server */
 	if (mbedtls_ssl_config_defaults(&ctx->conf, MBEDTLS_SSL_IS_SERVER,
 	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT) != 0) {

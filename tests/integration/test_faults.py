@@ -504,12 +504,17 @@ def reset_after_go_ahead(conn):
     conn.reset()
 
 
-def reset_mid_download(conn):
-    """Greet, log in, send 4 MiB of the GET, then reset."""
-    st = conn.st
+def greet_and_login(st):
+    """The server side of a greeting and a LOGIN that succeeds."""
     st.sendall(GREETING["imap"])
     st.readline()
     st.sendall(b"a1 OK LOGIN completed\r\n")
+
+
+def reset_mid_download(conn):
+    """Greet, log in, send 4 MiB of the GET, then reset."""
+    st = conn.st
+    greet_and_login(st)
     words = st.readline().split()       # a3 GET n seed
     data = payload(int(words[2]), int(words[3]))
     st.sendall(data[:4 * MIB])
@@ -520,9 +525,7 @@ def reset_mid_download(conn):
 def reset_mid_upload(conn):
     """Greet, log in, read 2 MiB of the client's upload, then reset."""
     st = conn.st
-    st.sendall(GREETING["imap"])
-    st.readline()
-    st.sendall(b"a1 OK LOGIN completed\r\n")
+    greet_and_login(st)
     got = 0
     while got < 2 * MIB:
         data = st.recv()
@@ -683,9 +686,7 @@ def hold_after_go_ahead(conn):
 def endless_download(conn):
     """Greet, log in, then send data until the peer goes away."""
     st = conn.st
-    st.sendall(GREETING["imap"])
-    st.readline()
-    st.sendall(b"a1 OK LOGIN completed\r\n")
+    greet_and_login(st)
     conn.rec.logged_in.set()
     try:
         for chunk in random_chunks(1 << 40, 3):
@@ -697,9 +698,7 @@ def endless_download(conn):
 def endless_upload(conn):
     """Greet, log in, read until the peer goes away."""
     st = conn.st
-    st.sendall(GREETING["imap"])
-    st.readline()
-    st.sendall(b"a1 OK LOGIN completed\r\n")
+    greet_and_login(st)
     conn.rec.logged_in.set()
     conn.read_until_closed()
 
