@@ -345,7 +345,8 @@ class Proxy:
         ca = self.env.pki.ca
         if self.kind == "mailtlsd":
             out = ["[global]", "ca_file = " + ca, "log_level = warn",
-                   "max_sessions = 20000", "shutdown_timeout = 1"]
+                   "max_sessions = 20000", "max_sessions_per_client = 0",
+                   "shutdown_timeout = 1"]
             for s in services:
                 out += ["", "[%s]" % s.name,
                         "listen = 127.0.0.1:%d" % s.port,

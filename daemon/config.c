@@ -49,6 +49,7 @@ enum key_id {
 	KEY_CONNECT_TIMEOUT,
 	KEY_HANDSHAKE_TIMEOUT,
 	KEY_IDLE_TIMEOUT,
+	KEY_LOGIN_TIMEOUT,
 	KEY_SHUTDOWN_TIMEOUT,
 	KEY_POOL_SIZE,
 	KEY_POOL_MAX_AGE,
@@ -61,6 +62,7 @@ enum key_id {
 	KEY_STATE_DIR,
 	KEY_LOG_LEVEL,
 	KEY_MAX_SESSIONS,
+	KEY_MAX_SESSIONS_PER_CLIENT,
 	KEY_COUNT
 };
 
@@ -898,6 +900,15 @@ parse_idle_timeout(struct config *cfg, struct service_config *svc,
 	return parse_seconds(kv, &svc->idle_timeout);
 }
 
+/* login_timeout = SECONDS, or 0 for no deadline. */
+static int
+parse_login_timeout(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	(void)cfg;
+	return parse_number(kv, 0, CONFIG_MAX_TIMEOUT, &svc->login_timeout);
+}
+
 /* shutdown_timeout = SECONDS. */
 static int
 parse_shutdown_timeout(struct config *cfg, struct service_config *svc,
@@ -1019,6 +1030,16 @@ parse_max_sessions(struct config *cfg, struct service_config *svc,
 	return parse_number(kv, 1, MAX_SESSIONS_MAX, &cfg->max_sessions);
 }
 
+/* max_sessions_per_client = 0..1000000, 0 for no limit. */
+static int
+parse_max_sessions_per_client(struct config *cfg, struct service_config *svc,
+    struct kv *kv)
+{
+	(void)svc;
+	return parse_number(kv, 0, MAX_SESSIONS_MAX,
+	    &cfg->max_sessions_per_client);
+}
+
 /* ---- The key table ------------------------------------------------------- */
 
 #define SVC_FIELD(f)	offsetof(struct service_config, f), \
@@ -1053,6 +1074,8 @@ static const struct key_def keys[] = {
 	    parse_handshake_timeout, SVC_FIELD(handshake_timeout) },
 	{ "idle_timeout", KEY_IDLE_TIMEOUT, SCOPE_BOTH, 0, parse_idle_timeout,
 	    SVC_FIELD(idle_timeout) },
+	{ "login_timeout", KEY_LOGIN_TIMEOUT, SCOPE_BOTH, 0,
+	    parse_login_timeout, SVC_FIELD(login_timeout) },
 	{ "shutdown_timeout", KEY_SHUTDOWN_TIMEOUT, SCOPE_BOTH, 0,
 	    parse_shutdown_timeout, SVC_FIELD(shutdown_timeout) },
 	{ "pool_size", KEY_POOL_SIZE, SCOPE_BOTH, 0, parse_pool_size,
@@ -1076,6 +1099,8 @@ static const struct key_def keys[] = {
 	    NO_FIELD },
 	{ "max_sessions", KEY_MAX_SESSIONS, SCOPE_GLOBAL, 0,
 	    parse_max_sessions, NO_FIELD },
+	{ "max_sessions_per_client", KEY_MAX_SESSIONS_PER_CLIENT, SCOPE_GLOBAL,
+	    0, parse_max_sessions_per_client, NO_FIELD },
 	{ NULL, KEY_COUNT, SCOPE_SERVICE, 0, NULL, NO_FIELD }
 };
 
@@ -1107,6 +1132,7 @@ service_defaults(struct service_config *svc)
 	svc->connect_timeout = CONFIG_DEFAULT_CONNECT_TIMEOUT;
 	svc->handshake_timeout = CONFIG_DEFAULT_HANDSHAKE_TIMEOUT;
 	svc->idle_timeout = CONFIG_DEFAULT_IDLE_TIMEOUT;
+	svc->login_timeout = CONFIG_DEFAULT_LOGIN_TIMEOUT;
 	svc->shutdown_timeout = CONFIG_DEFAULT_SHUTDOWN_TIMEOUT;
 	svc->pool_size = 0;
 	svc->pool_max_age = CONFIG_DEFAULT_POOL_MAX_AGE;
@@ -1124,6 +1150,7 @@ global_defaults(struct config *cfg)
 	    CONFIG_DEFAULT_STATE_DIR);
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->max_sessions = CONFIG_DEFAULT_MAX_SESSIONS;
+	cfg->max_sessions_per_client = CONFIG_DEFAULT_MAX_PER_CLIENT;
 }
 
 /* Start a section record of the given kind. */
@@ -1612,6 +1639,19 @@ check_pool_total(struct parser *p)
 		    p->cfg->max_sessions);
 }
 
+/* A per-client limit at or over max_sessions never refuses anyone. */
+static void
+check_per_client(struct parser *p)
+{
+	unsigned	per_client = p->cfg->max_sessions_per_client;
+
+	if (p->global.keyline[KEY_MAX_SESSIONS_PER_CLIENT] && per_client > 0 &&
+	    per_client >= p->cfg->max_sessions)
+		parser_warning(p, p->global.keyline[KEY_MAX_SESSIONS_PER_CLIENT],
+		    "max_sessions_per_client has no effect: it is not below "
+		    "max_sessions (%u)", p->cfg->max_sessions);
+}
+
 /* Resolve and validate every service; then the file as a whole. */
 static void
 resolve_all(struct parser *p)
@@ -1631,6 +1671,7 @@ resolve_all(struct parser *p)
 		parser_error(p, 0, "no service defined (add a [name] section "
 		    "with listen and remote)");
 	check_pool_total(p);
+	check_per_client(p);
 }
 
 /* Move the resolved services into the config. */

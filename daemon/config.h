@@ -19,6 +19,12 @@
 #define CONFIG_DEFAULT_CONNECT_TIMEOUT	10	/* seconds */
 #define CONFIG_DEFAULT_HANDSHAKE_TIMEOUT 30	/* seconds */
 #define CONFIG_DEFAULT_IDLE_TIMEOUT	1860	/* 31 min: IMAP IDLE is 29 */
+#define CONFIG_DEFAULT_LOGIN_TIMEOUT	120	/* connect to login, seconds */
+/*
+ * Concurrent sessions from one client address: far more than the few
+ * connections a client opens per account, an eighth of max_sessions.
+ */
+#define CONFIG_DEFAULT_MAX_PER_CLIENT	128
 #define CONFIG_DEFAULT_SHUTDOWN_TIMEOUT	30	/* seconds */
 #define CONFIG_DEFAULT_POOL_MAX_AGE	120	/* under Dovecot's 180 s */
 #define CONFIG_DEFAULT_EHLO_NAME	"localhost"
@@ -96,6 +102,7 @@ struct service_config {
 	unsigned		connect_timeout;	/* seconds */
 	unsigned		handshake_timeout;	/* seconds */
 	unsigned		idle_timeout;		/* seconds */
+	unsigned		login_timeout;		/* seconds, 0 = none */
 	unsigned		shutdown_timeout;	/* seconds */
 	unsigned		pool_size;
 	unsigned		pool_max_age;		/* seconds */
@@ -122,6 +129,7 @@ struct config {
 	char			state_dir[CONFIG_PATH_MAX];
 	enum log_level		log_level;
 	unsigned		max_sessions;
+	unsigned		max_sessions_per_client; /* 0 = no limit */
 
 	struct service_config	*services;
 	int			n_services;

@@ -20,6 +20,7 @@
 #include <event2/listener.h>
 
 #include "activation.h"
+#include "addr.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
@@ -61,6 +62,21 @@ listener_refuse(struct listener *l, int fd, const char *text)
 	close(fd);
 }
 
+/* Refuse a client whose address holds max_sessions_per_client. */
+static void
+listener_refuse_busy_client(struct listener *l, int fd,
+    const struct sockaddr *sa)
+{
+	char	addr[ADDR_TEXT_MAX];
+
+	addr_format(sa, addr, sizeof(addr));
+	log_warnx("[%s] max_sessions_per_client (%u) reached: refusing %s on "
+	    "%s", l->svc->cfg.name, l->rt->config->max_sessions_per_client,
+	    addr, l->addr.text);
+	listener_refuse(l, fd, "mailtlsd: too many connections from your "
+	    "address");
+}
+
 /* A client connected. */
 static void
 listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
@@ -70,6 +86,10 @@ listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	struct session	*pooled;
 
 	(void)evl;
+	if (!runtime_may_accept_client(l->rt, sa)) {
+		listener_refuse_busy_client(l, fd, sa);
+		return;
+	}
 	/* A ready pooled connection takes no new slot. */
 	if ((pooled = pool_take(l->svc->pool)) != NULL) {
 		if (session_attach(pooled, fd, sa, (socklen_t)salen) != 0)

@@ -310,6 +310,12 @@ run_daemon(struct config *cfg, const struct options *opts)
 	    tls_library_version());
 	if (tls_library_outdated(0, outdated, sizeof(outdated)))
 		log_warnx("%s", outdated);
+	/* systemd sets INVOCATION_ID; its unit names the user itself. */
+	if (cfg->user[0] == '\0' && geteuid() == 0 &&
+	    getenv("INVOCATION_ID") == NULL)
+		log_warnx("%s: running as root without user =: sessions with "
+		    "mail clients and servers are handled with root's "
+		    "rights; set user = mailtlsd in [global]", cfg->path);
 	activation_init();
 	notify_init();
 	if (!opts->detach && cfg->pid_file[0] != '\0')

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 
@@ -74,6 +75,21 @@ proto_write_unavailable(struct evbuffer *out, enum mail_protocol protocol,
 	    text)) < 0)
 		return -1;
 	return evbuffer_add(out, line, n);
+}
+
+/* Append the line for a client that did not log in in time. */
+int
+proto_write_login_timeout(struct evbuffer *out, enum mail_protocol protocol,
+    const char *text)
+{
+	const char	*prefix = "-ERR";
+
+	if (protocol == MAIL_PROTO_IMAP)
+		prefix = "* BYE";
+	else if (protocol == MAIL_PROTO_SMTP)
+		prefix = "421 4.4.2";
+	return evbuffer_add_printf(out, "%s %s\r\n", prefix, text) < 0 ? -1 :
+	    0;
 }
 
 /* The operations of a protocol, or NULL. */
@@ -387,7 +403,8 @@ proto_filter_client(struct proto_filter *f, struct evbuffer *from_client,
 
 	if (f->reason[0] != '\0')
 		return -1;
-	while (!f->done && evbuffer_get_length(from_client) > 0)
+	while (!f->done && evbuffer_get_length(from_client) > 0 &&
+	    evbuffer_get_length(to_client) < PROTO_CLIENT_BACKLOG)
 		if ((r = f->ops->client_step(f, from_client, to_server,
 		    to_client)) <= 0)
 			return proto_filter_result(f, r);
@@ -399,6 +416,20 @@ int
 proto_filter_done(const struct proto_filter *f)
 {
 	return f->done;
+}
+
+/* Whether the login deadline is over. */
+int
+proto_filter_past_login(const struct proto_filter *f)
+{
+	return f->done || f->mail_taken;
+}
+
+/* How many of the client's STARTTLS commands were refused. */
+unsigned
+proto_filter_refused(const struct proto_filter *f)
+{
+	return f->refused;
 }
 
 /* Why the filter failed. */
@@ -414,6 +445,97 @@ proto_filter_fail(struct proto_filter *f, const char *reason)
 {
 	snprintf(f->reason, sizeof(f->reason), "%s", reason);
 	return -1;
+}
+
+/*
+ * Check the first line of a client command before it goes anywhere: 0, or
+ * -1 (the filter failed) for an HTTP request, whose lines must never reach
+ * a mail server from the user's address.
+ */
+int
+proto_client_command(struct proto_filter *f, const char *line, size_t len)
+{
+	if (proto_http_line(line, len))
+		return proto_filter_fail(f, "client sent an HTTP request "
+		    "(a cross-protocol request, as a web page can make a "
+		    "browser send)");
+	return 0;
+}
+
+/* Whether p (len bytes) starts with an HTTP method and a space. */
+static int
+proto_http_method(const char *p, size_t len)
+{
+	/* What a page can make a browser send: forms, fetch, preflights. */
+	static const char *const methods[] = {
+		"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
+		"TRACE", "PATCH", "PRI"
+	};
+	size_t	i, n = proto_word_len(p, len);
+
+	for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (n == strlen(methods[i]) && memcmp(p, methods[i], n) == 0)
+			return n < len;
+	return 0;
+}
+
+/* Whether p (len bytes) ends in " HTTP/d.d", after a target. */
+static int
+proto_http_version(const char *p, size_t len)
+{
+	static const char	suffix[] = " HTTP/";
+	const size_t		n = sizeof(suffix) - 1;
+	const char		*v;
+
+	if (len < n + 3)
+		return 0;
+	v = p + len - n - 3;
+	return strncasecmp(v, suffix, n) == 0 && v[n] >= '0' &&
+	    v[n] <= '9' && v[n + 1] == '.' && v[n + 2] >= '0' &&
+	    v[n + 2] <= '9';
+}
+
+/* Whether the line is "Name: ..." with a request header's name. */
+static int
+proto_http_header(const char *p, size_t len)
+{
+	static const char *const names[] = {
+		"Host", "User-Agent", "Accept", "Accept-Language",
+		"Accept-Encoding", "Accept-Charset", "Content-Type",
+		"Content-Length", "Transfer-Encoding", "Connection", "Origin",
+		"Referer", "Cookie", "Upgrade-Insecure-Requests",
+		"Cache-Control", "Pragma", "Upgrade", "DNT", "Authorization",
+		"If-Modified-Since", "If-None-Match", "Range", "TE",
+		"Priority", "Sec-Fetch-Site", "Sec-Fetch-Mode",
+		"Sec-Fetch-Dest", "Sec-Fetch-User", "Sec-CH-UA"
+	};
+	const char	*colon = memchr(p, ':', len);
+	size_t		 i, n;
+
+	if (colon == NULL)
+		return 0;
+	n = (size_t)(colon - p);
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (n == strlen(names[i]) && strncasecmp(p, names[i], n) == 0)
+			return 1;
+	return 0;
+}
+
+/* Whether a client line is an HTTP request line or request header. */
+int
+proto_http_line(const char *line, size_t len)
+{
+	size_t	method, target;
+
+	if (proto_http_header(line, len))
+		return 1;
+	if (!proto_http_method(line, len))
+		return 0;
+	/* METHOD SP target SP HTTP/x.y, the target without spaces. */
+	method = proto_word_len(line, len);
+	target = proto_word_len(line + method + 1, len - method - 1);
+	return target > 0 && method + 1 + target + 9 == len &&
+	    proto_http_version(line, len);
 }
 
 /*

@@ -32,12 +32,26 @@ struct proto_filter;
 #define PROTO_LINE_MAX_TEXT	"16384"
 #define PROTO_DIALOGUE_LINES	64	/* lines in the STARTTLS dialogue */
 #define PROTO_PIPELINE_MAX	64	/* outstanding commands before login */
+/*
+ * Before login the filter takes no client bytes while this much waits for
+ * the client in to_client: each command the daemon answers itself (a
+ * refused STARTTLS) adds a line there, so a client that sends without
+ * reading would otherwise grow it without end.
+ */
+#define PROTO_CLIENT_BACKLOG	(64 * 1024)
 
 /*
  * Append the protocol's one-line "service unavailable" answer carrying text:
  * IMAP "* BYE [UNAVAILABLE]", POP3 "-ERR [SYS/TEMP]", SMTP "421 4.7.0".
  */
 int	proto_write_unavailable(struct evbuffer *, enum mail_protocol,
+	    const char *text);
+
+/*
+ * Append the protocol's line for a client that took too long, carrying
+ * text: IMAP "* BYE", POP3 "-ERR", SMTP "421 4.4.2" (RFC 3463: a timeout).
+ */
+int	proto_write_login_timeout(struct evbuffer *, enum mail_protocol,
 	    const char *text);
 
 /* The same line into buf, for callers without an evbuffer; -1 if too long. */
@@ -124,8 +138,12 @@ int		 proto_filter_server(struct proto_filter *,
 
 /*
  * Move client bytes from from_client to to_server; answers the client
- * itself (STARTTLS/STLS refusals) by appending to to_client, in the right
- * order relative to the server's responses.  0 or -1 as above.
+ * itself (STARTTLS/STLS and, for IMAP, COMPRESS refusals) by appending to
+ * to_client, in the right order relative to the server's responses.  0 or
+ * -1 as above; a command line that is an HTTP request line or header (a
+ * cross-protocol request from a web browser) fails the filter.  While
+ * to_client holds PROTO_CLIENT_BACKLOG bytes or more, nothing is taken:
+ * call again once the client has read.
  *
  * Where the protocol makes the meaning of the client's next bytes depend
  * on the server's answer (a synchronizing IMAP literal; the next line
@@ -143,7 +161,24 @@ int		 proto_filter_client(struct proto_filter *,
 /* Whether the client has logged in: from now on the relay is a plain copy. */
 int		 proto_filter_done(const struct proto_filter *);
 
+/*
+ * Whether the login deadline is over: the client logged in, or (SMTP) the
+ * server answered 354 to DATA, taking a message from a client that sends
+ * without AUTH.
+ */
+int		 proto_filter_past_login(const struct proto_filter *);
+
+/* How many STARTTLS/STLS commands of the client the filter refused. */
+unsigned	 proto_filter_refused(const struct proto_filter *);
+
 /* Why the filter failed. */
 const char	*proto_filter_reason(const struct proto_filter *);
+
+/*
+ * Whether a client line (len bytes, without its line end) is an HTTP
+ * request line ("POST / HTTP/1.1") or a common HTTP request header
+ * ("Host: ..."): what a web page makes a browser send to a mail port.
+ */
+int		 proto_http_line(const char *line, size_t len);
 
 #endif /* MAILTLSD_PROTO_H */

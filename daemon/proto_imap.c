@@ -26,6 +26,9 @@
 
 #define IMAP_STARTTLS_REFUSAL	" BAD STARTTLS is not available: " \
 				"mailtlsd already uses TLS to the server\r\n"
+/* RFC 4978: COMPRESS belongs to the authenticated state. */
+#define IMAP_COMPRESS_REFUSAL	" BAD COMPRESS is only available after " \
+				"login\r\n"
 
 /* Where the client's stream is. */
 enum imap_client_state {
@@ -484,17 +487,16 @@ imap_filter_server(struct proto_filter *f, struct evbuffer *in,
 	return 0;
 }
 
-/* Answer a client's STARTTLS, at the next line boundary toward it. */
+/* Answer a client's command here, at the next line boundary toward it. */
 static int
-imap_refuse_starttls(struct proto_filter *f, struct imap_filter *im,
-    const char *tag, size_t len, struct evbuffer *to_client)
+imap_refuse(struct proto_filter *f, struct imap_filter *im, const char *tag,
+    size_t len, const char *answer, struct evbuffer *to_client)
 {
 	if (im->n_local >= PROTO_PIPELINE_MAX)
 		return proto_filter_fail(f, "too many pipelined commands "
 		    "before login");
 	if (evbuffer_add(im->local, tag, len) != 0 ||
-	    evbuffer_add(im->local, IMAP_STARTTLS_REFUSAL,
-	    strlen(IMAP_STARTTLS_REFUSAL)) != 0)
+	    evbuffer_add(im->local, answer, strlen(answer)) != 0)
 		return proto_filter_fail(f, "out of memory");
 	im->n_local++;
 	if (imap_flush_local(im, to_client) != 0)
@@ -546,7 +548,7 @@ imap_client_tag_sent(struct proto_filter *f, struct imap_filter *im,
 }
 
 /*
- * The first line of a client command: 1 when it was a STARTTLS answered
+ * The first line of a client command: 1 when it was answered
  * here (and taken from the input), 0 to forward it, -1 on failure.
  */
 static int
@@ -557,16 +559,29 @@ imap_client_command(struct proto_filter *f, struct imap_filter *im,
 	size_t		 tag = proto_word_len(p, len), cmd;
 	const char	*c;
 
+	const char	*answer = NULL;
+
 	im->cli_authenticate = 0;
 	im->cli_tag.len = 0;
 	im->cli_tag_ok = 0;
+	if (proto_client_command(f, p, len) != 0)
+		return -1;
 	if (tag == 0 || tag == len)
 		return 0;
 	im->cli_tag_ok = imap_tag_set(&im->cli_tag, p, tag) == 0;
 	c = p + tag + 1;
 	cmd = proto_word_len(c, len - tag - 1);
-	if (proto_word_is(c, cmd, "STARTTLS") && !lit) {
-		if (imap_refuse_starttls(f, im, p, tag, to_client) != 0)
+	/* Compressed bytes would end the filter's reading (RFC 4978). */
+	if (proto_word_is(c, cmd, "COMPRESS") && lit)
+		return proto_filter_fail(f, "IMAP COMPRESS before login");
+	if (proto_word_is(c, cmd, "COMPRESS"))
+		answer = IMAP_COMPRESS_REFUSAL;
+	else if (proto_word_is(c, cmd, "STARTTLS") && !lit) {
+		answer = IMAP_STARTTLS_REFUSAL;
+		f->refused++;
+	}
+	if (answer != NULL) {
+		if (imap_refuse(f, im, p, tag, answer, to_client) != 0)
 			return -1;
 		if (evbuffer_drain(in, len + eol) != 0)
 			return proto_filter_fail(f, "out of memory");

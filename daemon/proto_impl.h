@@ -47,6 +47,8 @@ struct proto_filter {
 	void			*impl;
 	int			 done;
 	int			 drop_greeting;	/* local STARTTLS greeted */
+	int			 mail_taken;	/* SMTP: 354 without AUTH */
+	unsigned		 refused;	/* client STARTTLS refused */
 	char			 reason[PROTO_REASON_MAX];
 };
 
@@ -89,6 +91,8 @@ enum proto_verdict proto_dialogue_send(struct proto_dialogue *,
 
 /* Filter helpers. */
 int		 proto_filter_fail(struct proto_filter *, const char *reason);
+int		 proto_client_command(struct proto_filter *, const char *line,
+		    size_t len);
 int		 proto_line_find(struct evbuffer *, const char **line,
 		    size_t *len, size_t *eol);
 int		 proto_sasl_line(struct proto_filter *, struct evbuffer *from,

@@ -355,6 +355,10 @@ proto_local_input(struct proto_local *pl, struct evbuffer *in,
 		if (r < 0)
 			return local_close(pl, out, "line longer than "
 			    PROTO_LOCAL_LINE_MAX_TEXT " bytes before STARTTLS");
+		if (proto_http_line(line, len))
+			return local_close(pl, out, "client sent an HTTP "
+			    "request (a cross-protocol request, as a web page "
+			    "can make a browser send)");
 		if (++pl->commands > PROTO_LOCAL_COMMANDS)
 			return local_close(pl, out, "too many commands before "
 			    "STARTTLS");

@@ -293,6 +293,8 @@ pop3_client_command(struct proto_filter *f, struct pop3_filter *pf,
 	if ((r = proto_line_find(in, &line, &len, &eol)) <= 0)
 		return r < 0 ? proto_filter_fail(f, "client line longer than "
 		    PROTO_LINE_MAX_TEXT " bytes before login") : 0;
+	if (proto_client_command(f, line, len) != 0)
+		return -1;
 	/* Pipelining has no limit: more commands wait for answers. */
 	if (pf->fifo.count == PROTO_PIPELINE_MAX)
 		return 0;
@@ -300,6 +302,7 @@ pop3_client_command(struct proto_filter *f, struct pop3_filter *pf,
 	if (proto_fifo_push(&pf->fifo, expect) != 0)
 		return proto_filter_fail(f, "out of memory");
 	if (expect == POP3_EXP_LOCAL) {
+		f->refused++;
 		if (evbuffer_drain(in, len + eol) != 0)
 			return proto_filter_fail(f, "out of memory");
 		return pop3_settle(f, pf, to_client) == 0 ? 1 : -1;

@@ -59,6 +59,7 @@ struct smtp_filter {
 	struct evbuffer		*hold;		/* EHLO lines but the last */
 	struct evbuffer		*last;		/* last EHLO line kept */
 	int			 authed;	/* login succeeded */
+	int			 mail_taken;	/* 354 to DATA */
 
 	enum smtp_client_state	 cli;
 	int			 cli_bol;	/* body: at a line start */
@@ -318,6 +319,7 @@ smtp_reply_done(struct smtp_filter *sf, int code)
 		break;
 	case SMTP_EXP_DATA:
 		if (code == 354) {
+			sf->mail_taken = 1;
 			sf->cli = SMTP_CLI_BODY;
 			sf->cli_bol = 1;
 			sf->cli_cr = 0;
@@ -360,6 +362,7 @@ smtp_server_line(struct proto_filter *f, struct smtp_filter *sf,
 	sf->srv_lines = more ? sf->srv_lines + 1 : 0;
 	if (!more)
 		smtp_reply_done(sf, code);
+	f->mail_taken = sf->mail_taken;
 	return 0;
 }
 
@@ -446,6 +449,8 @@ smtp_client_command(struct proto_filter *f, struct smtp_filter *sf,
 	if ((r = proto_line_find(in, &line, &len, &eol)) <= 0)
 		return r < 0 ? proto_filter_fail(f, "client line longer than "
 		    PROTO_LINE_MAX_TEXT " bytes before login") : 0;
+	if (proto_client_command(f, line, len) != 0)
+		return -1;
 	/* Pipelining has no limit (RFC 2920): more commands wait. */
 	if (sf->fifo.count == PROTO_PIPELINE_MAX)
 		return 0;
@@ -453,6 +458,7 @@ smtp_client_command(struct proto_filter *f, struct smtp_filter *sf,
 		return proto_filter_fail(f, "BDAT chunk too large");
 	proto_fifo_push(&sf->fifo, expect);
 	if (expect == SMTP_EXP_LOCAL) {
+		f->refused++;
 		if (evbuffer_drain(in, len + eol) != 0)
 			return proto_filter_fail(f, "out of memory");
 		return smtp_settle(f, sf, to_client) == 0 ? 1 : -1;

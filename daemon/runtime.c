@@ -28,8 +28,9 @@
 #include "listener.h"
 #include "localcert.h"
 #include "log.h"
-#include "pool.h"
 #include "notify.h"
+#include "peers.h"
+#include "pool.h"
 #include "runtime.h"
 #include "service.h"
 #include "session.h"
@@ -391,7 +392,7 @@ runtime_new(struct config *cfg, int verbose)
 	TAILQ_INIT(&rt->sessions);
 	rt->config = cfg;
 	rt->verbose = verbose;
-	if (runtime_init_loop(rt) != 0) {
+	if ((rt->peers = peers_new()) == NULL || runtime_init_loop(rt) != 0) {
 		log_errorx("cannot set up the event loop");
 		goto err;
 	}
@@ -571,6 +572,15 @@ runtime_may_accept(const struct runtime *rt)
 	return rt->n_sessions < rt->config->max_sessions;
 }
 
+/* Whether the client's address holds fewer sessions than its limit. */
+int
+runtime_may_accept_client(const struct runtime *rt, const struct sockaddr *sa)
+{
+	unsigned	limit = rt->config->max_sessions_per_client;
+
+	return limit == 0 || peers_count(rt->peers, sa) < limit;
+}
+
 /* Run until shut down. */
 int
 runtime_run(struct runtime *rt)
@@ -599,6 +609,7 @@ runtime_free(struct runtime *rt)
 	set.listeners = rt->listeners;
 	set.n_listeners = rt->n_listeners;
 	runtime_set_free(&set);
+	peers_free(rt->peers);
 	if (rt->sig_term != NULL)
 		event_free(rt->sig_term);
 	if (rt->sig_int != NULL)

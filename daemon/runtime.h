@@ -14,8 +14,10 @@ struct event;
 struct event_base;
 struct evdns_base;
 struct listener;
+struct peers;
 struct service;
 struct session;
+struct sockaddr;
 
 TAILQ_HEAD(session_list, session);
 
@@ -29,6 +31,7 @@ struct runtime {
 	int			 n_listeners;
 	struct session_list	 sessions;
 	unsigned		 n_sessions;
+	struct peers		*peers;		/* sessions per client address */
 	unsigned long long	 next_session_id;
 	int			 draining;
 	int			 verbose;	/* -v steps over log_level */
@@ -66,6 +69,10 @@ void		 runtime_session_ended(struct runtime *);
 
 /* Whether another session may start now. */
 int		 runtime_may_accept(const struct runtime *);
+
+/* Whether the client at sa is below max_sessions_per_client. */
+int		 runtime_may_accept_client(const struct runtime *,
+		    const struct sockaddr *);
 
 /*
  * The asynchronous resolver on base, set up as the daemon's own (also used

@@ -47,6 +47,7 @@
 #include "addr.h"
 #include "clienttls.h"
 #include "log.h"
+#include "peers.h"
 #include "pool.h"
 #include "proto.h"
 #include "proto_local.h"
@@ -110,6 +111,7 @@ struct session {
 	struct evbuffer		*up_plain;	/* filtered client bytes */
 	struct pool		*pool;		/* while a pool member */
 	struct evbuffer		*parked;	/* for the client to come */
+	struct peer		*peer;		/* the client's address count */
 
 	uint64_t		 started_ms;
 	uint64_t		 connected_ms;	/* TCP up: handshake clock */
@@ -128,6 +130,7 @@ struct session {
 	unsigned		 server_eof : 1;	/* server socket ended */
 	unsigned		 pool_ready : 1;	/* parked, greeted */
 	unsigned		 pool_aged : 1;		/* reached pool_max_age */
+	unsigned		 starttls_logged : 1;	/* a refusal was logged */
 
 	unsigned long long	 bytes_up;
 	unsigned long long	 bytes_down;
@@ -255,6 +258,7 @@ session_free(struct session *s)
 		bufferevent_free(s->client);
 	if (s->timer != NULL)
 		event_free(s->timer);
+	peers_release(rt->peers, s->peer);
 	TAILQ_REMOVE(&rt->sessions, s, entry);
 	rt->n_sessions--;
 	service_unref(s->svc);
@@ -273,6 +277,23 @@ session_client_deadline(const struct session *s)
 	    s->state == SESSION_CLOSING)
 		return UINT64_MAX;
 	return s->started_ms + (uint64_t)s->svc->cfg.handshake_timeout * 1000;
+}
+
+/*
+ * When the client must have logged in: login_timeout after it connected
+ * (or took a pooled connection); UINT64_MAX once it has, or without one.
+ */
+static uint64_t
+session_login_deadline(const struct session *s)
+{
+	unsigned	seconds = s->svc->cfg.login_timeout;
+
+	if (s->client == NULL || seconds == 0 || s->state == SESSION_CLOSING)
+		return UINT64_MAX;
+	if (s->state == SESSION_RELAYING && (s->filter == NULL ||
+	    proto_filter_past_login(s->filter)))
+		return UINT64_MAX;
+	return s->started_ms + (uint64_t)seconds * 1000;
 }
 
 /* The earliest moment the timer must look at this session. */
@@ -318,6 +339,8 @@ session_deadline(const struct session *s)
 			deadline = s->state_ms + SESSION_LINGER_MAX_MS;
 		break;
 	}
+	if (session_login_deadline(s) < deadline)
+		deadline = session_login_deadline(s);
 	if (s->drain_ms != 0 && s->drain_ms < deadline)
 		deadline = s->drain_ms;
 	return deadline;
@@ -521,6 +544,10 @@ session_server_finished(struct session *s, int how)
 	/* The stream ended: an unterminated last line still goes out. */
 	if (s->down_plain != NULL && s->state == SESSION_RELAYING)
 		evbuffer_add_buffer(session_client_out(s), s->down_plain);
+	/* The server only followed a client that had finished. */
+	if (s->client_done)
+		return session_close(s, LOG_LEVEL_INFO,
+		    "client ended the session");
 	return session_close(s, LOG_LEVEL_INFO, how == TLS_CLOSED ?
 	    "server closed the session" :
 	    "server closed the connection without close_notify");
@@ -651,6 +678,14 @@ session_filter_up(struct session *s)
 	if (proto_filter_client(s->filter, session_client_in(s), s->up_plain,
 	    session_client_out(s)) != 0)
 		return session_filter_failed(s);
+	if (proto_filter_refused(s->filter) > 0 && !s->starttls_logged) {
+		/* Once: a client that insists repeats it on every connect. */
+		s->starttls_logged = 1;
+		session_log(s, LOG_LEVEL_INFO, "client STARTTLS refused: "
+		    "mailtlsd already uses TLS to the server; set the "
+		    "client's connection security to none, or give the "
+		    "service local_tls = starttls");
+	}
 	if (proto_filter_done(s->filter))
 		session_filter_done(s);
 	return 0;
@@ -1131,8 +1166,10 @@ session_client_write_cb(struct bufferevent *bev, void *arg)
 	session_touch(s);
 	if (s->state == SESSION_CLOSING)
 		session_try_finish(s);
-	else if (s->state == SESSION_RELAYING)
-		session_pump_down(s);
+	else if (s->state == SESSION_RELAYING && session_pump_down(s) == 0 &&
+	    s->filter != NULL)
+		/* Client commands may have waited for the client to read. */
+		session_pump_up(s);
 }
 
 /* The client closed or failed. */
@@ -1177,6 +1214,23 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
+/* The client did not log in within login_timeout: say so and end. */
+static void
+session_login_expired(struct session *s)
+{
+	char	text[80], reason[80];
+
+	snprintf(text, sizeof(text), "mailtlsd: no login within %u seconds",
+	    s->svc->cfg.login_timeout);
+	/* Never a plaintext line into the client's TLS handshake. */
+	if (s->cstate != CLIENT_HANDSHAKING)
+		proto_write_login_timeout(session_client_out(s),
+		    s->svc->cfg.protocol, text);
+	snprintf(reason, sizeof(reason), "no login within login_timeout "
+	    "(%u s)", s->svc->cfg.login_timeout);
+	session_client_close(s, LOG_LEVEL_WARN, reason);
+}
+
 /* The session's deadline passed (or the timer must be pushed back). */
 static void
 session_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -1209,6 +1263,10 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 		    "takes mail only over TLS");
 		session_client_close(s, LOG_LEVEL_WARN, "no STARTTLS within "
 		    "handshake_timeout");
+		return;
+	}
+	if (now >= session_login_deadline(s)) {
+		session_login_expired(s);
 		return;
 	}
 	switch (s->state) {
@@ -1291,6 +1349,8 @@ session_setup_client(struct session *s, int fd, const struct sockaddr *sa)
 {
 	addr_format(sa, s->client_addr, sizeof(s->client_addr));
 	/* Without a bufferevent the fd stays the caller's, to refuse. */
+	if ((s->peer = peers_add(s->rt->peers, sa)) == NULL)
+		return -1;
 	s->client = bufferevent_socket_new(s->rt->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (s->client == NULL)

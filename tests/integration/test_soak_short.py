@@ -27,7 +27,8 @@ def soak_daemon(t, sessions):
     t.stack.callback(soak.stop_procs, procs)
     svc = t.service("127.0.0.1:%d" % port, protocol="imap",
                     connect_timeout=10, handshake_timeout=30)
-    d = t.daemon(svc, log_level="info", max_sessions=2 * sessions + 64)
+    d = t.daemon(svc, log_level="info", max_sessions=2 * sessions + 64,
+                 max_sessions_per_client=0)
     exe = os.readlink("/proc/%d/exe" % d.pid)
     if "valgrind" in exe or "memcheck" in exe:
         raise Skip("under valgrind")

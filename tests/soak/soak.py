@@ -868,7 +868,8 @@ def main_cli(args):
         d = Daemon(binary, work, "mailtlsd")
         d.write_config(config_text(
             {"log_level": "info",
-             "max_sessions": 2 * args.sessions + args.idle_sessions + 64},
+             "max_sessions": 2 * args.sessions + args.idle_sessions + 64,
+             "max_sessions_per_client": 0},
             [("soak", {"listen": "127.0.0.1:%d" % lport,
                        "remote": "127.0.0.1:%d" % sport, "protocol": "imap",
                        "tls": "implicit", "server_name": "mail.test",

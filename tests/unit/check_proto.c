@@ -972,6 +972,41 @@ static const struct transcript transcripts[] = {
 	    { 'C', "EHLO x\r\n" },
 	    { 'S', "250-mail\r\n220 STARTTLS\r\n" } },
 	    "", "EHLO x\r\n", 0, "malformed multi-line SMTP reply" },
+	{ "imap http request", MAIL_PROTO_IMAP, 1, {
+	    { 'S', "* OK ready\r\n" },
+	    { 'C', "POST / HTTP/1.1\r\nHost: 127.0.0.1:1143\r\n\r\n"
+		"a LOGIN bob secret\r\n" } },
+	    "* OK ready\r\n", "", 0, "client sent an HTTP request" },
+	{ "imap http header first", MAIL_PROTO_IMAP, 0, {
+	    { 'C', "a1 NOOP\r\nuser-agent: Mozilla/5.0\r\n" } },
+	    "", "a1 NOOP\r\n", 0, "client sent an HTTP request" },
+	{ "imap compress refused", MAIL_PROTO_IMAP, 0, {
+	    { 'C', "c1 COMPRESS DEFLATE\r\nc2 NOOP\r\n" },
+	    { 'S', "c2 OK done\r\n" } },
+	    "c1 BAD COMPRESS is only available after login\r\nc2 OK done\r\n",
+	    "c2 NOOP\r\n", 0, NULL },
+	{ "imap compress with a literal", MAIL_PROTO_IMAP, 0, {
+	    { 'C', "c1 COMPRESS {7}\r\n" } },
+	    "", "", 0, "IMAP COMPRESS before login" },
+	{ "pop3 http request", MAIL_PROTO_POP3, 0, {
+	    { 'C', "GET /index.html HTTP/1.0\r\nUSER bob\r\n" } },
+	    "", "", 0, "client sent an HTTP request" },
+	{ "pop3 password is no http", MAIL_PROTO_POP3, 0, {
+	    { 'C', "PASS GET / HTTP/1.1\r\n" },
+	    { 'S', "-ERR no\r\n" } },
+	    "-ERR no\r\n", "PASS GET / HTTP/1.1\r\n", 0, NULL },
+	{ "smtp http request", MAIL_PROTO_SMTP, 1, {
+	    { 'S', "220 mx ESMTP\r\n" },
+	    { 'C', "POST /form HTTP/1.1\r\nContent-Type: text/plain\r\n\r\n"
+		"MAIL FROM:<a@example.org>\r\n" } },
+	    "220 mx ESMTP\r\n", "", 0, "client sent an HTTP request" },
+	{ "smtp headers in a message are mail", MAIL_PROTO_SMTP, 0, {
+	    { 'C', "DATA\r\n" },
+	    { 'S', "354 go\r\n" },
+	    { 'C', "Host: x\r\nGET / HTTP/1.1\r\n.\r\n" },
+	    { 'S', "250 ok\r\n" } },
+	    "354 go\r\n250 ok\r\n", "DATA\r\nHost: x\r\nGET / HTTP/1.1\r\n"
+	    ".\r\n", 0, NULL },
 };
 
 /* The bytes of a transcript run, and how the filter ended. */
@@ -1307,36 +1342,39 @@ START_TEST(test_filter_payload_streams)
 {
 	struct proto_filter	*f = proto_filter_new(MAIL_PROTO_IMAP);
 	struct evbuffer		*in = evbuffer_new(), *out = evbuffer_new();
+	struct evbuffer		*to_client = evbuffer_new();
 	size_t			 i;
 
 	evbuffer_add_printf(in, "a1 APPEND INBOX {100000+}\r\n");
-	ck_assert_int_eq(proto_filter_client(f, in, out, out), 0);
+	ck_assert_int_eq(proto_filter_client(f, in, out, to_client), 0);
 	for (i = 0; i < 100000 / 1000; i++) {
 		add_long_line(in, "", 1000, 0);
-		ck_assert_int_eq(proto_filter_client(f, in, out, out), 0);
+		ck_assert_int_eq(proto_filter_client(f, in, out, to_client), 0);
 		/* Nothing of the literal waits in the filter's input. */
 		ck_assert_uint_eq(evbuffer_get_length(in), 0);
 	}
 	evbuffer_add_printf(in, " STARTTLS\r\na2 STARTTLS\r\n");
-	ck_assert_int_eq(proto_filter_client(f, in, out, out), 0);
+	ck_assert_int_eq(proto_filter_client(f, in, out, to_client), 0);
 	ck_assert_uint_eq(evbuffer_get_length(out), strlen(
-	    "a1 APPEND INBOX {100000+}\r\n") + 100000 + strlen(" STARTTLS\r\n")
-	    + strlen(IMAP_REFUSAL("a2")));
+	    "a1 APPEND INBOX {100000+}\r\n") + 100000 + strlen(" STARTTLS\r\n"));
+	ck_assert_uint_eq(evbuffer_get_length(to_client),
+	    strlen(IMAP_REFUSAL("a2")));
 	proto_filter_free(f);
 
 	/* SMTP message lines have no limit either. */
 	f = proto_filter_new(MAIL_PROTO_SMTP);
 	evbuffer_drain(out, evbuffer_get_length(out));
 	evbuffer_add_printf(in, "DATA\r\n");
-	ck_assert_int_eq(proto_filter_client(f, in, out, out), 0);
+	ck_assert_int_eq(proto_filter_client(f, in, out, to_client), 0);
 	evbuffer_add_printf(in, "354 go\r\n");
 	ck_assert_int_eq(proto_filter_server(f, in, out), 0);
 	add_long_line(in, "", 3 * PROTO_LINE_MAX, 1);
-	ck_assert_int_eq(proto_filter_client(f, in, out, out), 0);
+	ck_assert_int_eq(proto_filter_client(f, in, out, to_client), 0);
 	ck_assert_uint_eq(evbuffer_get_length(in), 0);
 	proto_filter_free(f);
 	evbuffer_free(in);
 	evbuffer_free(out);
+	evbuffer_free(to_client);
 }
 END_TEST
 
@@ -1433,6 +1471,122 @@ START_TEST(test_filter_bounds)
 }
 END_TEST
 
+/* What a web page can make a browser send, and mail that only looks so. */
+START_TEST(test_http_lines)
+{
+	static const char *const http[] = {
+		"POST / HTTP/1.1", "GET /index.html HTTP/1.0",
+		"OPTIONS * HTTP/1.1", "PRI * HTTP/2.0", "PUT /x http/1.1",
+		"Host: 127.0.0.1:1143", "host:x", "User-Agent: Mozilla/5.0",
+		"Content-Type: text/plain", "Origin: null", "Sec-Fetch-Mode: cors",
+	};
+	static const char *const mail[] = {
+		"a1 LOGIN bob secret", "a GET HTTP/1.1", "GET / HTTP/1.1 x",
+		"GET  / HTTP/1.1", "post / HTTP/1.1", "GET / HTTP/x.1",
+		"POST / HTTP/1.", "USER bob", "MAIL FROM:<a@example.org>",
+		"Hostname: x", "X-Host: x", "a1 Host: x", "", "POST",
+		"EHLO HTTP/1.1",
+	};
+	size_t	i;
+
+	for (i = 0; i < sizeof(http) / sizeof(http[0]); i++)
+		ck_assert_msg(proto_http_line(http[i], strlen(http[i])),
+		    "not taken for HTTP: %s", http[i]);
+	for (i = 0; i < sizeof(mail) / sizeof(mail[0]); i++)
+		ck_assert_msg(!proto_http_line(mail[i], strlen(mail[i])),
+		    "taken for HTTP: %s", mail[i]);
+}
+END_TEST
+
+/*
+ * A client that sends commands the filter answers itself and never reads:
+ * the filter stops taking them while PROTO_CLIENT_BACKLOG bytes wait for
+ * the client, and goes on once they are read.
+ */
+START_TEST(test_filter_client_backlog)
+{
+	static const struct {
+		enum mail_protocol	 protocol;
+		const char		*command;
+	} c[] = {
+		{ MAIL_PROTO_IMAP, "a STARTTLS\r\n" },
+		{ MAIL_PROTO_IMAP, "a COMPRESS DEFLATE\r\n" },
+		{ MAIL_PROTO_POP3, "STLS\r\n" },
+		{ MAIL_PROTO_SMTP, "STARTTLS\r\n" },
+	};
+	struct proto_filter	*f;
+	struct evbuffer		*in, *to_server, *to_client;
+	size_t			 i, left;
+	int			 n;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		f = proto_filter_new(c[i].protocol);
+		in = evbuffer_new();
+		to_server = evbuffer_new();
+		to_client = evbuffer_new();
+		for (n = 0; n < 100000; n++)
+			evbuffer_add(in, c[i].command, strlen(c[i].command));
+		ck_assert_int_eq(proto_filter_client(f, in, to_server,
+		    to_client), 0);
+		ck_assert_uint_ge(evbuffer_get_length(to_client),
+		    PROTO_CLIENT_BACKLOG);
+		ck_assert_uint_lt(evbuffer_get_length(to_client),
+		    PROTO_CLIENT_BACKLOG + 256);
+		left = evbuffer_get_length(in);
+		ck_assert_uint_gt(left, 0);
+		/* Nothing more while the client has not read. */
+		ck_assert_int_eq(proto_filter_client(f, in, to_server,
+		    to_client), 0);
+		ck_assert_uint_eq(evbuffer_get_length(in), left);
+		evbuffer_drain(to_client, evbuffer_get_length(to_client));
+		ck_assert_int_eq(proto_filter_client(f, in, to_server,
+		    to_client), 0);
+		ck_assert_uint_lt(evbuffer_get_length(in), left);
+		ck_assert_uint_eq(evbuffer_get_length(to_server), 0);
+		ck_assert_uint_eq(proto_filter_refused(f),
+		    strstr(c[i].command, "COMPRESS") != NULL ? 0 :
+		    (unsigned)((100000 * strlen(c[i].command) -
+		    evbuffer_get_length(in)) / strlen(c[i].command)));
+		proto_filter_free(f);
+		evbuffer_free(in);
+		evbuffer_free(to_server);
+		evbuffer_free(to_client);
+	}
+}
+END_TEST
+
+/* The login deadline ends at login, and for SMTP at 354 to DATA. */
+START_TEST(test_filter_past_login)
+{
+	struct proto_filter	*f = proto_filter_new(MAIL_PROTO_SMTP);
+	struct evbuffer		*in = evbuffer_new(), *out = evbuffer_new();
+
+	evbuffer_add_printf(in, "MAIL FROM:<a@example.org>\r\nDATA\r\n");
+	ck_assert_int_eq(proto_filter_client(f, in, out, out), 0);
+	evbuffer_add_printf(in, "250 ok\r\n");
+	ck_assert_int_eq(proto_filter_server(f, in, out), 0);
+	ck_assert_int_eq(proto_filter_past_login(f), 0);
+	evbuffer_add_printf(in, "354 go\r\n");
+	ck_assert_int_eq(proto_filter_server(f, in, out), 0);
+	ck_assert_int_eq(proto_filter_past_login(f), 1);
+	ck_assert_int_eq(proto_filter_done(f), 0);
+	proto_filter_free(f);
+
+	f = proto_filter_new(MAIL_PROTO_POP3);
+	evbuffer_add_printf(in, "USER bob\r\nPASS x\r\n");
+	ck_assert_int_eq(proto_filter_client(f, in, out, out), 0);
+	evbuffer_add_printf(in, "+OK\r\n");
+	ck_assert_int_eq(proto_filter_server(f, in, out), 0);
+	ck_assert_int_eq(proto_filter_past_login(f), 0);
+	evbuffer_add_printf(in, "+OK logged in\r\n");
+	ck_assert_int_eq(proto_filter_server(f, in, out), 0);
+	ck_assert_int_eq(proto_filter_past_login(f), 1);
+	proto_filter_free(f);
+	evbuffer_free(in);
+	evbuffer_free(out);
+}
+END_TEST
+
 /* The common cases and the dialogues. */
 Suite *
 proto_suite(void)
@@ -1482,6 +1636,9 @@ proto_filter_suite(void)
 	tcase_add_test(tc, test_filter_sasl_whole_lines);
 	tcase_add_test(tc, test_filter_payload_streams);
 	tcase_add_test(tc, test_filter_bounds);
+	tcase_add_test(tc, test_filter_client_backlog);
+	tcase_add_test(tc, test_filter_past_login);
+	tcase_add_test(tc, test_http_lines);
 	suite_add_tcase(s, tc);
 	return s;
 }
