@@ -245,7 +245,9 @@ integration-check: $(FAILALLOC_SO)
 VALGRIND_TESTS	:= -k relay.greeting -k relay.server_closes_first \
 		   -k relay.client_ -k relay.ipv6 -k tls. -k upstream.connection \
 		   -k signals.sighup -k starttls.success -k starttls.attack \
-		   -k pool.handout -k resume. -k local_tls.python -k probe.good
+		   -k pool.handout -k resume. -k local_tls.python -k probe.good \
+		   -k hostile.http -k hostile.client_ -k hostile.imap_compress \
+		   -k hostile.max_sessions_per_client
 .PHONY: valgrind-check
 valgrind-check: $(BUILD)/mailtlsd
 	printf '#!/bin/sh\nexec valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite %s "$$@"\n' \

@@ -444,14 +444,24 @@ imap_server_segment(struct proto_filter *f, struct imap_filter *im,
 	return 0;
 }
 
-/* Pass the refusals kept for a line boundary of the server's stream. */
+/*
+ * Pass the refusals kept for a line boundary of the server's stream.  They
+ * are copied, not moved: moved, each short line would keep a buffer chain
+ * of its own, ten times its size, in the client's output.
+ */
 static int
 imap_flush_local(struct imap_filter *im, struct evbuffer *to_client)
 {
+	size_t		 len = evbuffer_get_length(im->local);
+	unsigned char	*p;
+
 	if (im->srv_literal > 0 || im->srv_continue || im->n_local == 0)
 		return 0;
 	im->n_local = 0;
-	return evbuffer_add_buffer(to_client, im->local);
+	if ((p = evbuffer_pullup(im->local, -1)) == NULL ||
+	    evbuffer_add(to_client, p, len) != 0)
+		return -1;
+	return evbuffer_drain(im->local, len);
 }
 
 /* Move server bytes to the client. */

@@ -35,7 +35,7 @@ TEST_MODULES = ["test_relay", "test_tls", "test_upstream", "test_limits",
                 "test_signals", "test_config", "test_starttls",
                 "test_service", "test_install", "test_pool", "test_resume",
                 "test_faults", "test_soak_short", "test_local_tls",
-                "test_tls13", "test_probe"]
+                "test_tls13", "test_probe", "test_hostile"]
 
 
 def load_tests():
