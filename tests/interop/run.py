@@ -41,6 +41,8 @@ import clients as C  # noqa: E402
 import stack as S    # noqa: E402
 
 MODES = ("implicit", "starttls")
+# the clients added for docs/clients.md also go through local_tls services
+ALL_MODES = MODES + ("local-starttls", "local-implicit")
 BIG_SIZE = 25 * 1024 * 1024
 DELIVERY_TIMEOUT = 60
 
@@ -107,7 +109,7 @@ class Suite:
                 self.passed += 1
             else:
                 self.failed += 1
-            print("%s  %-14s %-5s %-9s %s: %s (%.1f s)" % (
+            print("%s  %-14s %-5s %-14s %s: %s (%.1f s)" % (
                 "PASS" if ok else "FAIL", client, proto, mode, what, detail,
                 elapsed), flush=True)
 
@@ -236,6 +238,87 @@ class Suite:
             login = self.logins(mark, proto, mode)
             same = self.compare(msgs, "%s %s %s" % (client, proto, mode), lf)
             return "%s; %s; %s" % (login, same, caps)
+        self.row(client, proto.upper(), mode, "read", fn)
+
+    # -- msmtp, mpop, mbsync, nodemailer, imapflow ------------------------------
+    # Modes: implicit and starttls (toward the server; plaintext toward
+    # mailtlsd, as a user sets up a client by the README) and local-starttls,
+    # local-implicit (local_tls services; the client trusts only the
+    # certificate mailtlsd generated, through its own trust setting, and must
+    # refuse the connection without that setting).
+
+    UNTRUSTED = re.compile(r"certificate (verification failed|is NOT "
+                           r"trusted)|self-signed certificate|issuer is "
+                           r"unknown", re.I)
+
+    def caps_seen(self, proto, mode, t):
+        if mode == "local-starttls":
+            sent = [ln for d, ln in t.lines if d == ">" and
+                    re.match(r"^(\S+ )?(STARTTLS|STLS)\s*$", ln, re.I)]
+            if not sent:
+                raise C.CheckFailed("the client did not send STARTTLS/STLS")
+            return "STARTTLS to mailtlsd, then " + C.check_capabilities(
+                proto, C.after_starttls(t))
+        return C.check_capabilities(proto, t)
+
+    def refuses_untrusted(self, run, mode):
+        """Runs the client again without its trust setting: it must refuse
+        mailtlsd's certificate."""
+        if not mode.startswith("local-"):
+            return ""
+        rc, out, _t = run(False)[:3]
+        if rc == 0:
+            raise C.CheckFailed("the client accepted mailtlsd's certificate "
+                                "without being told to trust it")
+        m = self.UNTRUSTED.search(out)
+        if not m:
+            raise C.CheckFailed("without the trust setting the client failed "
+                                "for another reason: %s" % out.strip()[-300:])
+        return "; without the trust setting refused (%s)" % m.group(0)
+
+    def client_send_row(self, client, mode):
+        port = self.st.port("smtp", mode)
+        token = "%s-smtp-%s-%d" % (client, mode, os.getpid())
+        logname = "%s-smtp-%s" % (client, mode)
+        send = C.msmtp_send if client == "msmtp" else C.nodemailer_send
+
+        def fn(mark):
+            sent = C.make_message(token, "%s via mailtlsd %s" % (client, mode))
+            rc, out, t = send(self.st, port, mode, sent, logname)
+            t.dump(self.st.path("clients", logname + ".transcript"))
+            if rc != 0:
+                raise C.CheckFailed("%s exited %d: %s" % (
+                    client, rc, out.strip()[-400:]))
+            caps = self.caps_seen("smtp", mode, t)
+            login = self.logins(mark, "smtp", mode.split("-")[-1])
+            self.wait_delivered(token)
+            self.sent[token] = (sent, "%s %s" % (client, mode))
+            refused = self.refuses_untrusted(
+                lambda trust: send(self.st, port, mode, sent,
+                                   logname + "-untrusted", trust), mode)
+            return "%s; %s; delivered to INBOX%s" % (login, caps, refused)
+        self.row(client, "SMTP", mode, "send", fn)
+
+    def client_read_row(self, client, proto, mode):
+        port = self.st.port(proto, mode)
+        logname = "%s-%s-%s" % (client, proto, mode)
+        read = {"mpop": C.mpop_read, "mbsync": C.mbsync_read,
+                "imapflow": C.imapflow_read}[client]
+        lf = client in ("mpop", "mbsync")
+
+        def fn(mark):
+            rc, out, t, msgs = read(self.st, port, mode, logname)
+            t.dump(self.st.path("clients", logname + ".transcript"))
+            if rc != 0:
+                raise C.CheckFailed("%s exited %d: %s" % (
+                    client, rc, out.strip()[-400:]))
+            caps = self.caps_seen(proto, mode, t)
+            login = self.logins(mark, proto, mode.split("-")[-1])
+            same = self.compare(msgs, "%s %s %s" % (client, proto, mode), lf)
+            refused = self.refuses_untrusted(
+                lambda trust: read(self.st, port, mode,
+                                   logname + "-untrusted", trust), mode)
+            return "%s; %s; %s%s" % (login, same, caps, refused)
         self.row(client, proto.upper(), mode, "read", fn)
 
     def compare(self, msgs, reader, lf):
@@ -498,12 +581,19 @@ def main():
         for client in ("curl", "python-smtplib", "swaks", "neomutt"):
             for mode in MODES:
                 suite.smtp_row(client, mode)
+        for client in ("msmtp", "nodemailer"):
+            for mode in ALL_MODES:
+                suite.client_send_row(client, mode)
         for proto, readers in (
                 ("imap", ("python-imaplib", "curl", "fetchmail", "neomutt")),
                 ("pop3", ("python-poplib", "curl", "fetchmail", "neomutt"))):
             for client in readers:
                 for mode in MODES:
                     suite.read_row(client, proto, mode)
+        for client, proto in (("mbsync", "imap"), ("imapflow", "imap"),
+                              ("mpop", "pop3")):
+            for mode in ALL_MODES:
+                suite.client_read_row(client, proto, mode)
         for client in ("python-imaplib", "curl"):
             for mode in MODES:
                 suite.big_row(client, mode)
