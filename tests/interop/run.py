@@ -10,14 +10,15 @@ with STARTTLS and IMAPS, POP3 with STLS and POP3S, LMTP), Postfix
 (submission with STARTTLS and implicit-TLS submissions, SMTP AUTH through
 Dovecot, delivery to Dovecot over LMTP) and mailtlsd in front of all six,
 then drives curl, swaks, fetchmail, NeoMutt and Python's imaplib, poplib and
-smtplib through mailtlsd. Prints one line per client x protocol x mode x
+smtplib through mailtlsd, and msmtp, mpop, mbsync, nodemailer and imapflow
+also through six more services with local_tls. Prints one line per client x protocol x mode x
 check and `N passed, N failed`; exits 1 when anything failed.
 
 Needs root and Debian's packages (tests/interop/setup.sh installs them).
 Environment: MAILTLSD (the binary), INTEROP_IDLE_SECONDS (how long IMAP IDLE
 must survive before the notification, default 60), INTEROP_PORT_BASE
 (default 19100: servers on 127.0.0.2:BASE..BASE+5, mailtlsd on
-127.0.0.1:BASE+10..BASE+15), INTEROP_MAIL_USER (default mailtlsd-interop),
+127.0.0.1:BASE+10..BASE+21), INTEROP_MAIL_USER (default mailtlsd-interop),
 INTEROP_KEEP=1 (same as --keep: keep the run directory),
 INTEROP_MAILTLSD_GLOBAL (extra `key = value` settings for mailtlsd's
 [global] section, separated by `;`, e.g. "pool_size = 2").
