@@ -537,6 +537,192 @@ def _read_log(path):
     return text
 
 
+# -- msmtp, mpop, mbsync (isync) -------------------------------------------------
+#
+# Each gets a configuration file of the kind docs/clients.md shows, by mode:
+# plain (toward mailtlsd; "implicit" and "starttls" name the server side),
+# local-starttls and local-implicit (the local_tls services, with the
+# certificate mailtlsd generated as the only trusted one). trust=False leaves
+# the trust setting out: the client must then refuse mailtlsd's certificate.
+
+def _write_rc(st, name, text):
+    path = st.path("clients", name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+def _gnutls_tls(st, mode, trust):
+    """The TLS lines of msmtp and mpop (both GnuTLS, same keywords)."""
+    if mode not in ("local-starttls", "local-implicit"):
+        return "tls off\n"
+    text = "tls on\ntls_starttls %s\n" % (
+        "on" if mode == "local-starttls" else "off")
+    if trust:
+        text += "tls_trust_file %s\n" % st.local_cert
+    return text
+
+
+def parse_msmtp(out):
+    """msmtp --debug and mpop --debug: '<-- ' from the server, '--> ' to
+    it."""
+    t = Transcript()
+    for line in out.splitlines():
+        if line.startswith("<-- "):
+            t.server(line[4:])
+        elif line.startswith("--> "):
+            t.client(line[4:])
+    return t
+
+
+def msmtp_send(st, port, mode, msg, logname, trust=True):
+    rc_path = _write_rc(st, logname + ".msmtprc", (
+        "defaults\n" + _gnutls_tls(st, mode, trust) +
+        "account default\nhost %s\nport %d\nfrom %s\n"
+        "auth %s\nuser %s\npassword %s\n" % (
+            CLIENT_ADDR, port, ADDRESS,
+            "plain" if mode in ("implicit", "starttls") else "on",
+            USER, PASSWORD)))
+    rc, out, err = run_program(["msmtp", "--debug", "-C", rc_path, "-f",
+                                ADDRESS, "--", ADDRESS], st, logname,
+                               stdin_data=msg)
+    return rc, out + "\n" + err, parse_msmtp(out + "\n" + err)
+
+
+def mpop_read(st, port, mode, logname, trust=True):
+    d = fresh_dir(st, logname)
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(d, sub))
+    rc_path = _write_rc(st, logname + ".mpoprc", (
+        "defaults\n" + _gnutls_tls(st, mode, trust) +
+        "account default\nhost %s\nport %d\nauth %s\nuser %s\n"
+        "password %s\nkeep on\nonly_new off\nreceived_header off\n"
+        "uidls_file %s\ndelivery maildir %s\n" % (
+            CLIENT_ADDR, port,
+            "user" if mode in ("implicit", "starttls") else "on",
+            USER, PASSWORD, st.path("clients", logname + ".uidls"), d)))
+    rc, out, err = run_program(["mpop", "--debug", "-C", rc_path], st,
+                               logname)
+    msgs = read_dir(os.path.join(d, "new")) if rc == 0 else []
+    return rc, out + "\n" + err, parse_msmtp(out + "\n" + err), msgs
+
+
+def parse_mbsync(out):
+    """mbsync -Dn: '>>> ' before what it sends; the server's lines as they
+    are (untagged '* ', tagged 'N OK|NO|BAD', '+')."""
+    t = Transcript()
+    for line in out.splitlines():
+        if line.startswith(">>> "):
+            t.client(line[4:])
+        elif re.match(r"^(\* |\d+ (OK|NO|BAD)\b|\+ )", line):
+            t.server(line)
+    return t
+
+
+def mbsync_read(st, port, mode, logname, trust=True):
+    d = fresh_dir(st, logname)
+    ssl = {"local-starttls": "STARTTLS",
+           "local-implicit": "IMAPS"}.get(mode, "None")
+    cert = ("CertificateFile %s\n" % st.local_cert
+            if trust and ssl != "None" else "")
+    rc_path = _write_rc(st, logname + ".mbsyncrc", (
+        "IMAPAccount interop\nHost %s\nPort %d\nUser %s\nPass %s\n"
+        "SSLType %s\n%s\n"
+        "IMAPStore remote\nAccount interop\n\n"
+        "MaildirStore local\nPath %s/\nInbox %s/INBOX\n\n"
+        "Channel inbox\nFar :remote:INBOX\nNear :local:INBOX\n"
+        "Create Near\nSync Pull\nSyncState *\n" % (
+            CLIENT_ADDR, port, USER, PASSWORD, ssl, cert, d, d)))
+    rc, out, err = run_program(["mbsync", "-Dn", "-c", rc_path, "inbox"],
+                               st, logname)
+    msgs = []
+    if rc == 0:
+        for sub in ("cur", "new"):
+            msgs += read_dir(os.path.join(d, "INBOX", sub))
+    # mbsync adds its own header, X-TUID, to the end of the header of every
+    # message it stores: the only change it makes
+    msgs = [re.sub(rb"^X-TUID: [^\n]*\n(?=.*?^\n)", b"", m, count=1,
+                   flags=re.M | re.S) for m in msgs]
+    return rc, out + "\n" + err, parse_mbsync(out + "\n" + err), msgs
+
+
+# -- Node.js: nodemailer and imapflow ----------------------------------------------
+
+NODE_CLIENT = os.path.join(HERE, "node-client.js")
+
+
+def node_dir():
+    root = os.path.dirname(os.path.dirname(HERE))
+    return os.environ.get("INTEROP_NODE_DIR",
+                          os.path.join(root, "build", "interop-node"))
+
+
+def parse_node(path):
+    t = Transcript()
+    try:
+        with open(path, "rb") as f:
+            for line in f.read().decode("utf-8", "replace").splitlines():
+                if line.startswith("< "):
+                    t.server(line[2:])
+                elif line.startswith("> "):
+                    t.client(line[2:])
+    except OSError:
+        pass
+    return t
+
+
+def node_run(st, args, logname, trust=True):
+    mods = os.path.join(node_dir(), "node_modules")
+    if not os.path.isdir(mods):
+        raise CheckFailed("%s is missing: run tests/interop/setup.sh" % mods)
+    tr = st.path("clients", logname + ".node-transcript")
+    args = dict(args, user=USER, transcript=tr,
+                **{"pass": PASSWORD})
+    if trust:
+        args["ca"] = st.local_cert
+    env = client_env(st)
+    env["NODE_PATH"] = mods
+    import json
+    rc, out, err = run_program(["node", NODE_CLIENT, json.dumps(args)], st,
+                               logname, env=env)
+    return rc, out + "\n" + err, parse_node(tr)
+
+
+def nodemailer_send(st, port, mode, msg, logname, trust=True):
+    f = st.path("clients", logname + ".eml")
+    with open(f, "wb") as fh:
+        fh.write(msg)
+    return node_run(st, {"op": "send", "port": port, "mode": mode,
+                         "from": ADDRESS, "to": ADDRESS, "message": f},
+                    logname, trust)
+
+
+def imapflow_read(st, port, mode, logname, trust=True):
+    d = fresh_dir(st, logname)
+    rc, out, t = node_run(st, {"op": "read", "port": port, "mode": mode,
+                               "outdir": d}, logname, trust)
+    return rc, out, t, read_dir(d) if rc == 0 else []
+
+
+def after_starttls(t):
+    """The part of a transcript after the client's STARTTLS (STLS) and the
+    answer to it: what the client saw over its TLS to mailtlsd."""
+    out = Transcript()
+    state = 0
+    for d, ln in t.lines:
+        if state == 0:
+            if d == ">" and re.match(r"^(\S+ )?(STARTTLS|STLS)\s*$", ln, re.I):
+                state = 1
+            continue
+        if state == 1:
+            if d == "<" and re.match(r"^(\S+ OK|\+OK|220)", ln, re.I):
+                state = 2
+            continue
+        out.lines.append((d, ln))
+    return out
+
+
 # -- Python's imaplib, poplib, smtplib -------------------------------------------
 
 class RecIMAP(imaplib.IMAP4):
@@ -706,7 +892,29 @@ def versions():
         ("fetchmail", first(["fetchmail", "-V"],
                             r"fetchmail release ([^+\s]+)")),
         ("NeoMutt", first(["neomutt", "-v"], r"^NeoMutt (\S+)")),
+        ("msmtp", "%s (msmtp %s)" % (first(["msmtp", "--version"],
+                                           r"^msmtp version (\S+)"),
+                                     deb("msmtp"))),
+        ("mpop", "%s (mpop %s)" % (first(["mpop", "--version"],
+                                         r"^mpop version (\S+)"),
+                                   deb("mpop"))),
+        ("mbsync", "%s (isync %s)" % (first(["mbsync", "--version"],
+                                            r"^isync (\S+)"),
+                                      deb("isync"))),
+        ("Node.js", "%s, nodemailer %s, imapflow %s" % (
+            first(["node", "--version"]), _npm_version("nodemailer"),
+            _npm_version("imapflow"))),
         ("Python", sys.version.split()[0] +
          " (imaplib, poplib, smtplib)"),
         ("OpenSSL", first(["openssl", "version"], r"^OpenSSL (\S+)")),
     ]
+
+
+def _npm_version(name):
+    import json
+    try:
+        with open(os.path.join(node_dir(), "node_modules", name,
+                               "package.json")) as f:
+            return json.load(f)["version"]
+    except (OSError, ValueError, KeyError):
+        return "not installed"

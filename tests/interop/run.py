@@ -10,14 +10,15 @@ with STARTTLS and IMAPS, POP3 with STLS and POP3S, LMTP), Postfix
 (submission with STARTTLS and implicit-TLS submissions, SMTP AUTH through
 Dovecot, delivery to Dovecot over LMTP) and mailtlsd in front of all six,
 then drives curl, swaks, fetchmail, NeoMutt and Python's imaplib, poplib and
-smtplib through mailtlsd. Prints one line per client x protocol x mode x
+smtplib through mailtlsd, and msmtp, mpop, mbsync, nodemailer and imapflow
+also through six more services with local_tls. Prints one line per client x protocol x mode x
 check and `N passed, N failed`; exits 1 when anything failed.
 
 Needs root and Debian's packages (tests/interop/setup.sh installs them).
 Environment: MAILTLSD (the binary), INTEROP_IDLE_SECONDS (how long IMAP IDLE
 must survive before the notification, default 60), INTEROP_PORT_BASE
 (default 19100: servers on 127.0.0.2:BASE..BASE+5, mailtlsd on
-127.0.0.1:BASE+10..BASE+15), INTEROP_MAIL_USER (default mailtlsd-interop),
+127.0.0.1:BASE+10..BASE+21), INTEROP_MAIL_USER (default mailtlsd-interop),
 INTEROP_KEEP=1 (same as --keep: keep the run directory),
 INTEROP_MAILTLSD_GLOBAL (extra `key = value` settings for mailtlsd's
 [global] section, separated by `;`, e.g. "pool_size = 2").
@@ -41,6 +42,8 @@ import clients as C  # noqa: E402
 import stack as S    # noqa: E402
 
 MODES = ("implicit", "starttls")
+# the clients added for docs/clients.md also go through local_tls services
+ALL_MODES = MODES + ("local-starttls", "local-implicit")
 BIG_SIZE = 25 * 1024 * 1024
 DELIVERY_TIMEOUT = 60
 
@@ -107,7 +110,7 @@ class Suite:
                 self.passed += 1
             else:
                 self.failed += 1
-            print("%s  %-14s %-5s %-9s %s: %s (%.1f s)" % (
+            print("%s  %-14s %-5s %-14s %s: %s (%.1f s)" % (
                 "PASS" if ok else "FAIL", client, proto, mode, what, detail,
                 elapsed), flush=True)
 
@@ -236,6 +239,87 @@ class Suite:
             login = self.logins(mark, proto, mode)
             same = self.compare(msgs, "%s %s %s" % (client, proto, mode), lf)
             return "%s; %s; %s" % (login, same, caps)
+        self.row(client, proto.upper(), mode, "read", fn)
+
+    # -- msmtp, mpop, mbsync, nodemailer, imapflow ------------------------------
+    # Modes: implicit and starttls (toward the server; plaintext toward
+    # mailtlsd, as a user sets up a client by the README) and local-starttls,
+    # local-implicit (local_tls services; the client trusts only the
+    # certificate mailtlsd generated, through its own trust setting, and must
+    # refuse the connection without that setting).
+
+    UNTRUSTED = re.compile(r"certificate (verification failed|is NOT "
+                           r"trusted)|self-signed certificate|issuer is "
+                           r"unknown", re.I)
+
+    def caps_seen(self, proto, mode, t):
+        if mode == "local-starttls":
+            sent = [ln for d, ln in t.lines if d == ">" and
+                    re.match(r"^(\S+ )?(STARTTLS|STLS)\s*$", ln, re.I)]
+            if not sent:
+                raise C.CheckFailed("the client did not send STARTTLS/STLS")
+            return "STARTTLS to mailtlsd, then " + C.check_capabilities(
+                proto, C.after_starttls(t))
+        return C.check_capabilities(proto, t)
+
+    def refuses_untrusted(self, run, mode):
+        """Runs the client again without its trust setting: it must refuse
+        mailtlsd's certificate."""
+        if not mode.startswith("local-"):
+            return ""
+        rc, out, _t = run(False)[:3]
+        if rc == 0:
+            raise C.CheckFailed("the client accepted mailtlsd's certificate "
+                                "without being told to trust it")
+        m = self.UNTRUSTED.search(out)
+        if not m:
+            raise C.CheckFailed("without the trust setting the client failed "
+                                "for another reason: %s" % out.strip()[-300:])
+        return "; without the trust setting refused (%s)" % m.group(0)
+
+    def client_send_row(self, client, mode):
+        port = self.st.port("smtp", mode)
+        token = "%s-smtp-%s-%d" % (client, mode, os.getpid())
+        logname = "%s-smtp-%s" % (client, mode)
+        send = C.msmtp_send if client == "msmtp" else C.nodemailer_send
+
+        def fn(mark):
+            sent = C.make_message(token, "%s via mailtlsd %s" % (client, mode))
+            rc, out, t = send(self.st, port, mode, sent, logname)
+            t.dump(self.st.path("clients", logname + ".transcript"))
+            if rc != 0:
+                raise C.CheckFailed("%s exited %d: %s" % (
+                    client, rc, out.strip()[-400:]))
+            caps = self.caps_seen("smtp", mode, t)
+            login = self.logins(mark, "smtp", mode.split("-")[-1])
+            self.wait_delivered(token)
+            self.sent[token] = (sent, "%s %s" % (client, mode))
+            refused = self.refuses_untrusted(
+                lambda trust: send(self.st, port, mode, sent,
+                                   logname + "-untrusted", trust), mode)
+            return "%s; %s; delivered to INBOX%s" % (login, caps, refused)
+        self.row(client, "SMTP", mode, "send", fn)
+
+    def client_read_row(self, client, proto, mode):
+        port = self.st.port(proto, mode)
+        logname = "%s-%s-%s" % (client, proto, mode)
+        read = {"mpop": C.mpop_read, "mbsync": C.mbsync_read,
+                "imapflow": C.imapflow_read}[client]
+        lf = client in ("mpop", "mbsync")
+
+        def fn(mark):
+            rc, out, t, msgs = read(self.st, port, mode, logname)
+            t.dump(self.st.path("clients", logname + ".transcript"))
+            if rc != 0:
+                raise C.CheckFailed("%s exited %d: %s" % (
+                    client, rc, out.strip()[-400:]))
+            caps = self.caps_seen(proto, mode, t)
+            login = self.logins(mark, proto, mode.split("-")[-1])
+            same = self.compare(msgs, "%s %s %s" % (client, proto, mode), lf)
+            refused = self.refuses_untrusted(
+                lambda trust: read(self.st, port, mode,
+                                   logname + "-untrusted", trust), mode)
+            return "%s; %s; %s%s" % (login, same, caps, refused)
         self.row(client, proto.upper(), mode, "read", fn)
 
     def compare(self, msgs, reader, lf):
@@ -498,12 +582,19 @@ def main():
         for client in ("curl", "python-smtplib", "swaks", "neomutt"):
             for mode in MODES:
                 suite.smtp_row(client, mode)
+        for client in ("msmtp", "nodemailer"):
+            for mode in ALL_MODES:
+                suite.client_send_row(client, mode)
         for proto, readers in (
                 ("imap", ("python-imaplib", "curl", "fetchmail", "neomutt")),
                 ("pop3", ("python-poplib", "curl", "fetchmail", "neomutt"))):
             for client in readers:
                 for mode in MODES:
                     suite.read_row(client, proto, mode)
+        for client, proto in (("mbsync", "imap"), ("imapflow", "imap"),
+                              ("mpop", "pop3")):
+            for mode in ALL_MODES:
+                suite.client_read_row(client, proto, mode)
         for client in ("python-imaplib", "curl"):
             for mode in MODES:
                 suite.big_row(client, mode)

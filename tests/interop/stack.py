@@ -175,6 +175,10 @@ class Stack:
             "L_IMAP_IMPLICIT": b + 10, "L_IMAP_STARTTLS": b + 11,
             "L_POP3_IMPLICIT": b + 12, "L_POP3_STARTTLS": b + 13,
             "L_SMTP_IMPLICIT": b + 14, "L_SMTP_STARTTLS": b + 15,
+            # mailtlsd with local_tls toward the client
+            "L_IMAP_LOCAL_STARTTLS": b + 16, "L_IMAP_LOCAL_IMPLICIT": b + 17,
+            "L_POP3_LOCAL_STARTTLS": b + 18, "L_POP3_LOCAL_IMPLICIT": b + 19,
+            "L_SMTP_LOCAL_STARTTLS": b + 20, "L_SMTP_LOCAL_IMPLICIT": b + 21,
         }
         self.rundir = None
         self.mailtlsd_proc = None
@@ -184,7 +188,16 @@ class Stack:
 
     # -- where a mail client connects -------------------------------------
     def port(self, proto, mode):
-        return self.ports["L_%s_%s" % (proto.upper(), mode.upper())]
+        """mode: implicit or starttls (toward the server, plaintext toward
+        the client), or local-starttls, local-implicit (local_tls)."""
+        return self.ports["L_%s_%s" % (proto.upper(),
+                                       mode.upper().replace("-", "_"))]
+
+    @property
+    def local_cert(self):
+        """The certificate mailtlsd generates for the local_tls services:
+        what a client is told to trust."""
+        return self.path("state", "local.crt")
 
     # -- paths -------------------------------------------------------------
     def path(self, *parts):
