@@ -97,8 +97,13 @@ $(BUILD)/tests/unit/%.o: tests/unit/%.c
 $(BUILD)/check_mailtlsd: $(UNIT_OBJS) $(LIB_OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(MBEDTLS_LIBS) $(EVENT_LIBS)
 
-check: unit-check integration-check
+check: unit-check integration-check check-docs
 	@echo "make check: all tests passed"
+
+# Every relative link and #anchor of the Markdown documentation resolves.
+.PHONY: check-docs
+check-docs:
+	$(PYTHON) scripts/check-links
 
 unit-check: $(BUILD)/check_mailtlsd
 	$(BUILD)/check_mailtlsd
