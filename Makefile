@@ -194,6 +194,7 @@ FUZZ_CFLAGS	:= -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
 		   $(filter-out -Werror,$(WARN)) -Idaemon -Itests/fuzz \
 		   $(MBEDTLS_CFLAGS) $(EVENT_CFLAGS) -MMD -MP
 FUZZ_OBJS	:= $(patsubst %.c,$(FUZZ_DIR)/%.o,daemon/config.c daemon/log.c \
+		   daemon/safefile.c \
 		   daemon/proto.c daemon/proto_imap.c daemon/proto_pop3.c \
 		   daemon/proto_smtp.c daemon/proto_local.c tests/fuzz/driver.c)
 FUZZ_BINS	:= $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
@@ -232,16 +233,19 @@ soak: $(BUILD)/mailtlsd
 -include $(BUILD)/tests/fuzz/driver.d $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d)
 
 # ---- fault injection (tests/integration/test_faults.py) ----
-# A preloadable shim that makes the daemon's allocations fail on request
-# (tests/faults/failalloc.c).  Never sanitized: the tests skip it when the
-# daemon is an ASan build, whose malloc ASan replaces.
+# Preloadable shims: one makes the daemon's allocations fail on request
+# (tests/faults/failalloc.c), one swaps a file for a symbolic link right
+# after the daemon opens it (tests/faults/swapfile.c).  Never sanitized:
+# the tests skip them when the daemon is an ASan build, which must come
+# first in the process and replaces malloc itself.
 FAILALLOC_SO	:= build/tests/failalloc.so
+SWAPFILE_SO	:= build/tests/swapfile.so
 
-$(FAILALLOC_SO): tests/faults/failalloc.c
+build/tests/%.so: tests/faults/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O2 -g -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
 
-integration-check: $(FAILALLOC_SO)
+integration-check: $(FAILALLOC_SO) $(SWAPFILE_SO)
 # ---- end of fault injection ----
 
 # make valgrind-check: the integration scenarios that do not depend on

@@ -26,6 +26,7 @@
 #include <mbedtls/version.h>
 
 #include "config.h"
+#include "safefile.h"
 
 #define LINE_LEN_MAX		4096	/* longest line accepted */
 #define ERRORS_MAX		100	/* errors reported per load */
@@ -1708,6 +1709,9 @@ config_load(const char *path, struct config_errors *errs)
 	struct parser	*p;
 	struct config	*cfg = NULL;
 	FILE		*f = NULL;
+	unsigned char	*text = NULL;
+	size_t		 len = 0;
+	char		 why[128];
 
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
 		config_errors_add(errs, "%s: out of memory", path);
@@ -1726,8 +1730,14 @@ config_load(const char *path, struct config_errors *errs)
 		goto out;
 	}
 	snprintf(p->cfg->path, sizeof(p->cfg->path), "%s", path);
-	if ((f = fopen(path, "r")) == NULL) {
-		parser_error(p, 0, "cannot open: %s", strerror(errno));
+	/* Read once, through one descriptor: never a FIFO, bounded. */
+	if (safefile_read(path, SAFEFILE_CONFIG_MAX, &text, &len, why,
+	    sizeof(why)) != 0) {
+		parser_error(p, 0, "%s", why);
+		goto out;
+	}
+	if ((f = fmemopen(text, len, "r")) == NULL) {
+		parser_error(p, 0, "cannot read: %s", strerror(errno));
 		goto out;
 	}
 	if (parse_file(p, f) == -1)
@@ -1742,6 +1752,7 @@ config_load(const char *path, struct config_errors *errs)
 out:
 	if (f != NULL)
 		fclose(f);
+	safefile_free(text, len);
 	config_free(p->cfg);
 	parser_free(p);
 	free(p);

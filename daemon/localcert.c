@@ -33,6 +33,7 @@
 
 #include "localcert.h"
 #include "log.h"
+#include "safefile.h"
 #include "tls.h"
 
 #define LOCALCERT_SUBJECT	"CN=localhost,O=mailtlsd self-signed"
@@ -309,60 +310,19 @@ localcert_open_why(const char *path, int error, char *why, size_t whylen)
 		snprintf(why, whylen, "there is no usable %s", path);
 	else if (error == ELOOP)
 		snprintf(why, whylen, "%s is a symbolic link", path);
+	else if (error == EINVAL)
+		snprintf(why, whylen, "%s is not a regular file", path);
 	else
 		snprintf(why, whylen, "cannot open %s: %s", path,
 		    strerror(error));
 }
 
-/* Zero (it may be a key) and free a buffer of localcert_read(). */
-static void
-localcert_buf_free(unsigned char *buf, size_t len)
-{
-	if (buf == NULL)
-		return;
-	mbedtls_platform_zeroize(buf, len);
-	free(buf);
-}
-
-/* At most LOCALCERT_FILE_MAX bytes of fd, NUL-terminated. */
-static int
-localcert_read_fd(int fd, const char *path, unsigned char **buf,
-    size_t *len, char *why, size_t whylen)
-{
-	unsigned char	*p;
-	size_t		 n = 0;
-	ssize_t		 r;
-
-	if ((p = malloc(LOCALCERT_FILE_MAX + 1)) == NULL) {
-		snprintf(why, whylen, "out of memory reading %s", path);
-		return -1;
-	}
-	/* One byte more than allowed tells a file that grew since fstat. */
-	while ((r = read(fd, p + n, LOCALCERT_FILE_MAX + 1 - n)) != 0) {
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0 || (n += (size_t)r) > LOCALCERT_FILE_MAX) {
-			if (r < 0)
-				snprintf(why, whylen, "cannot read %s: %s",
-				    path, strerror(errno));
-			else
-				snprintf(why, whylen, "%s is larger than %d "
-				    "bytes", path, LOCALCERT_FILE_MAX);
-			localcert_buf_free(p, LOCALCERT_FILE_MAX + 1);
-			return -1;
-		}
-	}
-	p[n] = '\0';
-	*buf = p;
-	*len = n + 1;	/* the mbedTLS PEM parsers want the NUL counted */
-	return 0;
-}
-
 /*
  * The contents of name (relative to dirfd; path for messages) into *buf,
- * to free with localcert_buf_free(buf, LOCALCERT_FILE_MAX + 1).  Opened
- * without following a symbolic link or waiting for a FIFO's writer, and
- * used only when localcert_file_ok().  0, or -1 with why.
+ * *len bytes and a NUL, to free with safefile_free().  Opened without
+ * following a symbolic link or waiting for a FIFO's writer, and read,
+ * through the same descriptor, only when localcert_file_ok().  0, or -1
+ * with why.
  */
 static int
 localcert_read(int dirfd, const char *name, const char *path, int secret,
@@ -370,18 +330,20 @@ localcert_read(int dirfd, const char *name, const char *path, int secret,
     size_t whylen)
 {
 	struct stat	st;
+	char		reason[128];
 	int		fd, ret = -1;
 
 	*buf = NULL;
-	if ((fd = openat(dirfd, name, LOCALCERT_OPEN)) < 0) {
+	*len = 0;
+	if ((fd = safefile_open(dirfd, name, SAFEFILE_NOFOLLOW, &st, reason,
+	    sizeof(reason))) < 0) {
 		localcert_open_why(path, errno, why, whylen);
 		return -1;
 	}
-	if (fstat(fd, &st) != 0)
-		snprintf(why, whylen, "cannot read %s: %s", path,
-		    strerror(errno));
-	else if (localcert_file_ok(&st, path, secret, reader, why, whylen))
-		ret = localcert_read_fd(fd, path, buf, len, why, whylen);
+	if (localcert_file_ok(&st, path, secret, reader, why, whylen) &&
+	    (ret = safefile_read_fd(fd, LOCALCERT_FILE_MAX, buf, len, reason,
+	    sizeof(reason))) != 0)
+		snprintf(why, whylen, "%s: %s", path, reason);
 	close(fd);
 	return ret;
 }
@@ -861,35 +823,94 @@ localcert_parse_key(mbedtls_pk_context *key, const unsigned char *buf,
 }
 
 /*
- * Read and parse one file of dir (open as dirfd): the certificate into crt,
- * or, with crt NULL, the key into key.  0, or -1 with why.
+ * Both files of a state_dir as read, each once through the descriptor it
+ * was checked on, and as parsed from those bytes.
+ */
+struct localcert_files {
+	unsigned char		*cert;		/* NUL after cert_len bytes */
+	size_t			 cert_len;
+	unsigned char		*key;		/* NUL after key_len bytes */
+	size_t			 key_len;
+	mbedtls_x509_crt	 crt;
+	mbedtls_pk_context	 pk;
+};
+
+static void
+localcert_files_init(struct localcert_files *f)
+{
+	memset(f, 0, sizeof(*f));
+	mbedtls_x509_crt_init(&f->crt);
+	mbedtls_pk_init(&f->pk);
+}
+
+/* Free what localcert_files_load() read and parsed; the key is zeroed. */
+static void
+localcert_files_free(struct localcert_files *f)
+{
+	safefile_free(f->cert, f->cert_len);
+	safefile_free(f->key, f->key_len);
+	mbedtls_x509_crt_free(&f->crt);
+	mbedtls_pk_free(&f->pk);
+	localcert_files_init(f);
+}
+
+/*
+ * Read one file of dir (open as dirfd) into *buf, *len and parse it: the
+ * certificate into crt, or, with crt NULL, the key into key.  0, or -1
+ * with why.
  */
 static int
 localcert_load(int dirfd, const char *dir, uid_t reader,
-    mbedtls_x509_crt *crt, mbedtls_pk_context *key, char *why, size_t whylen)
+    mbedtls_x509_crt *crt, mbedtls_pk_context *key, unsigned char **buf,
+    size_t *len, char *why, size_t whylen)
 {
 	const char	*name = crt != NULL ? LOCALCERT_CERT_FILE :
 			    LOCALCERT_KEY_FILE;
 	char		 path[CONFIG_PATH_MAX + 16];
-	unsigned char	*buf;
-	size_t		 len;
 	int		 ret;
 
 	if (localcert_path(path, sizeof(path), dir, name) != 0) {
 		snprintf(why, whylen, "state_dir %s: path too long", dir);
 		return -1;
 	}
-	if (localcert_read(dirfd, name, path, crt == NULL, reader, &buf, &len,
+	if (localcert_read(dirfd, name, path, crt == NULL, reader, buf, len,
 	    why, whylen) != 0)
 		return -1;
-	ret = crt != NULL ? mbedtls_x509_crt_parse(crt, buf, len) :
-	    localcert_parse_key(key, buf, len);
-	localcert_buf_free(buf, LOCALCERT_FILE_MAX + 1);
+	/* The mbedTLS PEM parsers want the NUL counted. */
+	ret = crt != NULL ? mbedtls_x509_crt_parse(crt, *buf, *len + 1) :
+	    localcert_parse_key(key, *buf, *len + 1);
 	if (ret != 0) {
 		snprintf(why, whylen, "there is no usable %s", path);
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Read and parse the certificate and key of dir into f (free it with
+ * localcert_files_free() either way) and check that they belong
+ * together.  0, or -1 with why.
+ */
+static int
+localcert_files_load(const char *dir, uid_t reader, struct localcert_files *f,
+    char *why, size_t whylen)
+{
+	int	fd, ret = -1;
+
+	if ((fd = localcert_open_dir(dir, why, whylen)) < 0)
+		return -1;
+	if (localcert_load(fd, dir, reader, &f->crt, NULL, &f->cert,
+	    &f->cert_len, why, whylen) != 0 || localcert_load(fd, dir,
+	    reader, NULL, &f->pk, &f->key, &f->key_len, why, whylen) != 0)
+		goto out;
+	if (!localcert_pair_ok(&f->crt, &f->pk)) {
+		snprintf(why, whylen, "its key does not match it");
+		goto out;
+	}
+	ret = 0;
+out:
+	close(fd);
+	return ret;
 }
 
 /* Whether crt still fits names and the clock; why when not. */
@@ -934,28 +955,13 @@ int
 localcert_check(const char *dir, const struct localcert_names *names,
     time_t now, uid_t uid, char *why, size_t whylen)
 {
-	mbedtls_x509_crt	crt;
-	mbedtls_pk_context	key;
-	uid_t			reader = localcert_reader(uid);
-	int			fd, ok = 0;
+	struct localcert_files	f;
+	int			ok;
 
-	mbedtls_x509_crt_init(&crt);
-	mbedtls_pk_init(&key);
-	if ((fd = localcert_open_dir(dir, why, whylen)) < 0)
-		goto out;
-	if (localcert_load(fd, dir, reader, &crt, NULL, why, whylen) != 0 ||
-	    localcert_load(fd, dir, reader, NULL, &key, why, whylen) != 0)
-		goto out;
-	if (!localcert_pair_ok(&crt, &key)) {
-		snprintf(why, whylen, "its key does not match it");
-		goto out;
-	}
-	ok = localcert_fits(&crt, names, now, why, whylen);
-out:
-	if (fd >= 0)
-		close(fd);
-	mbedtls_x509_crt_free(&crt);
-	mbedtls_pk_free(&key);
+	localcert_files_init(&f);
+	ok = localcert_files_load(dir, localcert_reader(uid), &f, why,
+	    whylen) == 0 && localcert_fits(&f.crt, names, now, why, whylen);
+	localcert_files_free(&f);
 	return ok;
 }
 
@@ -994,36 +1000,70 @@ localcert_fingerprint(const char *cert_path,
 	    &len, why, sizeof(why)) != 0)
 		return -1;
 	mbedtls_x509_crt_init(&crt);
-	if (mbedtls_x509_crt_parse(&crt, buf, len) == 0)
+	if (mbedtls_x509_crt_parse(&crt, buf, len + 1) == 0)
 		ret = localcert_crt_fingerprint(&crt, out);
 	mbedtls_x509_crt_free(&crt);
-	localcert_buf_free(buf, LOCALCERT_FILE_MAX + 1);
+	safefile_free(buf, len);
 	return ret;
 }
 
-/* The fingerprint and renewal time of dir's certificate, read back. */
-static int
-localcert_describe(const char *dir, uid_t uid,
-    char fp[LOCALCERT_FINGERPRINT_LEN], time_t *renew_at, char *why,
-    size_t whylen)
-{
-	mbedtls_x509_crt	crt;
-	int			fd, ret = -1;
+/* ---- The pair services present ------------------------------------------ */
 
-	mbedtls_x509_crt_init(&crt);
-	if ((fd = localcert_open_dir(dir, why, whylen)) >= 0 &&
-	    localcert_load(fd, dir, localcert_reader(uid), &crt, NULL, why,
-	    whylen) == 0) {
-		*renew_at = localcert_renew_time(localcert_time(
-		    &crt.valid_to));
-		ret = localcert_crt_fingerprint(&crt, fp);
-		if (ret != 0)
-			snprintf(why, whylen, "cannot hash it");
-	}
-	if (fd >= 0)
-		close(fd);
-	mbedtls_x509_crt_free(&crt);
-	return ret;
+/*
+ * The bytes of the certificate and key that localcert_ensure() last read,
+ * checked and logged: services present these, never the files read again
+ * by path (which could have been replaced since).
+ */
+static struct {
+	char			cert_path[CONFIG_PATH_MAX];
+	char			key_path[CONFIG_PATH_MAX];
+	unsigned char		*cert;
+	size_t			cert_len;
+	unsigned char		*key;
+	size_t			key_len;
+	struct tls_keypair	pair;
+} localcert_held;
+
+/* Forget the pair held; the key's bytes are zeroed. */
+void
+localcert_release(void)
+{
+	safefile_free(localcert_held.cert, localcert_held.cert_len);
+	safefile_free(localcert_held.key, localcert_held.key_len);
+	memset(&localcert_held, 0, sizeof(localcert_held));
+}
+
+/* Hold the bytes of f (taken from it) as the pair of dir. */
+static void
+localcert_hold(const char *dir, struct localcert_files *f)
+{
+	localcert_release();
+	if (localcert_path(localcert_held.cert_path,
+	    sizeof(localcert_held.cert_path), dir, LOCALCERT_CERT_FILE) != 0 ||
+	    localcert_path(localcert_held.key_path,
+	    sizeof(localcert_held.key_path), dir, LOCALCERT_KEY_FILE) != 0)
+		return;		/* localcert_ensure() checked the length */
+	localcert_held.cert = f->cert;
+	localcert_held.cert_len = f->cert_len;
+	localcert_held.key = f->key;
+	localcert_held.key_len = f->key_len;
+	f->cert = f->key = NULL;
+	f->cert_len = f->key_len = 0;
+	localcert_held.pair.cert = localcert_held.cert;
+	localcert_held.pair.cert_len = localcert_held.cert_len;
+	localcert_held.pair.key = localcert_held.key;
+	localcert_held.pair.key_len = localcert_held.key_len;
+}
+
+/* The pair held for a service that presents the generated certificate. */
+const struct tls_keypair *
+localcert_pair(const struct service_config *sc)
+{
+	if (localcert_held.cert == NULL ||
+	    strcmp(sc->local_cert, localcert_held.cert_path) != 0 ||
+	    strcmp(sc->local_key, localcert_held.key_path) != 0)
+		return NULL;
+	return &localcert_held.pair;
 }
 
 /* ---- Start-up ------------------------------------------------------------ */
@@ -1059,17 +1099,27 @@ localcert_renew(const char *dir, const struct localcert_names *names,
 	return localcert_generate(dir, names, now, uid, gid, err, errlen);
 }
 
-/* Make sure dir holds a certificate for names; log it. */
+/*
+ * Make sure dir holds a certificate for names; hold and log it.  The files
+ * are read once (again only after making new ones): what is checked, held
+ * for the services and fingerprinted is the same bytes.
+ */
 int
 localcert_ensure(const char *dir, const struct localcert_names *names,
     uid_t uid, gid_t gid, time_t *renew_at, char *err, size_t errlen)
 {
-	char	path[CONFIG_PATH_MAX + 16], why[CONFIG_PATH_MAX + 128];
-	char	fp[LOCALCERT_FINGERPRINT_LEN];
-	time_t	now = time(NULL), when;
-	int	made = 0;
+	struct localcert_files	f;
+	char			path[CONFIG_PATH_MAX + 16];
+	char			why[CONFIG_PATH_MAX + 128];
+	char			fp[LOCALCERT_FINGERPRINT_LEN];
+	time_t			now = time(NULL);
+	uid_t			reader = localcert_reader(uid);
+	int			made = 0, status = -1;
 
-	if (localcert_path(path, sizeof(path), dir, LOCALCERT_CERT_FILE) != 0) {
+	localcert_release();
+	localcert_files_init(&f);
+	if (localcert_path(path, sizeof(path), dir, LOCALCERT_CERT_FILE) != 0 ||
+	    strlen(path) + 1 >= CONFIG_PATH_MAX) {
 		snprintf(err, errlen, "state_dir %s: path too long", dir);
 		return -1;
 	}
@@ -1078,22 +1128,34 @@ localcert_ensure(const char *dir, const struct localcert_names *names,
 	    (uid != (uid_t)-1 && localcert_adopt_files(dir, uid, gid, err,
 	    errlen) != 0))
 		return -1;
-	if (!localcert_check(dir, names, now, uid, why, sizeof(why))) {
+	if (localcert_files_load(dir, reader, &f, why, sizeof(why)) != 0 ||
+	    !localcert_fits(&f.crt, names, now, why, sizeof(why))) {
+		localcert_files_free(&f);
 		if (localcert_renew(dir, names, now, uid, gid, why, err,
 		    errlen) != 0)
-			return -1;
+			goto out;
 		made = 1;
+		if (localcert_files_load(dir, reader, &f, why,
+		    sizeof(why)) != 0) {
+			snprintf(err, errlen, "cannot read the certificate "
+			    "back: %s", why);
+			goto out;
+		}
 	}
-	if (localcert_describe(dir, uid, fp, &when, why, sizeof(why)) != 0) {
-		snprintf(err, errlen, "cannot read the certificate back: %s",
-		    why);
-		return -1;
+	if (localcert_crt_fingerprint(&f.crt, fp) != 0) {
+		snprintf(err, errlen, "cannot hash the certificate %s", path);
+		goto out;
 	}
 	if (renew_at != NULL)
-		*renew_at = when;
+		*renew_at = localcert_renew_time(localcert_time(
+		    &f.crt.valid_to));
+	localcert_hold(dir, &f);
 	log_info("local_tls: %s self-signed certificate %s, SHA-256 "
 	    "fingerprint %s", made ? "generated" : "using the", path, fp);
-	return 0;
+	status = 0;
+out:
+	localcert_files_free(&f);
+	return status;
 }
 
 /* Whether a service presents the generated certificate. */
@@ -1137,6 +1199,7 @@ localcert_prepare(struct config *cfg, time_t *renew_at, char *err,
 	int			 i, j, used = 0, status = -1;
 
 	*renew_at = 0;
+	localcert_release();
 	if ((names = malloc(sizeof(*names))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;

@@ -24,6 +24,7 @@
 #include "config.h"
 
 struct sockaddr;
+struct tls_keypair;
 
 #define LOCALCERT_CERT_FILE	"local.crt"
 #define LOCALCERT_KEY_FILE	"local.key"
@@ -83,7 +84,10 @@ int	localcert_fingerprint(const char *cert_path,
 
 /*
  * Make sure dir (created 0700 if missing) holds a certificate for names,
- * generating one if needed, and log which and its fingerprint.  Unless
+ * generating one if needed, hold it for localcert_pair() and log which and
+ * its fingerprint.  Both files are read once, through descriptors that do
+ * not follow symbolic links: the bytes checked, held and fingerprinted
+ * are the same.  Unless
  * uid is (uid_t)-1, dir and the files in it that root owns are given to
  * uid:gid first.  dir must not be a symbolic link, writable by group or
  * others, or owned by anyone but root and the user.  *renew_at (unless
@@ -102,6 +106,18 @@ int	localcert_ensure(const char *dir, const struct localcert_names *,
  */
 int	localcert_prepare(struct config *, time_t *renew_at, char *err,
 	    size_t errlen);
+
+/*
+ * The certificate and key read by the last localcert_ensure(), when sc
+ * presents them (its local_cert and local_key are their paths), else
+ * NULL: a TLS context is to be built from these bytes, not by reading the
+ * files again.  Valid until the next localcert_ensure(),
+ * localcert_prepare() or localcert_release().
+ */
+const struct tls_keypair *localcert_pair(const struct service_config *sc);
+
+/* Forget (and zero) what localcert_pair() gives. */
+void	localcert_release(void);
 
 /* When a certificate that expires at not_after is to be made again. */
 time_t	localcert_renew_time(time_t not_after);

@@ -22,6 +22,7 @@
 
 #include "activation.h"
 #include "config.h"
+#include "localcert.h"
 #include "log.h"
 #include "notify.h"
 #include "pidfile.h"
@@ -322,6 +323,8 @@ run_daemon(struct config *cfg, const struct options *opts)
 		log_warnx("%s: pid_file has no effect without -d: not written",
 		    cfg->path);
 	rt = runtime_new(cfg, opts->verbose);
+	/* The services parsed the generated pair: zero the bytes held. */
+	localcert_release();
 	activation_close_unused();
 	if (rt == NULL)
 		goto done;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 
+#include "localcert.h"
 #include "service.h"
 #include "tls.h"
 
@@ -27,8 +28,8 @@ service_new(const struct service_config *sc, char *err, size_t errlen)
 		return NULL;
 	}
 	if (sc->local_tls != LOCAL_TLS_NONE &&
-	    (svc->local_tls_ctx = tls_ctx_new_local(sc, err, errlen)) ==
-	    NULL) {
+	    (svc->local_tls_ctx = tls_ctx_new_local(sc, localcert_pair(sc),
+	    err, errlen)) == NULL) {
 		service_unref(svc);
 		return NULL;
 	}

@@ -8,10 +8,13 @@
  * certificate profile without SHA-1 or small RSA keys, TLS 1.2 or newer,
  * ECDHE with AEAD ciphers only, no renegotiation, and the pins on top.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <event2/buffer.h>
@@ -27,6 +30,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include "config.h"
+#include "safefile.h"
 #include "tls.h"
 
 /*
@@ -55,8 +59,8 @@
 #define TLS_ERR_SUITE2		MBEDTLS_ERR_SSL_ILLEGAL_PARAMETER
 #define TLS_ERR_CERT		MBEDTLS_ERR_SSL_BAD_CERTIFICATE
 #define tls_sha256(in, len, out) mbedtls_sha256((in), (len), (out), 0)
-#define tls_parse_keyfile(pk, path) mbedtls_pk_parse_keyfile((pk), (path), \
-	    NULL, mbedtls_ctr_drbg_random, &tls_drbg)
+#define tls_parse_key(pk, buf, len) mbedtls_pk_parse_key((pk), (buf), (len), \
+	    NULL, 0, mbedtls_ctr_drbg_random, &tls_drbg)
 #else
 #define TLS_SSL_FIELD(ssl, f)	((ssl)->f)
 #define TLS_ERR_VERSION		MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION
@@ -64,8 +68,8 @@
 #define TLS_ERR_SUITE2		MBEDTLS_ERR_SSL_BAD_HS_SERVER_HELLO
 #define TLS_ERR_CERT		MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE
 #define tls_sha256(in, len, out) mbedtls_sha256_ret((in), (len), (out), 0)
-#define tls_parse_keyfile(pk, path) mbedtls_pk_parse_keyfile((pk), (path), \
-	    NULL)
+#define tls_parse_key(pk, buf, len) mbedtls_pk_parse_key((pk), (buf), (len), \
+	    NULL, 0)
 #endif
 
 /* TLS 1.3 only: a NewSessionTicket arrived (handled by tls_conn_read). */
@@ -462,21 +466,84 @@ tls_verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 	return 0;
 }
 
-/* Load the trust anchors from a bundle file or a hashed directory. */
+/*
+ * Parse the certificates of a file read whole (a NUL after len), PEM or
+ * DER, into chain: as mbedtls_x509_crt_parse(), < 0 for an error, else
+ * the number of certificates that failed to parse.
+ */
+static int
+tls_parse_crts(mbedtls_x509_crt *chain, const unsigned char *buf, size_t len)
+{
+	/* The PEM parser wants the NUL counted, as the file reader does. */
+	return mbedtls_x509_crt_parse(chain, buf, len + 1);
+}
+
+/*
+ * Add the certificates of every regular file in the directory open on
+ * dirfd (a hashed directory such as /etc/ssl/certs), each read through
+ * one descriptor; files that cannot be read or parsed are skipped, as
+ * mbedtls_x509_crt_parse_path() does.  0, or -1 with err.
+ */
+static int
+tls_load_ca_dir(struct tls_ctx *ctx, int dirfd, const char *path, char *err,
+    size_t errlen)
+{
+	struct dirent	*e;
+	struct stat	 st;
+	unsigned char	*buf;
+	size_t		 len;
+	char		 why[128];
+	DIR		*d;
+	int		 fd;
+
+	if ((d = fdopendir(dirfd)) == NULL) {
+		snprintf(err, errlen, "ca_file %s: %s", path, strerror(errno));
+		close(dirfd);
+		return -1;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		if ((fd = safefile_open(dirfd, e->d_name, 0, &st, why,
+		    sizeof(why))) < 0)
+			continue;
+		if (safefile_read_fd(fd, SAFEFILE_CA_MAX, &buf, &len, why,
+		    sizeof(why)) == 0) {
+			(void)tls_parse_crts(&ctx->ca_chain, buf, len);
+			safefile_free(buf, len);
+		}
+		close(fd);
+	}
+	closedir(d);
+	return 0;
+}
+
+/*
+ * Load the trust anchors from a bundle file, or from the files of a
+ * directory; each file read once, through the descriptor it was checked
+ * on.
+ */
 static int
 tls_load_ca(struct tls_ctx *ctx, const char *path, char *err, size_t errlen)
 {
-	struct stat	st;
-	int		ret;
+	unsigned char	*buf;
+	size_t		 len;
+	char		 why[128];
+	int		 fd, ret;
 
-	if (stat(path, &st) != 0) {
-		snprintf(err, errlen, "ca_file %s: %s", path, strerror(errno));
-		return -1;
+	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		if (tls_load_ca_dir(ctx, fd, path, err, errlen) != 0)
+			return -1;
+		ret = 0;
+	} else {
+		if (safefile_read(path, SAFEFILE_CA_MAX, &buf, &len, why,
+		    sizeof(why)) != 0) {
+			snprintf(err, errlen, "ca_file %s: %s", path, why);
+			return -1;
+		}
+		ret = tls_parse_crts(&ctx->ca_chain, buf, len);
+		safefile_free(buf, len);
 	}
-	if (S_ISDIR(st.st_mode))
-		ret = mbedtls_x509_crt_parse_path(&ctx->ca_chain, path);
-	else
-		ret = mbedtls_x509_crt_parse_file(&ctx->ca_chain, path);
 	if (ret < 0) {
 		char	reason[200];
 
@@ -505,43 +572,65 @@ tls_key_pair_ok(mbedtls_x509_crt *crt, mbedtls_pk_context *key)
 }
 
 /*
- * Load the certificate (with any intermediates after it) and private key
- * this side presents.  A key that does not belong to the certificate is a
- * configuration error now rather than a failed handshake later.  cert_opt
- * and key_opt name the settings in the error.
+ * Parse the certificate (with any intermediates after it) and private key
+ * this side presents from pair, or from the files cert_path and key_path
+ * (each read once, through the descriptor it was checked on; the key's
+ * bytes are zeroed once parsed).  A key that does not belong to the
+ * certificate is a configuration error now rather than a failed handshake
+ * later.  cert_opt and key_opt name the settings in the error.
  */
 static int
 tls_load_own_cert(struct tls_ctx *ctx, const char *cert_opt,
     const char *cert_path, const char *key_opt, const char *key_path,
-    char *err, size_t errlen)
+    const struct tls_keypair *pair, char *err, size_t errlen)
 {
-	char	reason[200];
-	int	ret;
+	unsigned char	*cert_buf = NULL, *key_buf = NULL;
+	size_t		 cert_len = 0, key_len = 0;
+	char		 reason[200];
+	int		 ret, status = -1;
 
-	ret = mbedtls_x509_crt_parse_file(&ctx->own_cert, cert_path);
+	if (pair == NULL && safefile_read(cert_path, SAFEFILE_KEY_MAX,
+	    &cert_buf, &cert_len, reason, sizeof(reason)) != 0) {
+		snprintf(err, errlen, "%s %s: %s", cert_opt, cert_path, reason);
+		goto out;
+	}
+	ret = tls_parse_crts(&ctx->own_cert, pair != NULL ? pair->cert :
+	    cert_buf, pair != NULL ? pair->cert_len : cert_len);
 	if (ret != 0) {
 		tls_strerror(ret < 0 ? ret : MBEDTLS_ERR_X509_INVALID_FORMAT,
 		    reason, sizeof(reason));
 		snprintf(err, errlen, "%s %s: %s", cert_opt, cert_path, reason);
-		return -1;
+		goto out;
 	}
-	if ((ret = tls_parse_keyfile(&ctx->own_key, key_path)) != 0) {
+	if (pair == NULL && safefile_read(key_path, SAFEFILE_KEY_MAX,
+	    &key_buf, &key_len, reason, sizeof(reason)) != 0) {
+		snprintf(err, errlen, "%s %s: %s", key_opt, key_path, reason);
+		goto out;
+	}
+	/* As for certificates, the PEM parser wants the NUL counted. */
+	ret = tls_parse_key(&ctx->own_key, pair != NULL ? pair->key : key_buf,
+	    (pair != NULL ? pair->key_len : key_len) + 1);
+	if (ret != 0) {
 		tls_strerror(ret, reason, sizeof(reason));
 		snprintf(err, errlen, "%s %s: %s", key_opt, key_path, reason);
-		return -1;
+		goto out;
 	}
 	if (!tls_key_pair_ok(&ctx->own_cert, &ctx->own_key)) {
 		snprintf(err, errlen, "%s %s is not the key of %s %s", key_opt,
 		    key_path, cert_opt, cert_path);
-		return -1;
+		goto out;
 	}
 	if ((ret = mbedtls_ssl_conf_own_cert(&ctx->conf, &ctx->own_cert,
 	    &ctx->own_key)) != 0) {
 		tls_strerror(ret, reason, sizeof(reason));
 		snprintf(err, errlen, "%s %s: %s", cert_opt, cert_path, reason);
-		return -1;
+		goto out;
 	}
-	return 0;
+	status = 0;
+out:
+	safefile_free(cert_buf, cert_len);
+	safefile_free(key_buf, key_len);
+	return status;
 }
 
 /* Load the certificate and key presented to servers that ask for one. */
@@ -550,7 +639,7 @@ tls_load_client_cert(struct tls_ctx *ctx, const struct service_config *sc,
     char *err, size_t errlen)
 {
 	if (tls_load_own_cert(ctx, "client_cert", sc->client_cert,
-	    "client_key", sc->client_key, err, errlen) != 0)
+	    "client_key", sc->client_key, NULL, err, errlen) != 0)
 		return -1;
 	ctx->have_client_cert = 1;
 	return 0;
@@ -926,17 +1015,26 @@ tls_check_pins(struct tls_conn *conn)
 		return -1;
 	}
 	/*
-	 * A resumed session ran no callback: its chain is the one verified,
-	 * pins included, when the session was made.  After a full handshake
-	 * the callback saw the verified chain; extra certificates the server
-	 * sent beside it do not count.
+	 * A resumed session does not come here: its chain was verified, pins
+	 * included, when the session was made.  After a full handshake the
+	 * callback saw the verified chain, and only that chain counts: not
+	 * the extra certificates the server sent beside it, nor, when no
+	 * chain was recorded, anything the server sent.
+	 *
+	 * That last case fails closed and is not reached today: with
+	 * MBEDTLS_SSL_VERIFY_REQUIRED, mbedTLS (2.28 and 3.6, TLS 1.2 and
+	 * 1.3) calls the callback for every certificate of every chain it
+	 * verifies, and a full handshake without a server certificate (a
+	 * PSK, which mailtlsd never configures) is the only way around it.
+	 * No unit test can reach it through the public interface for the
+	 * same reason.
 	 */
 	if (!conn->verify_called)
-		for (; crt != NULL; crt = crt->next)
-			if (crt->version != 0 && tls_pin_matches(conn->ctx, crt))
-				return 0;
-	snprintf(conn->error, sizeof(conn->error),
-	    "no key in the server's certificate chain matches pin_sha256");
+		snprintf(conn->error, sizeof(conn->error), "no verified "
+		    "certificate chain to check pin_sha256 against");
+	else
+		snprintf(conn->error, sizeof(conn->error), "no key in the "
+		    "server's certificate chain matches pin_sha256");
 	return -1;
 }
 
@@ -1142,7 +1240,8 @@ tls_random(void *p_rng, unsigned char *buf, size_t len)
 
 /* Build the settings toward the service's mail clients. */
 struct tls_ctx *
-tls_ctx_new_local(const struct service_config *sc, char *err, size_t errlen)
+tls_ctx_new_local(const struct service_config *sc,
+    const struct tls_keypair *pair, char *err, size_t errlen)
 {
 	struct tls_ctx	*ctx;
 
@@ -1163,7 +1262,7 @@ tls_ctx_new_local(const struct service_config *sc, char *err, size_t errlen)
 #endif
 	mbedtls_ssl_conf_authmode(&ctx->conf, MBEDTLS_SSL_VERIFY_NONE);
 	if (tls_load_own_cert(ctx, "local_cert", sc->local_cert, "local_key",
-	    sc->local_key, err, errlen) != 0)
+	    sc->local_key, pair, err, errlen) != 0)
 		goto err;
 	return ctx;
 err:

@@ -95,12 +95,25 @@ const char	*tls_conn_ciphersuite(const struct tls_conn *);
  */
 
 /*
- * The settings mailtlsd uses as a TLS server toward clients: its
- * local_cert/local_key, TLS 1.2 or newer, the same ECDHE/AEAD suites, no
- * renegotiation, no client certificates.  NULL with a reason in err.
+ * A certificate (with any intermediates after it) and its key, PEM or DER,
+ * as read from their files; each with a NUL after len bytes.
  */
-struct tls_ctx	*tls_ctx_new_local(const struct service_config *, char *err,
-		    size_t errlen);
+struct tls_keypair {
+	const unsigned char	*cert;
+	size_t			 cert_len;
+	const unsigned char	*key;
+	size_t			 key_len;
+};
+
+/*
+ * The settings mailtlsd uses as a TLS server toward clients: pair when not
+ * NULL (the files already read, named local_cert/local_key in errors),
+ * else the service's local_cert/local_key, TLS 1.2 or newer, the same
+ * ECDHE/AEAD suites, no renegotiation, no client certificates.  NULL with
+ * a reason in err.
+ */
+struct tls_ctx	*tls_ctx_new_local(const struct service_config *,
+		    const struct tls_keypair *pair, char *err, size_t errlen);
 
 /* A new server-end connection over raw (a client's socket), or NULL. */
 struct tls_conn	*tls_conn_new_local(struct tls_ctx *, struct bufferevent *raw);

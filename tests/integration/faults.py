@@ -245,8 +245,10 @@ def dns_server(t, table):
 
 # ------------------------------------------------------ allocation failures
 
-SHIM_SRC = os.path.join(ROOT, "tests", "faults", "failalloc.c")
-SHIM_BUILT = os.path.join(ROOT, "build", "tests", "failalloc.so")
+def shim_paths(name):
+    """The source of a preloadable shim and where "make" builds it."""
+    return (os.path.join(ROOT, "tests", "faults", name + ".c"),
+            os.path.join(ROOT, "build", "tests", name + ".so"))
 
 
 def is_asan_build(binary):
@@ -261,23 +263,30 @@ def is_asan_build(binary):
     return b"libasan" in out
 
 
-def failalloc_so(t):
-    """The shim: FAILALLOC_SO, build/tests/failalloc.so ("make" builds it),
-    or compiled here when that one is missing or older than its source."""
-    path = os.environ.get("FAILALLOC_SO")
+def shim_so(t, name):
+    """A shim (tests/faults/NAME.c): $NAME_SO, build/tests/NAME.so ("make"
+    builds it), or compiled here when that one is missing or older than
+    its source."""
+    src, built = shim_paths(name)
+    path = os.environ.get(name.upper() + "_SO")
     if path:
         return path
-    if (os.path.exists(SHIM_BUILT) and
-            os.path.getmtime(SHIM_BUILT) >= os.path.getmtime(SHIM_SRC)):
-        return SHIM_BUILT
-    path = os.path.join(t.tmp, "failalloc.so")
+    if (os.path.exists(built) and
+            os.path.getmtime(built) >= os.path.getmtime(src)):
+        return built
+    path = os.path.join(t.tmp, name + ".so")
     p = subprocess.run([os.environ.get("CC", "cc"), "-std=c11", "-O2",
-                        "-shared", "-fPIC", "-o", path, SHIM_SRC, "-ldl"],
+                        "-shared", "-fPIC", "-o", path, src, "-ldl"],
                        capture_output=True, timeout=60)
     if p.returncode != 0:
-        raise Skip("cannot build the failalloc shim: %s"
-                   % p.stderr.decode(errors="replace")[:200])
+        raise Skip("cannot build the %s shim: %s"
+                   % (name, p.stderr.decode(errors="replace")[:200]))
     return path
+
+
+def failalloc_so(t):
+    """The allocation-failure shim (tests/faults/failalloc.c)."""
+    return shim_so(t, "failalloc")
 
 
 FAILALLOC_RX = (r"failalloc: (armed|disarmed: (\d+) calls, (\d+) failed) "

@@ -27,6 +27,7 @@ import tempfile
 
 from daemon import Daemon, check_config
 from expectations import SECRET
+from faults import is_asan_build, shim_so
 from harness import Skip, case, check, expect_error_line
 from starttls_server import MESSAGE, StarttlsServer
 from test_starttls import DAEMON_GREETING, DAEMON_LINES, expect_record
@@ -152,14 +153,19 @@ def fingerprint_of(path):
     return ":".join("%02X" % b for b in hashlib.sha256(der).digest())
 
 
-def presented_fingerprint(port, host="127.0.0.1"):
-    """The fingerprint of the certificate the daemon presents (implicit)."""
+def presented_der(port, host="127.0.0.1"):
+    """The DER certificate the daemon presents (implicit)."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     with socket.create_connection((host, port), timeout=10) as s:
         with ctx.wrap_socket(s) as tls:
-            der = tls.getpeercert(binary_form=True)
+            return tls.getpeercert(binary_form=True)
+
+
+def presented_fingerprint(port, host="127.0.0.1"):
+    """The fingerprint of the certificate the daemon presents (implicit)."""
+    der = presented_der(port, host)
     return ":".join("%02X" % b for b in hashlib.sha256(der).digest())
 
 
@@ -746,6 +752,108 @@ def test_state_dir_fifo(t):
     _, fp2 = re.search(GENERATED, d.wait_log(GENERATED, since=mark)).groups()
     check(presented_fingerprint(svc.port) == fp2, "presents another")
     check(stat.S_ISREG(os.lstat(crt).st_mode), "local.crt is no file")
+
+
+# Which open of local.crt / local.key (1: the first) the swapfile shim
+# follows with a swap for a symbolic link to the test CA's mail.test pair.
+SWAPS = {
+    "at_check": {"local.crt": 1, "local.key": 1},
+    "before_load": {"local.crt": 2, "local.key": 1},
+    "cert": {"local.crt": 1},
+    "key": {"local.key": 1},
+}
+SWAPPED = r"swapfile: (\S+) now links to (\S+) \(after open (\d+)\)"
+
+
+@case(timeout=60, params={k: {"swaps": v} for k, v in SWAPS.items()})
+def test_swapped_after_check(t, swaps):
+    """The service user owns state_dir and can replace local.crt and
+    local.key with symbolic links to any pair root can read, right after
+    mailtlsd opened them to check them (tests/faults/swapfile.c): the
+    daemon presents the certificate it generated, whose fingerprint is
+    the one it logged, never the one linked to."""
+    if is_asan_build(t.binary):
+        raise Skip("the daemon is the ASan build, which must come first "
+                   "in the process: the swapfile shim cannot be preloaded")
+    so = shim_so(t, "swapfile")
+    state = state_dir(t)
+    srv, svc, d = setup(t, "imap", "implicit")
+    d.wait_log(GENERATED)
+    check(d.stop() == 0, "first daemon did not stop cleanly")
+    d.stopped_by_test = True
+    crt = os.path.join(state, "local.crt")
+    with open(crt) as f:
+        original = ssl.PEM_cert_to_DER_cert(f.read())
+    target = {"local.crt": t.certs.good, "local.key": t.certs.key}
+    env = {"LD_PRELOAD": so}
+    for i, (name, nth) in enumerate(sorted(swaps.items())):
+        env["SWAPFILE%d" % i] = "%d %s %s" % (
+            nth, os.path.join(state, name), target[name])
+
+    d2 = t.daemon(svc, state_dir=state, name="swapped", env=env)
+    _, fp = re.search(REUSED, d2.wait_log(REUSED)).groups()
+    done = [re.search(SWAPPED, l).group(1) for l in d2.log()
+            if re.search(SWAPPED, l)]
+    for name, nth in swaps.items():
+        if nth == 1:        # every start opens each file at least once
+            check(os.path.join(state, name) in done, "%s was not swapped:"
+                  "\n%s", name, d2.tail(15))
+    der = presented_der(svc.port)
+    served = ":".join("%02X" % b for b in hashlib.sha256(der).digest())
+    check(der == original, "presents another certificate than the one "
+          "generated (logged %s, presents %s)", fp, served)
+    check(served == fp, "logged fingerprint %s, presents %s", fp, served)
+
+
+def fifo_config(t, svc, state):
+    """A daemon (not started) for svc; the paths of a FIFO and its config."""
+    fifo = os.path.join(t.tmp, "fifo")
+    if not os.path.exists(fifo):
+        os.mkfifo(fifo, 0o600)
+    d = t.daemon(svc, start=False, state_dir=state)
+    return d, fifo
+
+
+def expect_start_fails(t, d, phrase):
+    """-t and a start both fail at once, naming phrase."""
+    rc, out, err = check_config(t.binary, d.conf_path)
+    check(rc == 1 and phrase in err, "-t: %s %s", out, err)
+    p = subprocess.run([t.binary, "-f", "-c", d.conf_path],
+                       capture_output=True, timeout=10,
+                       stdin=subprocess.DEVNULL)
+    text = p.stderr.decode(errors="replace")
+    check(p.returncode != 0 and phrase in text, "start: %s %s",
+          p.returncode, text)
+
+
+@case()
+def test_fifo_files_refused(t):
+    """A FIFO as local_cert, as client_key or as the configuration file is
+    refused with a clear error by -t and at start, without waiting for a
+    writer (run by the harness with a timeout)."""
+    srv = StarttlsServer("imap", t.tls_context())
+    t.stack.callback(srv.stop)
+    state = state_dir(t)
+    svc = t.service(srv, "imap", tls="starttls", local_tls="starttls")
+    d, fifo = fifo_config(t, svc, state)
+
+    svc.opts.update(local_cert=fifo, local_key=t.certs.key)
+    d.write_config(t.config([svc], state_dir=state))
+    expect_start_fails(t, d, "local_cert %s: not a regular file" % fifo)
+
+    del svc.opts["local_cert"], svc.opts["local_key"]
+    svc.opts.update(client_cert=t.certs.good, client_key=fifo)
+    d.write_config(t.config([svc], state_dir=state))
+    expect_start_fails(t, d, "client_key %s: not a regular file" % fifo)
+
+    rc, out, err = check_config(t.binary, fifo)
+    check(rc == 1 and "%s: not a regular file" % fifo in err, "-t: %s %s",
+          out, err)
+    p = subprocess.run([t.binary, "-f", "-c", fifo], capture_output=True,
+                       timeout=10, stdin=subprocess.DEVNULL)
+    text = p.stderr.decode(errors="replace")
+    check(p.returncode != 0 and "%s: not a regular file" % fifo in text,
+          "start: %s %s", p.returncode, text)
 
 
 @case()

@@ -3,6 +3,7 @@
  * every error (with its FILE:LINE) and the listen/remote parsers.
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
@@ -824,12 +825,27 @@ START_TEST(test_cannot_open)
 }
 END_TEST
 
-START_TEST(test_read_error)
+/* A directory, or a FIFO (not waited on), is not a configuration file. */
+START_TEST(test_not_regular)
 {
+	char	fifo[64] = "/tmp/check_config.XXXXXX";
+
 	snprintf(conf_path, sizeof(conf_path), "/tmp");
 	ck_assert_ptr_null(config_load(conf_path, &errs));
 	ck_assert_int_eq(errs.count, 1);
-	ASSERT_ERROR(0, "read error: Is a directory");
+	ck_assert_str_eq(errs.lines[0], "/tmp: not a regular file");
+	config_errors_clear(&errs);
+
+	ck_assert_ptr_nonnull(mkdtemp(fifo));
+	snprintf(conf_path, sizeof(conf_path), "%s/fifo", fifo);
+	ck_assert_int_eq(mkfifo(conf_path, 0600), 0);
+	alarm(10);
+	ck_assert_ptr_null(config_load(conf_path, &errs));
+	alarm(0);
+	unlink(conf_path);
+	rmdir(fifo);
+	ck_assert_int_eq(errs.count, 1);
+	ASSERT_ERROR(0, "not a regular file");
 }
 END_TEST
 
@@ -1426,7 +1442,7 @@ config_suite(void)
 
 	tc = add_tcase(s, "errors");
 	tcase_add_test(tc, test_cannot_open);
-	tcase_add_test(tc, test_read_error);
+	tcase_add_test(tc, test_not_regular);
 	tcase_add_test(tc, test_no_service);
 	tcase_add_test(tc, test_missing_keys);
 	tcase_add_test(tc, test_sections);

@@ -1000,7 +1000,8 @@ pair_setup(struct pair *p, const char *server_name)
 	p->raw[1] = fake_socket(p->base);
 	p->ctx[0] = tls_ctx_new(&sc, err, sizeof(err));
 	ck_assert_msg(p->ctx[0] != NULL, "client ctx: %s", err);
-	p->ctx[1] = tls_ctx_new_local(&sc, err, sizeof(err));
+	p->ctx[1] = tls_ctx_new_local(&sc, localcert_pair(&sc), err,
+	    sizeof(err));
 	ck_assert_msg(p->ctx[1] != NULL, "server ctx: %s", err);
 	p->conn[0] = tls_conn_new(p->ctx[0], p->raw[0]);
 	p->conn[1] = tls_conn_new_local(p->ctx[1], p->raw[1]);
@@ -1141,14 +1142,14 @@ START_TEST(test_local_ctx_errors)
 	snprintf(sc.local_cert, sizeof(sc.local_cert), "%s/missing.pem", top);
 	snprintf(sc.local_key, sizeof(sc.local_key), "%s",
 	    in_dir(LOCALCERT_KEY_FILE));
-	ck_assert_ptr_null(tls_ctx_new_local(&sc, err, sizeof(err)));
+	ck_assert_ptr_null(tls_ctx_new_local(&sc, NULL, err, sizeof(err)));
 	ck_assert_ptr_nonnull(strstr(err, "local_cert"));
 	/* The key of another certificate. */
 	snprintf(sc.local_cert, sizeof(sc.local_cert), "%s",
 	    in_dir(LOCALCERT_CERT_FILE));
 	snprintf(sc.local_key, sizeof(sc.local_key), "%s",
 	    key_in(other));
-	ck_assert_ptr_null(tls_ctx_new_local(&sc, err, sizeof(err)));
+	ck_assert_ptr_null(tls_ctx_new_local(&sc, NULL, err, sizeof(err)));
 	ck_assert_ptr_nonnull(strstr(err, "is not the key of"));
 	/* The same pair as client_cert and client_key toward a server. */
 	memset(&sc, 0, sizeof(sc));
@@ -1172,6 +1173,126 @@ START_TEST(test_local_ctx_errors)
 	snprintf(err, sizeof(err), "%s/" LOCALCERT_CERT_FILE, other);
 	unlink(err);
 	rmdir(other);
+}
+END_TEST
+
+/*
+ * localcert_ensure() holds the bytes it checked and logged: after the
+ * files are replaced, the pair (and the context built from it) is still
+ * the one ensured.  Only a service whose local_cert and local_key are
+ * those files gets it.
+ */
+START_TEST(test_held_pair)
+{
+	struct service_config	 sc;
+	struct localcert_names	 names;
+	const struct tls_keypair *pair;
+	struct tls_ctx		*ctx;
+	char			 err[256], other[128], fp[2][96];
+	char			*crt;
+	size_t			 len;
+
+	test_names(&names);
+	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
+	    NULL, err, sizeof(err)), 0);
+	ck_assert_int_eq(localcert_fingerprint(in_dir(LOCALCERT_CERT_FILE),
+	    fp[0]), 0);
+	crt = slurp(in_dir(LOCALCERT_CERT_FILE), &len);
+	memset(&sc, 0, sizeof(sc));
+	snprintf(sc.local_cert, sizeof(sc.local_cert), "%s",
+	    in_dir(LOCALCERT_CERT_FILE));
+	snprintf(sc.local_key, sizeof(sc.local_key), "%s",
+	    in_dir(LOCALCERT_KEY_FILE));
+	pair = localcert_pair(&sc);
+	ck_assert_ptr_nonnull(pair);
+	ck_assert_uint_eq(pair->cert_len, len);
+	ck_assert_int_eq(memcmp(pair->cert, crt, len), 0);
+	ck_assert_int_eq(pair->cert[len], '\0');
+	ck_assert_int_eq(pair->key[pair->key_len], '\0');
+
+	/* Another pair in place of the files: the held one is unchanged. */
+	snprintf(other, sizeof(other), "%s/other", top);
+	ck_assert_int_eq(mkdir(other, 0700), 0);
+	ck_assert_int_eq(localcert_generate(other, &names, time(NULL),
+	    (uid_t)-1, (gid_t)-1, err, sizeof(err)), 0);
+	snprintf(err, sizeof(err), "%s/" LOCALCERT_CERT_FILE, other);
+	ck_assert_int_eq(rename(err, in_dir(LOCALCERT_CERT_FILE)), 0);
+	ck_assert_int_eq(rename(key_in(other), in_dir(LOCALCERT_KEY_FILE)), 0);
+	ck_assert_int_eq(localcert_fingerprint(in_dir(LOCALCERT_CERT_FILE),
+	    fp[1]), 0);
+	ck_assert_str_ne(fp[0], fp[1]);
+	ck_assert_ptr_eq(localcert_pair(&sc), pair);
+	ck_assert_int_eq(memcmp(pair->cert, crt, len), 0);
+	ctx = tls_ctx_new_local(&sc, pair, err, sizeof(err));
+	ck_assert_msg(ctx != NULL, "%s", err);
+	tls_ctx_free(ctx);
+
+	/* Not for a service with other files; not after release. */
+	snprintf(sc.local_key, sizeof(sc.local_key), "%s/other.key", top);
+	ck_assert_ptr_null(localcert_pair(&sc));
+	snprintf(sc.local_key, sizeof(sc.local_key), "%s",
+	    in_dir(LOCALCERT_KEY_FILE));
+	localcert_release();
+	ck_assert_ptr_null(localcert_pair(&sc));
+	rmdir(other);
+	free(crt);
+}
+END_TEST
+
+/*
+ * A FIFO as local_cert or client_key is refused at once, named in the
+ * error, never opened in a way that waits for a writer.
+ */
+START_TEST(test_ctx_fifo_refused)
+{
+	struct service_config	 sc;
+	struct localcert_names	 names;
+	char			 err[256], fifo[128], want[192];
+
+	test_names(&names);
+	ck_assert_int_eq(localcert_ensure(dir, &names, (uid_t)-1, (gid_t)-1,
+	    NULL, err, sizeof(err)), 0);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", top);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	alarm(10);
+	memset(&sc, 0, sizeof(sc));
+	snprintf(sc.local_cert, sizeof(sc.local_cert), "%s", fifo);
+	snprintf(sc.local_key, sizeof(sc.local_key), "%s",
+	    in_dir(LOCALCERT_KEY_FILE));
+	ck_assert_ptr_null(tls_ctx_new_local(&sc, NULL, err, sizeof(err)));
+	snprintf(want, sizeof(want), "local_cert %s: not a regular file",
+	    fifo);
+	ck_assert_str_eq(err, want);
+
+	memset(&sc, 0, sizeof(sc));
+	snprintf(sc.name, sizeof(sc.name), "t");
+	snprintf(sc.server_name, sizeof(sc.server_name), "mail.test");
+	sc.protocol = MAIL_PROTO_IMAP;
+	sc.tls = TLS_MODE_IMPLICIT;
+	sc.min_tls = TLS_VERSION_1_2;
+	snprintf(sc.client_cert, sizeof(sc.client_cert), "%s",
+	    in_dir(LOCALCERT_CERT_FILE));
+	snprintf(sc.client_key, sizeof(sc.client_key), "%s", fifo);
+	ck_assert_ptr_null(tls_ctx_new(&sc, err, sizeof(err)));
+	snprintf(want, sizeof(want), "client_key %s: not a regular file",
+	    fifo);
+	ck_assert_str_eq(err, want);
+
+	/* A CA file too, and a directory as a key. */
+	sc.verify = 1;
+	sc.client_cert[0] = sc.client_key[0] = '\0';
+	snprintf(sc.ca_file, sizeof(sc.ca_file), "%s", fifo);
+	ck_assert_ptr_null(tls_ctx_new(&sc, err, sizeof(err)));
+	snprintf(want, sizeof(want), "ca_file %s: not a regular file", fifo);
+	ck_assert_str_eq(err, want);
+	memset(&sc, 0, sizeof(sc));
+	snprintf(sc.local_cert, sizeof(sc.local_cert), "%s",
+	    in_dir(LOCALCERT_CERT_FILE));
+	snprintf(sc.local_key, sizeof(sc.local_key), "%s", top);
+	ck_assert_ptr_null(tls_ctx_new_local(&sc, NULL, err, sizeof(err)));
+	snprintf(want, sizeof(want), "local_key %s: not a regular file", top);
+	ck_assert_str_eq(err, want);
+	alarm(0);
 }
 END_TEST
 
@@ -1234,6 +1355,8 @@ localcert_suite(void)
 	tcase_add_test(tc, test_local_plaintext_client);
 	tcase_add_test(tc, test_local_client_leaves);
 	tcase_add_test(tc, test_local_ctx_errors);
+	tcase_add_test(tc, test_held_pair);
+	tcase_add_test(tc, test_ctx_fifo_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }

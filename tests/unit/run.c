@@ -16,6 +16,7 @@ static Suite *(*const suites[])(void) = {
 	proto_local_suite,
 	tls_suite,
 	localcert_suite,
+	safefile_suite,
 	fuzz_suite,
 };
 

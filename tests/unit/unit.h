@@ -13,6 +13,7 @@ Suite	*proto_filter_suite(void);
 Suite	*proto_local_suite(void);
 Suite	*tls_suite(void);
 Suite	*localcert_suite(void);
+Suite	*safefile_suite(void);
 Suite	*fuzz_suite(void);
 
 #endif /* MAILTLSD_UNIT_H */
