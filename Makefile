@@ -97,8 +97,13 @@ $(BUILD)/tests/unit/%.o: tests/unit/%.c
 $(BUILD)/check_mailtlsd: $(UNIT_OBJS) $(LIB_OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(MBEDTLS_LIBS) $(EVENT_LIBS)
 
-check: unit-check integration-check check-docs
+check: deps unit-check integration-check check-docs
 	@echo "make check: all tests passed"
+
+# The include graph of daemon/ by module; fails on a cycle.
+.PHONY: deps
+deps:
+	$(PYTHON) scripts/deps daemon
 
 # Every relative link and #anchor of the Markdown documentation resolves.
 .PHONY: check-docs

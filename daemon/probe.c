@@ -39,10 +39,10 @@
 #include "config.h"
 #include "probe.h"
 #include "proto.h"
-#include "runtime.h"
 #include "tls.h"
 #include "tlsstream.h"
 #include "uplink.h"
+#include "upstream.h"
 
 #define PROBE_SHOW_MAX	200		/* characters of a peer line shown */
 #define PROBE_DN_MAX	400		/* characters of a name shown */
@@ -868,7 +868,7 @@ probe_setup(struct probe *p)
 	}
 	p->base = event_base_new();
 	if (p->base != NULL)
-		p->dns = runtime_dns_new(p->base);
+		p->dns = upstream_dns_new(p->base);
 	if (p->base != NULL)
 		p->timer = evtimer_new(p->base, probe_timer_cb, p);
 	p->from_server = evbuffer_new();

@@ -47,10 +47,8 @@
 #include "addr.h"
 #include "log.h"
 #include "peers.h"
-#include "pool.h"
 #include "proto.h"
 #include "proto_local.h"
-#include "runtime.h"
 #include "service.h"
 #include "session.h"
 #include "tls.h"
@@ -100,7 +98,7 @@ struct side {
 
 struct session {
 	TAILQ_ENTRY(session)	 entry;
-	struct runtime		*rt;
+	struct session_host	*host;
 	struct service		*svc;
 	unsigned long long	 id;
 	enum session_state	 state;
@@ -114,7 +112,8 @@ struct session {
 	struct proto_filter	*filter;	/* until the client logged in */
 	struct evbuffer		*down_plain;	/* server bytes for the filter */
 	struct evbuffer		*up_plain;	/* filtered client bytes */
-	struct pool		*pool;		/* while a pool member */
+	struct session_pool_cb	 pool;		/* its pool's callbacks */
+	unsigned		 in_pool : 1;	/* while a pool member */
 	struct evbuffer		*parked;	/* for the client to come */
 	struct peer		*peer;		/* the client's address count */
 
@@ -243,8 +242,8 @@ session_client_ready(const struct session *s)
 static void
 session_free(struct session *s)
 {
-	struct runtime	*rt = s->rt;
-	double		 seconds;
+	struct session_host	*host = s->host;
+	double			 seconds;
 
 	seconds = (double)(session_now_ms() - s->started_ms) / 1000.0;
 	/* Pool members that never served a client are routine: debug. */
@@ -262,20 +261,20 @@ session_free(struct session *s)
 		evbuffer_free(s->up_plain);
 	if (s->parked != NULL)
 		evbuffer_free(s->parked);
-	if (s->pool != NULL)
-		pool_member_gone(s->pool, s, !s->pool_aged);
+	if (s->in_pool)
+		s->pool.gone(s, !s->pool_aged, s->pool.arg);
 	if (s->server.bev != NULL)
 		bufferevent_free(s->server.bev);
 	if (s->client.bev != NULL)
 		bufferevent_free(s->client.bev);
 	if (s->timer != NULL)
 		event_free(s->timer);
-	peers_release(rt->peers, s->peer);
-	TAILQ_REMOVE(&rt->sessions, s, entry);
-	rt->n_sessions--;
+	peers_release(host->peers, s->peer);
+	TAILQ_REMOVE(&host->sessions, s, entry);
+	host->n_sessions--;
 	service_unref(s->svc);
 	free(s);
-	runtime_session_ended(rt);
+	host->ended(host->arg);
 }
 
 /*
@@ -460,7 +459,7 @@ session_close(struct session *s, enum log_level level, const char *reason)
 		return -1;
 	}
 	snprintf(s->reason, sizeof(s->reason), "%s", reason);
-	if (s->pool != NULL) {
+	if (s->in_pool) {
 		/*
 		 * A member that waited a while before the server dropped it met
 		 * the server's idle timeout, not a failure: no back-off.
@@ -469,8 +468,8 @@ session_close(struct session *s, enum log_level level, const char *reason)
 		    SESSION_POOL_HEALTHY_MS)
 			s->pool_aged = 1;
 		/* Out of the pool at once: a closing member is never handed out. */
-		pool_member_gone(s->pool, s, !s->pool_aged);
-		s->pool = NULL;
+		s->in_pool = 0;
+		s->pool.gone(s, !s->pool_aged, s->pool.arg);
 	}
 	early = session_before_relay(s) || s->tls_refused;
 	if (s->client_failed)
@@ -834,7 +833,7 @@ session_parked_check(struct session *s)
 	if (greeted == 1 && !s->pool_ready) {
 		s->pool_ready = 1;
 		session_log(s, LOG_LEVEL_DEBUG, "ready in the pool");
-		pool_member_ready(s->pool, s);
+		s->pool.ready(s, s->pool.arg);
 	}
 	return 0;
 }
@@ -1267,23 +1266,40 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* A new session in the runtime's list, without sockets yet. */
+/* Whether max_sessions leaves room for one more session. */
+int
+session_host_may_accept(const struct session_host *host)
+{
+	return host->n_sessions < host->max_sessions;
+}
+
+/* Whether the client's address holds fewer sessions than its limit. */
+int
+session_host_may_accept_client(const struct session_host *host,
+    const struct sockaddr *sa)
+{
+	return host->max_per_client == 0 ||
+	    peers_count(host->peers, sa) < host->max_per_client;
+}
+
+/* A new session in the host's list, without sockets yet. */
 static struct session *
-session_new(struct runtime *rt, struct service *svc)
+session_new(struct session_host *host, struct service *svc)
 {
 	struct session	*s;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return NULL;
-	s->rt = rt;
+	s->host = host;
 	s->svc = service_ref(svc);
-	s->id = ++rt->next_session_id;
+	s->id = ++host->next_id;
 	s->started_ms = session_now_ms();
 	s->state_ms = s->active_ms = s->started_ms;
 	snprintf(s->reason, sizeof(s->reason), "out of memory");
-	TAILQ_INSERT_TAIL(&rt->sessions, s, entry);
-	rt->n_sessions++;
-	if ((s->timer = evtimer_new(rt->base, session_timer_cb, s)) == NULL) {
+	TAILQ_INSERT_TAIL(&host->sessions, s, entry);
+	host->n_sessions++;
+	if ((s->timer = evtimer_new(host->base, session_timer_cb, s)) ==
+	    NULL) {
 		session_free(s);
 		return NULL;
 	}
@@ -1321,9 +1337,9 @@ session_setup_client(struct session *s, int fd, const struct sockaddr *sa)
 {
 	addr_format(sa, s->client_addr, sizeof(s->client_addr));
 	/* Without a bufferevent the fd stays the caller's, to refuse. */
-	if ((s->peer = peers_add(s->rt->peers, sa)) == NULL)
+	if ((s->peer = peers_add(s->host->peers, sa)) == NULL)
 		return -1;
-	s->client.bev = bufferevent_socket_new(s->rt->base, fd,
+	s->client.bev = bufferevent_socket_new(s->host->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (s->client.bev == NULL)
 		return -1;
@@ -1350,20 +1366,20 @@ session_connect(struct session *s)
 	/* Each step in the debug log; nothing is formatted otherwise. */
 	if (log_enabled(LOG_LEVEL_DEBUG))
 		cb.trace = session_uplink_trace;
-	s->uplink = uplink_start(s->rt->base, s->rt->dns, &s->svc->cfg,
+	s->uplink = uplink_start(s->host->base, s->host->dns, &s->svc->cfg,
 	    s->svc->tls, &cb);
 	return s->uplink != NULL ? 0 : -1;
 }
 
 /* Take over an accepted client and start reaching the server. */
 int
-session_start(struct runtime *rt, struct service *svc, int fd,
+session_start(struct session_host *host, struct service *svc, int fd,
     const struct sockaddr *sa, socklen_t salen)
 {
 	struct session	*s;
 
 	(void)salen;
-	if ((s = session_new(rt, svc)) == NULL)
+	if ((s = session_new(host, svc)) == NULL)
 		return -1;	/* the caller refuses the client */
 	if (session_setup_client(s, fd, sa) != 0) {
 		if (s->client.bev == NULL) {
@@ -1385,18 +1401,19 @@ session_start(struct runtime *rt, struct service *svc, int fd,
 
 /* A pool member: a session that connects before any client comes. */
 struct session *
-session_start_pooled(struct runtime *rt, struct service *svc,
-    struct pool *pool)
+session_start_pooled(struct session_host *host, struct service *svc,
+    const struct session_pool_cb *pool)
 {
 	struct session	*s;
 
-	if ((s = session_new(rt, svc)) == NULL)
+	if ((s = session_new(host, svc)) == NULL)
 		return NULL;
 	if (session_connect(s) != 0) {
 		session_free(s);
 		return NULL;
 	}
-	s->pool = pool;		/* from now on the pool hears of its end */
+	s->pool = *pool;	/* from now on the pool hears of its end */
+	s->in_pool = 1;
 	session_log(s, LOG_LEVEL_DEBUG, "pool: connecting to %s:%u",
 	    svc->cfg.remote_host, svc->cfg.remote_port);
 	return s;
@@ -1408,7 +1425,7 @@ session_attach(struct session *s, int fd, const struct sockaddr *sa,
     socklen_t salen)
 {
 	(void)salen;
-	s->pool = NULL;		/* taken: used by this client only, ever */
+	s->in_pool = 0;		/* taken: used by this client only, ever */
 	s->started_ms = session_now_ms();
 	if (session_setup_client(s, fd, sa) != 0) {
 		int	fd_is_callers = s->client.bev == NULL;
