@@ -884,14 +884,14 @@ session_touch(struct session *s)
 	s->active_ms = session_now_ms();
 }
 
-/* Bytes (TLS records) arrived from the server. */
+/*
+ * Take what arrived from the server (records, or the end): a parked member
+ * checks it is still only greeted, a relay passes it on; while WAITING it
+ * stays until the client's TLS is up.
+ */
 static void
-session_server_read_cb(struct bufferevent *bev, void *arg)
+session_server_input(struct session *s)
 {
-	struct session	*s = arg;
-
-	(void)bev;
-	session_touch(s);
 	switch (s->state) {
 	case SESSION_PARKED:
 		if (session_pump_down(s) == 0)
@@ -901,13 +901,24 @@ session_server_read_cb(struct bufferevent *bev, void *arg)
 		session_pump_down(s);
 		return;
 	case SESSION_WAITING:
-		return;		/* read once the client's TLS is up */
+		return;
 	case SESSION_REACHING:
 	case SESSION_CLOSING:
-		break;		/* reading is off, or the uplink's */
+		break;		/* the uplink's socket, or reading is off */
 	}
-	fatalx("session: server read in state %s",
+	fatalx("session: server input in state %s",
 	    session_state_names[s->state]);
+}
+
+/* Bytes (TLS records) arrived from the server. */
+static void
+session_server_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session	*s = arg;
+
+	(void)bev;
+	session_touch(s);
+	session_server_input(s);
 }
 
 /* The server's output buffer drained below its low-water mark. */
@@ -974,22 +985,7 @@ session_server_event_cb(struct bufferevent *bev, short what, void *arg)
 	/* Records already received still go to the client. */
 	if (what & BEV_EVENT_ERROR)
 		s->server.broken = 1;
-	switch (s->state) {
-	case SESSION_PARKED:
-		if (session_pump_down(s) == 0)
-			session_parked_check(s);
-		return;
-	case SESSION_RELAYING:
-		session_pump_down(s);
-		return;
-	case SESSION_WAITING:
-		return;		/* the relay reads what is left, then the end */
-	case SESSION_REACHING:
-	case SESSION_CLOSING:
-		break;
-	}
-	fatalx("session: server event in state %s",
-	    session_state_names[s->state]);
+	session_server_input(s);
 }
 
 /* The uplink is up: TLS to the server verified.  Relay, or park. */
@@ -1124,13 +1120,30 @@ session_client_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	session_touch(s);
-	if (s->cstate == CLIENT_OPENING)
+	switch (s->cstate) {
+	case CLIENT_OPENING:
 		session_local_opening(s);
-	else if (s->cstate == CLIENT_HANDSHAKING)
+		return;
+	case CLIENT_HANDSHAKING:
 		session_client_handshake(s);
-	else if (s->state == SESSION_RELAYING)
+		return;
+	case CLIENT_PLAIN:
+	case CLIENT_SECURE:
+		break;
+	}
+	switch (s->state) {
+	case SESSION_RELAYING:
 		session_pump_up(s);
-	/* Before RELAYING the bytes wait: nothing goes out unencrypted. */
+		return;
+	case SESSION_REACHING:
+	case SESSION_WAITING:
+		return;	/* the bytes wait: nothing goes out unencrypted */
+	case SESSION_PARKED:
+	case SESSION_CLOSING:
+		break;	/* no client yet; CLOSING was handled above */
+	}
+	fatalx("session: client read in state %s",
+	    session_state_names[s->state]);
 }
 
 /* The client's output buffer drained below its low-water mark. */
@@ -1141,12 +1154,23 @@ session_client_write_cb(struct bufferevent *bev, void *arg)
 
 	(void)bev;
 	session_touch(s);
-	if (s->state == SESSION_CLOSING)
+	switch (s->state) {
+	case SESSION_CLOSING:
 		session_try_finish(s);
-	else if (s->state == SESSION_RELAYING && session_pump_down(s) == 0 &&
-	    s->filter != NULL)
+		return;
+	case SESSION_RELAYING:
 		/* Client commands may have waited for the client to read. */
-		session_pump_up(s);
+		if (session_pump_down(s) == 0 && s->filter != NULL)
+			session_pump_up(s);
+		return;
+	case SESSION_REACHING:
+	case SESSION_WAITING:
+		return;		/* the opening or the handshake wrote */
+	case SESSION_PARKED:
+		break;
+	}
+	fatalx("session: client write in state %s",
+	    session_state_names[s->state]);
 }
 
 /* The client closed or failed. */
@@ -1173,11 +1197,14 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
 	switch (s->state) {
 	case SESSION_RELAYING:
 		session_pump_up(s);
-		break;
+		return;
 	case SESSION_CLOSING:
 		session_try_finish(s);
-		break;
-	default:
+		return;
+	case SESSION_PARKED:
+		fatalx("session: client event in state PARKED");
+	case SESSION_REACHING:
+	case SESSION_WAITING:
 		if (s->cstate == CLIENT_PLAIN)
 			session_close(s, LOG_LEVEL_INFO,
 			    "client left before the server was reached");
@@ -1187,7 +1214,7 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
 			    "STARTTLS" : s->cstate == CLIENT_HANDSHAKING ?
 			    "left during the TLS handshake" : "left before "
 			    "the server was reached");
-		break;
+		return;
 	}
 }
 
