@@ -161,13 +161,6 @@ void		 config_errors_clear(struct config_errors *);
 int		 config_parse_listen(const char *text, struct listen_addr *out,
 		    char *err, size_t errlen);
 
-/*
- * Parse "HOST:PORT" / "[V6]:PORT" for remote.  Returns 0, or -1 with a
- * reason in err.
- */
-int		 config_parse_remote(const char *text, char *host, size_t hostlen,
-		    uint16_t *port, char *err, size_t errlen);
-
 /* Default protocol / TLS mode for a remote port, NONE when there is none. */
 enum mail_protocol config_default_protocol(uint16_t port);
 enum tls_mode	 config_default_tls(uint16_t port);
