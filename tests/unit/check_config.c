@@ -983,6 +983,8 @@ static const struct {
 	    "0 to 64)" },
 	{ "pool_size = x", "from 0 to 64" },
 	{ "pool_max_age = 0", "from 1 to 86400" },
+	{ "login_timeout = 86401", "invalid login_timeout '86401' (expected "
+	    "a number from 0 to 86400)" },
 	{ "ca_file = certs/ca.pem", "invalid ca_file 'certs/ca.pem' "
 	    "(expected an absolute path)" },
 	{ "client_cert = c.pem", "expected an absolute path" },
@@ -1018,6 +1020,11 @@ static const struct {
 	{ "pid_file = run/x.pid", "expected an absolute path" },
 	{ "verify = maybe", "expected yes or no" },
 	{ "idle_timeout = 0", "from 1 to 86400" },
+	{ "max_sessions_per_client = 1000001", "invalid "
+	    "max_sessions_per_client '1000001' (expected a number from 0 to "
+	    "1000000)" },
+	{ "state_dir = var/lib", "invalid state_dir 'var/lib' (expected an "
+	    "absolute path)" },
 };
 
 START_TEST(test_bad_global_values)
