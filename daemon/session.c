@@ -193,6 +193,14 @@ session_log(const struct session *s, enum log_level level, const char *fmt,
 	}
 }
 
+/* An event came in a state where it cannot: a bug, not a peer's doing. */
+static void __attribute__((noreturn))
+session_bad_state(const struct session *s, const char *event)
+{
+	fatalx("session: %s in state %s", event,
+	    session_state_names[s->state]);
+}
+
 /* Enter a state and restart its clock. */
 static void
 session_set_state(struct session *s, enum session_state state)
@@ -806,9 +814,8 @@ session_relay(struct session *s)
 	if (session_greet(s) != 0)
 		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
 	session_set_state(s, SESSION_RELAYING);
-	if (session_pump_down(s) != 0)
-		return -1;
-	return session_pump_up(s);
+	/* What arrived meanwhile, both ways. */
+	return session_pump_down(s) == 0 ? session_pump_up(s) : -1;
 }
 
 /*
@@ -845,9 +852,8 @@ session_park(struct session *s)
 	if ((s->parked = evbuffer_new()) == NULL)
 		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
 	session_set_state(s, SESSION_PARKED);
-	if (session_pump_down(s) != 0)
-		return -1;
-	return session_parked_check(s);
+	/* The greeting may have come with the handshake. */
+	return session_pump_down(s) == 0 ? session_parked_check(s) : -1;
 }
 
 /* TLS is up and verified: start relaying. */
@@ -906,8 +912,7 @@ session_server_input(struct session *s)
 	case SESSION_CLOSING:
 		break;		/* the uplink's socket, or reading is off */
 	}
-	fatalx("session: server input in state %s",
-	    session_state_names[s->state]);
+	session_bad_state(s, "server input");
 }
 
 /* Bytes (TLS records) arrived from the server. */
@@ -948,8 +953,7 @@ session_server_write_cb(struct bufferevent *bev, void *arg)
 	case SESSION_REACHING:
 		break;
 	}
-	fatalx("session: server write in state %s",
-	    session_state_names[s->state]);
+	session_bad_state(s, "server write");
 }
 
 /* The server socket closed or failed. */
@@ -1142,8 +1146,7 @@ session_client_read_cb(struct bufferevent *bev, void *arg)
 	case SESSION_CLOSING:
 		break;	/* no client yet; CLOSING was handled above */
 	}
-	fatalx("session: client read in state %s",
-	    session_state_names[s->state]);
+	session_bad_state(s, "client read");
 }
 
 /* The client's output buffer drained below its low-water mark. */
@@ -1169,8 +1172,7 @@ session_client_write_cb(struct bufferevent *bev, void *arg)
 	case SESSION_PARKED:
 		break;
 	}
-	fatalx("session: client write in state %s",
-	    session_state_names[s->state]);
+	session_bad_state(s, "client write");
 }
 
 /* The client closed or failed. */
@@ -1202,7 +1204,7 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
 		session_try_finish(s);
 		return;
 	case SESSION_PARKED:
-		fatalx("session: client event in state PARKED");
+		session_bad_state(s, "client event");
 	case SESSION_REACHING:
 	case SESSION_WAITING:
 		if (s->cstate == CLIENT_PLAIN)
