@@ -759,22 +759,6 @@ localcert_covers(const mbedtls_x509_crt *crt, const struct localcert_name *nm)
 	return 0;
 }
 
-/* An X.509 time as a moment; (time_t)-1 when it is none. */
-static time_t
-localcert_time(const mbedtls_x509_time *x)
-{
-	struct tm	tm;
-
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = x->year - 1900;
-	tm.tm_mon = x->mon - 1;
-	tm.tm_mday = x->day;
-	tm.tm_hour = x->hour;
-	tm.tm_min = x->min;
-	tm.tm_sec = x->sec;
-	return timegm(&tm);
-}
-
 /* When a certificate that expires at not_after is made again. */
 time_t
 localcert_renew_time(time_t not_after)
@@ -919,8 +903,8 @@ localcert_fits(const mbedtls_x509_crt *crt,
     const struct localcert_names *names, time_t now, char *why,
     size_t whylen)
 {
-	time_t	from = localcert_time(&crt->valid_from);
-	time_t	to = localcert_time(&crt->valid_to);
+	time_t	from = tls_x509_time(&crt->valid_from);
+	time_t	to = tls_x509_time(&crt->valid_to);
 	char	text[64];
 	int	i;
 
@@ -1147,7 +1131,7 @@ localcert_ensure(const char *dir, const struct localcert_names *names,
 		goto out;
 	}
 	if (renew_at != NULL)
-		*renew_at = localcert_renew_time(localcert_time(
+		*renew_at = localcert_renew_time(tls_x509_time(
 		    &f.crt.valid_to));
 	localcert_hold(dir, &f);
 	log_info("local_tls: %s self-signed certificate %s, SHA-256 "

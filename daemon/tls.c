@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
@@ -1436,3 +1437,21 @@ tls_cert_pin(const struct mbedtls_x509_crt *crt, char *buf, size_t len)
 	return 0;
 }
 /* ---- End of the additions for mailtlsd -p --------------------------------- */
+
+/* ---- Certificates, for localcert.c and probe.c ------------------------ */
+
+/* An X.509 time as a moment; (time_t)-1 when it is none. */
+time_t
+tls_x509_time(const mbedtls_x509_time *x)
+{
+	struct tm	tm;
+
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = x->year - 1900;
+	tm.tm_mon = x->mon - 1;
+	tm.tm_mday = x->day;
+	tm.tm_hour = x->hour;
+	tm.tm_min = x->min;
+	tm.tm_sec = x->sec;
+	return timegm(&tm);
+}
