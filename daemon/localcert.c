@@ -422,10 +422,10 @@ localcert_dir_is_ours(int fd, const char *dir, char *err, size_t errlen)
 }
 
 /*
- * Check an existing state_dir: a directory, not a symbolic link, of root
- * or the reader, writable by nobody else.  Give it to uid:gid when root
- * has it, so that the daemon can still renew the certificate after the
- * privilege drop.
+ * Check an existing state_dir: a directory (opened without following a
+ * symbolic link) of root or the reader, writable by nobody else.  Give it
+ * to uid:gid when root has it, so that the daemon can still renew the
+ * certificate after the privilege drop.
  */
 static int
 localcert_use_dir(const char *dir, uid_t uid, gid_t gid, char *err,
@@ -434,10 +434,6 @@ localcert_use_dir(const char *dir, uid_t uid, gid_t gid, char *err,
 	struct stat	st;
 	int		fd, status = -1;
 
-	if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode)) {
-		snprintf(err, errlen, "state_dir %s is a symbolic link", dir);
-		return -1;
-	}
 	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC)) < 0) {
 		if (errno == ENOTDIR)
@@ -469,7 +465,10 @@ localcert_use_dir(const char *dir, uid_t uid, gid_t gid, char *err,
 	return status;
 }
 
-/* Create dir 0700 when it does not exist; check it, give it to uid. */
+/*
+ * Create dir 0700 when it does not exist, refuse a symbolic link; check
+ * it, give it to uid.
+ */
 static int
 localcert_make_dir(const char *dir, uid_t uid, gid_t gid, char *err,
     size_t errlen)
@@ -483,6 +482,9 @@ localcert_make_dir(const char *dir, uid_t uid, gid_t gid, char *err,
 			return -1;
 		}
 		log_info("local_tls: created state_dir %s", dir);
+	} else if (S_ISLNK(st.st_mode)) {
+		snprintf(err, errlen, "state_dir %s is a symbolic link", dir);
+		return -1;
 	}
 	return localcert_use_dir(dir, uid, gid, err, errlen);
 }
@@ -535,6 +537,23 @@ localcert_adopt_files(const char *dir, uid_t uid, gid_t gid, char *err,
 
 /* ---- Extensions ---------------------------------------------------------- */
 
+/*
+ * Set extension oid to a SEQUENCE of the len bytes written backwards into
+ * buf, which start at p.
+ */
+static int
+localcert_set_sequence(mbedtls_x509write_cert *crt, const char *oid,
+    size_t oid_len, unsigned char *buf, unsigned char *p, size_t len)
+{
+	int	ret;
+
+	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf, len));
+	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_tag(&p, buf,
+	    MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+	return mbedtls_x509write_crt_set_extension(crt, oid, oid_len, 0, p,
+	    len);
+}
+
 /* subjectAltName: GeneralNames of dNSName [2] and iPAddress [7]. */
 static int
 localcert_set_san(mbedtls_x509write_cert *crt,
@@ -555,12 +574,8 @@ localcert_set_san(mbedtls_x509write_cert *crt,
 		MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_tag(&p, buf,
 		    MBEDTLS_ASN1_CONTEXT_SPECIFIC | (nm->is_ip ? 7 : 2)));
 	}
-	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf, len));
-	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_tag(&p, buf,
-	    MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
-	return mbedtls_x509write_crt_set_extension(crt,
-	    MBEDTLS_OID_SUBJECT_ALT_NAME,
-	    MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0, p, len);
+	return localcert_set_sequence(crt, MBEDTLS_OID_SUBJECT_ALT_NAME,
+	    MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), buf, p, len);
 }
 
 /* extendedKeyUsage: serverAuth. */
@@ -575,12 +590,8 @@ localcert_set_eku(mbedtls_x509write_cert *crt)
 	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_oid(&p, buf,
 	    MBEDTLS_OID_SERVER_AUTH,
 	    MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)));
-	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf, len));
-	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_tag(&p, buf,
-	    MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
-	return mbedtls_x509write_crt_set_extension(crt,
-	    MBEDTLS_OID_EXTENDED_KEY_USAGE,
-	    MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), 0, p, len);
+	return localcert_set_sequence(crt, MBEDTLS_OID_EXTENDED_KEY_USAGE,
+	    MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), buf, p, len);
 }
 
 /* A random positive serial number of LOCALCERT_SERIAL_LEN bytes. */
