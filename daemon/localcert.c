@@ -465,13 +465,9 @@ localcert_use_dir(const char *dir, uid_t uid, gid_t gid, char *err,
 	return status;
 }
 
-/*
- * Create dir 0700 when it does not exist, refuse a symbolic link; check
- * it, give it to uid.
- */
+/* Create dir 0700 when it does not exist; refuse a symbolic link. */
 static int
-localcert_make_dir(const char *dir, uid_t uid, gid_t gid, char *err,
-    size_t errlen)
+localcert_make_dir(const char *dir, char *err, size_t errlen)
 {
 	struct stat	st;
 
@@ -486,7 +482,7 @@ localcert_make_dir(const char *dir, uid_t uid, gid_t gid, char *err,
 		snprintf(err, errlen, "state_dir %s is a symbolic link", dir);
 		return -1;
 	}
-	return localcert_use_dir(dir, uid, gid, err, errlen);
+	return 0;
 }
 
 /*
@@ -1119,7 +1115,8 @@ localcert_ensure(const char *dir, const struct localcert_names *names,
 		return -1;
 	}
 	/* Files root made at a start without user = go to the user too. */
-	if (localcert_make_dir(dir, uid, gid, err, errlen) != 0 ||
+	if (localcert_make_dir(dir, err, errlen) != 0 ||
+	    localcert_use_dir(dir, uid, gid, err, errlen) != 0 ||
 	    (uid != (uid_t)-1 && localcert_adopt_files(dir, uid, gid, err,
 	    errlen) != 0))
 		return -1;

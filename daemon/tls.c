@@ -1438,7 +1438,7 @@ tls_cert_pin(const struct mbedtls_x509_crt *crt, char *buf, size_t len)
 }
 /* ---- End of the additions for mailtlsd -p --------------------------------- */
 
-/* ---- Certificates, for localcert.c and probe.c ---------------------- */
+/* ---- Certificates, for localcert.c and probe.c --------------------------- */
 
 /* An X.509 time as a moment; (time_t)-1 when it is none. */
 time_t
