@@ -159,6 +159,19 @@ LOG_FUNCTION(log_warnx, LOG_LEVEL_WARN, 0)
 LOG_FUNCTION(log_info, LOG_LEVEL_INFO, 0)
 LOG_FUNCTION(log_debug, LOG_LEVEL_DEBUG, 0)
 
+/* Log at a level chosen at run time, without strerror. */
+void
+log_msg(enum log_level level, const char *fmt, ...)
+{
+	int	saved_errno = errno;
+	va_list	ap;
+
+	va_start(ap, fmt);
+	log_vwrite(level, 0, fmt, ap);
+	va_end(ap);
+	errno = saved_errno;
+}
+
 /* Log an error with strerror(errno) and exit. */
 void
 fatal(const char *fmt, ...)

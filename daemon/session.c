@@ -177,20 +177,7 @@ session_log(const struct session *s, enum log_level level, const char *fmt,
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	switch (level) {
-	case LOG_LEVEL_ERROR:
-		log_errorx("[%s#%llu] %s", s->svc->cfg.name, s->id, text);
-		break;
-	case LOG_LEVEL_WARN:
-		log_warnx("[%s#%llu] %s", s->svc->cfg.name, s->id, text);
-		break;
-	case LOG_LEVEL_INFO:
-		log_info("[%s#%llu] %s", s->svc->cfg.name, s->id, text);
-		break;
-	case LOG_LEVEL_DEBUG:
-		log_debug("[%s#%llu] %s", s->svc->cfg.name, s->id, text);
-		break;
-	}
+	log_msg(level, "[%s#%llu] %s", s->svc->cfg.name, s->id, text);
 }
 
 /* An event came in a state where it cannot: a bug, not a peer's doing. */
@@ -899,6 +886,9 @@ static void
 session_server_input(struct session *s)
 {
 	switch (s->state) {
+	case SESSION_REACHING:		/* the socket is the uplink's */
+	case SESSION_CLOSING:		/* reading is off */
+		session_bad_state(s, "server input");
 	case SESSION_PARKED:
 		if (session_pump_down(s) == 0)
 			session_parked_check(s);
@@ -908,11 +898,7 @@ session_server_input(struct session *s)
 		return;
 	case SESSION_WAITING:
 		return;
-	case SESSION_REACHING:
-	case SESSION_CLOSING:
-		break;		/* the uplink's socket, or reading is off */
 	}
-	session_bad_state(s, "server input");
 }
 
 /* Bytes (TLS records) arrived from the server. */
@@ -934,6 +920,11 @@ session_server_write_cb(struct bufferevent *bev, void *arg)
 
 	session_touch(s);
 	switch (s->state) {
+	case SESSION_REACHING:
+		session_bad_state(s, "server write");
+	case SESSION_PARKED:
+	case SESSION_WAITING:
+		return;		/* nothing was written yet */
 	case SESSION_CLOSING:
 		session_try_finish(s);
 		return;
@@ -947,13 +938,7 @@ session_server_write_cb(struct bufferevent *bev, void *arg)
 		}
 		session_pump_up(s);
 		return;
-	case SESSION_PARKED:
-	case SESSION_WAITING:
-		return;		/* nothing was written yet */
-	case SESSION_REACHING:
-		break;
 	}
-	session_bad_state(s, "server write");
 }
 
 /* The server socket closed or failed. */
@@ -1136,17 +1121,16 @@ session_client_read_cb(struct bufferevent *bev, void *arg)
 		break;
 	}
 	switch (s->state) {
-	case SESSION_RELAYING:
-		session_pump_up(s);
-		return;
+	case SESSION_PARKED:		/* no client yet */
+	case SESSION_CLOSING:		/* handled above */
+		session_bad_state(s, "client read");
 	case SESSION_REACHING:
 	case SESSION_WAITING:
 		return;	/* the bytes wait: nothing goes out unencrypted */
-	case SESSION_PARKED:
-	case SESSION_CLOSING:
-		break;	/* no client yet; CLOSING was handled above */
+	case SESSION_RELAYING:
+		session_pump_up(s);
+		return;
 	}
-	session_bad_state(s, "client read");
 }
 
 /* The client's output buffer drained below its low-water mark. */
@@ -1158,21 +1142,20 @@ session_client_write_cb(struct bufferevent *bev, void *arg)
 	(void)bev;
 	session_touch(s);
 	switch (s->state) {
-	case SESSION_CLOSING:
-		session_try_finish(s);
-		return;
+	case SESSION_PARKED:
+		session_bad_state(s, "client write");
+	case SESSION_REACHING:
+	case SESSION_WAITING:
+		return;		/* the opening or the handshake wrote */
 	case SESSION_RELAYING:
 		/* Client commands may have waited for the client to read. */
 		if (session_pump_down(s) == 0 && s->filter != NULL)
 			session_pump_up(s);
 		return;
-	case SESSION_REACHING:
-	case SESSION_WAITING:
-		return;		/* the opening or the handshake wrote */
-	case SESSION_PARKED:
-		break;
+	case SESSION_CLOSING:
+		session_try_finish(s);
+		return;
 	}
-	session_bad_state(s, "client write");
 }
 
 /* The client closed or failed. */
