@@ -20,6 +20,10 @@ DESTDIR		?=
 CC		?= cc
 PKG_CONFIG	?= pkg-config
 PYTHON		?= python3
+# The integration tests run on Debian's pytest (python3-pytest,
+# python3-pytest-xdist, python3-pytest-timeout): the system's interpreter.
+PYTEST		?= /usr/bin/python3 -m pytest
+PYTEST_JOBS	?= 4
 
 # Another mbedTLS than the system's builds into its own tree, so switching
 # between the two never mixes objects.
@@ -104,7 +108,8 @@ unit-check: $(BUILD)/check_mailtlsd
 	$(BUILD)/check_mailtlsd
 
 integration-check: $(BUILD)/mailtlsd
-	MAILTLSD=$(abspath $(BUILD)/mailtlsd) $(PYTHON) tests/integration/run.py
+	MAILTLSD=$(abspath $(BUILD)/mailtlsd) $(PYTEST) -q -rfEs \
+		-n $(PYTEST_JOBS) tests/integration
 
 # Debian 13's mbedTLS 3.6 from its source package: see scripts/mbedtls3.
 mbedtls3:
@@ -244,18 +249,13 @@ integration-check: $(FAILALLOC_SO) $(SWAPFILE_SO)
 # ---- end of fault injection ----
 
 # make valgrind-check: the integration scenarios that do not depend on
-# timing, with the daemon under valgrind memcheck; any memory error or
-# definite leak makes the daemon exit 99, which fails the test.
-VALGRIND_TESTS	:= -k relay.greeting -k relay.server_closes_first \
-		   -k relay.client_ -k relay.ipv6 -k tls. -k upstream.connection \
-		   -k signals.sighup -k starttls.success -k starttls.attack \
-		   -k pool.handout -k resume. -k local_tls.python -k probe.good \
-		   -k hostile.http -k hostile.client_ -k hostile.imap_compress \
-		   -k hostile.max_sessions_per_client
+# timing (marked @case(valgrind=True)), with the daemon under valgrind
+# memcheck; any memory error or definite leak makes the daemon exit 99,
+# which fails the test.
 .PHONY: valgrind-check
 valgrind-check: $(BUILD)/mailtlsd
 	printf '#!/bin/sh\nexec valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite %s "$$@"\n' \
 		"$(abspath $(BUILD)/mailtlsd)" > $(BUILD)/valgrind-mailtlsd
 	chmod +x $(BUILD)/valgrind-mailtlsd
-	MAILTLSD=$(abspath $(BUILD)/valgrind-mailtlsd) $(PYTHON) \
-		tests/integration/run.py $(VALGRIND_TESTS)
+	MAILTLSD=$(abspath $(BUILD)/valgrind-mailtlsd) $(PYTEST) -q -rfEs \
+		-n $(PYTEST_JOBS) -m valgrind tests/integration
