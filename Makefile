@@ -101,8 +101,18 @@ $(BUILD)/tests/unit/%.o: tests/unit/%.c
 $(BUILD)/check_mailtlsd: $(UNIT_OBJS) $(LIB_OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(MBEDTLS_LIBS) $(EVENT_LIBS)
 
-check: unit-check integration-check
+check: deps unit-check integration-check check-docs
 	@echo "make check: all tests passed"
+
+# The include graph of daemon/ by module; fails on a cycle.
+.PHONY: deps
+deps:
+	$(PYTHON) scripts/deps daemon
+
+# Every relative link and #anchor of the Markdown documentation resolves.
+.PHONY: check-docs
+check-docs:
+	$(PYTHON) scripts/check-links
 
 unit-check: $(BUILD)/check_mailtlsd
 	$(BUILD)/check_mailtlsd
@@ -193,8 +203,8 @@ FUZZ_SAN	:= -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CFLAGS	:= -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
 		   $(filter-out -Werror,$(WARN)) -Idaemon -Itests/fuzz \
 		   $(MBEDTLS_CFLAGS) $(EVENT_CFLAGS) -MMD -MP
-FUZZ_OBJS	:= $(patsubst %.c,$(FUZZ_DIR)/%.o,daemon/config.c daemon/log.c \
-		   daemon/safefile.c \
+FUZZ_OBJS	:= $(patsubst %.c,$(FUZZ_DIR)/%.o,daemon/addr.c daemon/config.c \
+		   daemon/log.c daemon/safefile.c \
 		   daemon/proto.c daemon/proto_imap.c daemon/proto_pop3.c \
 		   daemon/proto_smtp.c daemon/proto_local.c tests/fuzz/driver.c)
 FUZZ_BINS	:= $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)

@@ -11,9 +11,8 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +24,7 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/version.h>
 
+#include "addr.h"
 #include "config.h"
 #include "safefile.h"
 
@@ -33,39 +33,7 @@
 #define MAX_SESSIONS_MAX	1000000
 #define POOL_SIZE_MAX		64
 #define ERR_LEN			1024	/* one message from a value parser */
-
-enum key_id {
-	KEY_LISTEN,
-	KEY_REMOTE,
-	KEY_PROTOCOL,
-	KEY_TLS,
-	KEY_SERVER_NAME,
-	KEY_PIN_SHA256,
-	KEY_CA_FILE,
-	KEY_VERIFY,
-	KEY_MIN_TLS,
-	KEY_CLIENT_CERT,
-	KEY_CLIENT_KEY,
-	KEY_EHLO_NAME,
-	KEY_CONNECT_TIMEOUT,
-	KEY_HANDSHAKE_TIMEOUT,
-	KEY_IDLE_TIMEOUT,
-	KEY_LOGIN_TIMEOUT,
-	KEY_SHUTDOWN_TIMEOUT,
-	KEY_POOL_SIZE,
-	KEY_POOL_MAX_AGE,
-	KEY_LOCAL_TLS,
-	KEY_LOCAL_CERT,
-	KEY_LOCAL_KEY,
-	KEY_ALLOW_REMOTE_CLIENTS,
-	KEY_USER,
-	KEY_PID_FILE,
-	KEY_STATE_DIR,
-	KEY_LOG_LEVEL,
-	KEY_MAX_SESSIONS,
-	KEY_MAX_SESSIONS_PER_CLIENT,
-	KEY_COUNT
-};
+#define KEYS_MAX		64	/* room in keyline[] for keys[] */
 
 enum key_scope {
 	SCOPE_SERVICE,		/* only in a service section */
@@ -81,7 +49,6 @@ enum section_kind {
 
 /* One "key = value" line being parsed. */
 struct kv {
-	enum key_id	 id;
 	const char	*key;
 	const char	*val;
 	int		 line;
@@ -92,7 +59,7 @@ struct kv {
 struct section {
 	enum section_kind	kind;
 	int			line;
-	int			keyline[KEY_COUNT]; /* first line of each key */
+	int			keyline[KEYS_MAX]; /* first line of each key */
 	struct service_config	svc;
 };
 
@@ -115,18 +82,26 @@ struct parser {
 	struct section		*cur;		/* NULL before any header */
 };
 
-typedef int	key_parse_fn(struct config *, struct service_config *,
-		    struct kv *);
+struct key_def;
 
-/* One configuration key. */
+/* Store the value of kv in field (of the key k); 0, or -1 with kv->err. */
+typedef int	key_set_fn(const struct key_def *k, struct kv *kv, void *field);
+
+/*
+ * One configuration key: the field its value goes to, in struct
+ * service_config (or struct config for SCOPE_GLOBAL), and the setter that
+ * reads the value.  A SCOPE_BOTH field set in [global] is copied into each
+ * service that does not set it.
+ */
 struct key_def {
-	const char	*name;
-	enum key_id	 id;
-	enum key_scope	 scope;
-	int		 repeatable;
-	key_parse_fn	*parse;
-	size_t		 off;		/* field in service_config ... */
-	size_t		 size;		/* ... copied from [global] */
+	const char		*name;
+	enum key_scope		 scope;
+	key_set_fn		*set;
+	size_t			 off;		/* the field ... */
+	size_t			 size;		/* ... and its size */
+	unsigned		 min, max;	/* set_number */
+	const struct choice	*choices;	/* set_choice */
+	int			 repeatable;
 };
 
 /* A word a key accepts and the value it stands for. */
@@ -203,15 +178,14 @@ static int	kv_error(struct kv *, const char *, ...)
  * ---- Not supported yet ----------------------------------------------------
  * Settings the configuration language already has but the daemon does not
  * implement yet.  Each is refused with a message saying "not supported yet";
- * delete its case here when the feature lands.
+ * delete its test here when the feature lands.
  */
 
 /* Why an accepted value of key cannot be used yet, or NULL. */
 static const char *
-not_supported_yet(enum key_id id, const struct service_config *svc)
+not_supported_yet(const struct key_def *k, const struct service_config *svc)
 {
-	switch (id) {
-	case KEY_MIN_TLS:
+	if (strcmp(k->name, "min_tls") == 0) {
 #if !defined(MBEDTLS_SSL_PROTO_TLS1_3)
 		/* A limit of the build rather than a feature to come. */
 		if (svc->min_tls == TLS_VERSION_1_3)
@@ -220,9 +194,6 @@ not_supported_yet(enum key_id id, const struct service_config *svc)
 #else
 		(void)svc;
 #endif
-		break;
-	default:
-		break;
 	}
 	return NULL;
 }
@@ -436,145 +407,6 @@ parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 	return 0;
 }
 
-/* Parse a port number 1..65535; returns 0 or -1. */
-static int
-parse_port(const char *s, uint16_t *port)
-{
-	unsigned	v;
-
-	if (parse_uint(s, 1, 65535, &v) == -1)
-		return -1;
-	*port = (uint16_t)v;
-	return 0;
-}
-
-/* Whether s is a numeric IPv4 (af AF_INET) or IPv6 address. */
-static int
-is_ip(int af, const char *s)
-{
-	struct in6_addr	a;
-
-	return inet_pton(af, s, &a) == 1;
-}
-
-/* Whether one DNS label (len bytes) is well formed. */
-static int
-valid_label(const char *s, size_t len)
-{
-	size_t	i;
-
-	if (len == 0 || len > 63 || s[0] == '-' || s[len - 1] == '-')
-		return 0;
-	for (i = 0; i < len; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') ||
-		    (s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
-			return 0;
-	return 1;
-}
-
-/* Whether s is a DNS host name (and not something that looks numeric). */
-static int
-valid_hostname(const char *s)
-{
-	const char	*dot, *last = s;
-	size_t		 len;
-
-	if (strlen(s) > 253)
-		return 0;
-	for (;;) {
-		dot = strchr(s, '.');
-		len = dot != NULL ? (size_t)(dot - s) : strlen(s);
-		if (!valid_label(s, len))
-			return 0;
-		last = s;
-		if (dot == NULL)
-			break;
-		s = dot + 1;
-	}
-	/* No top-level domain is all digits: "1.2.3" is a bad address. */
-	return strspn(last, "0123456789") != strlen(last);
-}
-
-/* Whether s is a host name or a numeric IPv4 or IPv6 address. */
-static int
-valid_host(const char *s)
-{
-	return is_ip(AF_INET, s) || is_ip(AF_INET6, s) || valid_hostname(s);
-}
-
-/*
- * Split "HOST:PORT" or "[HOST]:PORT".  Returns 0, or -1 with a reason in err.
- */
-static int
-split_host_port(const char *text, char *host, size_t hostlen, uint16_t *port,
-    int *bracketed, char *err, size_t errlen)
-{
-	const char	*end, *colon;
-	size_t		 len;
-
-	*bracketed = text[0] == '[';
-	if (*bracketed) {
-		if ((end = strchr(text, ']')) == NULL) {
-			snprintf(err, errlen, "missing ']' after IPv6 address");
-			return -1;
-		}
-		text++;
-		colon = end + 1;
-		if (*colon != ':') {
-			snprintf(err, errlen, "expected ':PORT' after ']'");
-			return -1;
-		}
-	} else {
-		if ((colon = strrchr(text, ':')) == NULL) {
-			snprintf(err, errlen, "missing ':PORT'");
-			return -1;
-		}
-		end = colon;
-		if (memchr(text, ':', (size_t)(colon - text)) != NULL) {
-			snprintf(err, errlen, "write IPv6 addresses in "
-			    "brackets, as [ADDR]:PORT");
-			return -1;
-		}
-	}
-	len = (size_t)(end - text);
-	if (len == 0) {
-		snprintf(err, errlen, "missing address before ':PORT'");
-		return -1;
-	}
-	if (len >= hostlen) {
-		snprintf(err, errlen, "address or host name too long");
-		return -1;
-	}
-	if (colon[1] == '\0') {
-		snprintf(err, errlen, "missing port after ':'");
-		return -1;
-	}
-	if (parse_port(colon + 1, port) == -1) {
-		snprintf(err, errlen, "port must be a number from 1 to 65535");
-		return -1;
-	}
-	memcpy(host, text, len);
-	host[len] = '\0';
-	return 0;
-}
-
-/* Whether a socket address is a loopback address (IPv4-mapped included). */
-static int
-addr_is_loopback(const struct sockaddr_storage *ss)
-{
-	const struct sockaddr_in	*sin = (const struct sockaddr_in *)ss;
-	const struct sockaddr_in6	*sin6 = (const struct sockaddr_in6 *)ss;
-	const uint8_t			*b;
-
-	if (ss->ss_family == AF_INET)
-		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
-	if (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr))
-		return 1;
-	b = sin6->sin6_addr.s6_addr;
-	return IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) && b[12] == 127;
-}
-
 /*
  * Parse "ADDR:PORT" / "[V6]:PORT" (numeric addresses only) into out.
  * Returns 0, or -1 with a reason in err.
@@ -583,76 +415,17 @@ int
 config_parse_listen(const char *text, struct listen_addr *out, char *err,
     size_t errlen)
 {
-	struct sockaddr_in	*sin = (struct sockaddr_in *)&out->addr;
-	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&out->addr;
-	char			 host[INET6_ADDRSTRLEN + 1];
-	char			 norm[INET6_ADDRSTRLEN];
-	uint16_t		 port;
-	int			 v6;
-
 	memset(out, 0, sizeof(*out));
-	if (split_host_port(text, host, sizeof(host), &port, &v6, err,
+	if (addr_parse_numeric(text, &out->addr, &out->addrlen, err,
 	    errlen) == -1)
 		return -1;
-	if (v6 && inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		out->addrlen = sizeof(*sin6);
-	} else if (!v6 && inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		out->addrlen = sizeof(*sin);
-	} else {
-		snprintf(err, errlen, "'%s' is not a numeric %s address "
-		    "(e.g. 127.0.0.1:1143 or [::1]:1143)", host,
-		    v6 ? "IPv6" : "IPv4");
-		return -1;
-	}
-	if (v6)
-		inet_ntop(AF_INET6, &sin6->sin6_addr, norm, sizeof(norm));
-	else
-		inet_ntop(AF_INET, &sin->sin_addr, norm, sizeof(norm));
-	snprintf(out->text, sizeof(out->text), v6 ? "[%s]:%u" : "%s:%u",
-	    norm, (unsigned)port);
-	out->is_loopback = addr_is_loopback(&out->addr);
+	addr_format((struct sockaddr *)&out->addr, out->text,
+	    sizeof(out->text));
+	out->is_loopback = addr_is_loopback((struct sockaddr *)&out->addr);
 	return 0;
 }
 
-/*
- * Parse "HOST:PORT" / "[V6]:PORT" for remote.  Returns 0, or -1 with a
- * reason in err.
- */
-int
-config_parse_remote(const char *text, char *host, size_t hostlen,
-    uint16_t *port, char *err, size_t errlen)
-{
-	char		buf[CONFIG_HOST_MAX];
-	uint16_t	p;
-	int		v6;
-
-	if (split_host_port(text, buf, sizeof(buf), &p, &v6, err,
-	    errlen) == -1)
-		return -1;
-	if (v6 && !is_ip(AF_INET6, buf)) {
-		snprintf(err, errlen, "'%s' is not an IPv6 address (only "
-		    "IPv6 addresses go in brackets)", buf);
-		return -1;
-	}
-	if (!v6 && !is_ip(AF_INET, buf) && !valid_hostname(buf)) {
-		snprintf(err, errlen, "'%s' is not a valid host name or IPv4 "
-		    "address", buf);
-		return -1;
-	}
-	if (strlen(buf) >= hostlen) {
-		snprintf(err, errlen, "host name too long");
-		return -1;
-	}
-	memcpy(host, buf, strlen(buf) + 1);
-	*port = p;
-	return 0;
-}
-
-/* ---- Value parsers, one per key ------------------------------------------ */
+/* ---- Setters, one per kind of value -------------------------------------- */
 
 /* Parse one of a table of words into *out. */
 static int
@@ -678,63 +451,78 @@ parse_choice(struct kv *kv, const struct choice *choices, int *out)
 	return -1;
 }
 
-/* Parse yes or no. */
+/* A word of k->choices, into an int or enum field. */
 static int
-parse_bool(struct kv *kv, int *out)
+set_choice(const struct key_def *k, struct kv *kv, void *field)
 {
-	return parse_choice(kv, bool_choices, out);
-}
+	int	v = 0;
 
-/* Parse a number in [min, max]. */
-static int
-parse_number(struct kv *kv, unsigned min, unsigned max, unsigned *out)
-{
-	if (parse_uint(kv->val, min, max, out) == -1)
-		return kv_error(kv, "invalid %s '%s' (expected a number from "
-		    "%u to %u)", kv->key, kv->val, min, max);
+	if (parse_choice(kv, k->choices, &v) == -1)
+		return -1;
+	memcpy(field, &v, sizeof(v));
 	return 0;
 }
 
-/* Parse a timeout in seconds. */
+/* yes or no, into an int field. */
 static int
-parse_seconds(struct kv *kv, unsigned *out)
+set_bool(const struct key_def *k, struct kv *kv, void *field)
 {
-	return parse_number(kv, 1, CONFIG_MAX_TIMEOUT, out);
+	int	v = 0;
+
+	(void)k;
+	if (parse_choice(kv, bool_choices, &v) == -1)
+		return -1;
+	memcpy(field, &v, sizeof(v));
+	return 0;
 }
 
-/* Copy an absolute path. */
+/* A number in [k->min, k->max], into an unsigned field. */
 static int
-parse_path(struct kv *kv, char *dst, size_t dstlen)
+set_number(const struct key_def *k, struct kv *kv, void *field)
+{
+	unsigned	v = 0;
+
+	if (parse_uint(kv->val, k->min, k->max, &v) == -1)
+		return kv_error(kv, "invalid %s '%s' (expected a number from "
+		    "%u to %u)", kv->key, kv->val, k->min, k->max);
+	memcpy(field, &v, sizeof(v));
+	return 0;
+}
+
+/* An absolute path, into a char array field. */
+static int
+set_path(const struct key_def *k, struct kv *kv, void *field)
 {
 	if (kv->val[0] != '/')
 		return kv_error(kv, "invalid %s '%s' (expected an absolute "
 		    "path)", kv->key, kv->val);
-	if (strlen(kv->val) >= dstlen)
+	if (strlen(kv->val) >= k->size)
 		return kv_error(kv, "%s is too long (at most %zu characters)",
-		    kv->key, dstlen - 1);
-	memcpy(dst, kv->val, strlen(kv->val) + 1);
+		    kv->key, k->size - 1);
+	memcpy(field, kv->val, strlen(kv->val) + 1);
 	return 0;
 }
 
-/* Copy a host name or address. */
+/* A host name or address, into a char array field. */
 static int
-parse_host(struct kv *kv, char *dst, size_t dstlen)
+set_host(const struct key_def *k, struct kv *kv, void *field)
 {
-	if (strlen(kv->val) >= dstlen || !valid_host(kv->val))
+	if (strlen(kv->val) >= k->size || !addr_is_host(kv->val))
 		return kv_error(kv, "invalid %s '%s' (expected a host name)",
 		    kv->key, kv->val);
-	memcpy(dst, kv->val, strlen(kv->val) + 1);
+	memcpy(field, kv->val, strlen(kv->val) + 1);
 	return 0;
 }
 
-/* listen = ADDR:PORT (repeatable). */
+/* listen = ADDR:PORT (repeatable), into the service. */
 static int
-parse_listen(struct config *cfg, struct service_config *svc, struct kv *kv)
+set_listen(const struct key_def *k, struct kv *kv, void *field)
 {
+	struct service_config	*svc = field;
 	struct listen_addr	*la;
 	char			 err[256];
 
-	(void)cfg;
+	(void)k;
 	if (svc->n_listen == CONFIG_MAX_LISTEN)
 		return kv_error(kv, "too many listen lines (at most %d)",
 		    CONFIG_MAX_LISTEN);
@@ -746,64 +534,31 @@ parse_listen(struct config *cfg, struct service_config *svc, struct kv *kv)
 	return 0;
 }
 
-/* remote = HOST:PORT. */
+/* remote = HOST:PORT, into the service. */
 static int
-parse_remote(struct config *cfg, struct service_config *svc, struct kv *kv)
+set_remote(const struct key_def *k, struct kv *kv, void *field)
 {
-	char	err[256];
+	struct service_config	*svc = field;
+	char			 err[256];
 
-	(void)cfg;
-	if (config_parse_remote(kv->val, svc->remote_host,
+	(void)k;
+	if (addr_parse_host_port(kv->val, svc->remote_host,
 	    sizeof(svc->remote_host), &svc->remote_port, err,
 	    sizeof(err)) == -1)
 		return kv_error(kv, "invalid remote '%s': %s", kv->val, err);
 	return 0;
 }
 
-/* protocol = imap | pop3 | smtp. */
+/* pin_sha256 = BASE64 (repeatable), into the service. */
 static int
-parse_protocol(struct config *cfg, struct service_config *svc, struct kv *kv)
+set_pin(const struct key_def *k, struct kv *kv, void *field)
 {
-	int	v;
+	struct service_config	*svc = field;
+	unsigned char		 buf[64];
+	size_t			 len = 0;
+	int			 ret;
 
-	(void)cfg;
-	if (parse_choice(kv, protocol_choices, &v) == -1)
-		return -1;
-	svc->protocol = (enum mail_protocol)v;
-	return 0;
-}
-
-/* tls = implicit | starttls. */
-static int
-parse_tls(struct config *cfg, struct service_config *svc, struct kv *kv)
-{
-	int	v;
-
-	(void)cfg;
-	if (parse_choice(kv, tls_choices, &v) == -1)
-		return -1;
-	svc->tls = (enum tls_mode)v;
-	return 0;
-}
-
-/* server_name = HOST. */
-static int
-parse_server_name(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	(void)cfg;
-	return parse_host(kv, svc->server_name, sizeof(svc->server_name));
-}
-
-/* pin_sha256 = BASE64 (repeatable). */
-static int
-parse_pin(struct config *cfg, struct service_config *svc, struct kv *kv)
-{
-	unsigned char	buf[64];
-	size_t		len = 0;
-	int		ret;
-
-	(void)cfg;
+	(void)k;
 	if (svc->n_pins == CONFIG_MAX_PINS)
 		return kv_error(kv, "too many pin_sha256 lines (at most %d)",
 		    CONFIG_MAX_PINS);
@@ -819,291 +574,94 @@ parse_pin(struct config *cfg, struct service_config *svc, struct kv *kv)
 	return 0;
 }
 
-/* ca_file = PATH. */
+/* user = NAME, into a char array field. */
 static int
-parse_ca_file(struct config *cfg, struct service_config *svc, struct kv *kv)
-{
-	(void)cfg;
-	return parse_path(kv, svc->ca_file, sizeof(svc->ca_file));
-}
-
-/* verify = yes | no. */
-static int
-parse_verify(struct config *cfg, struct service_config *svc, struct kv *kv)
-{
-	(void)cfg;
-	return parse_bool(kv, &svc->verify);
-}
-
-/* min_tls = 1.2 | 1.3. */
-static int
-parse_min_tls(struct config *cfg, struct service_config *svc, struct kv *kv)
-{
-	int	v;
-
-	(void)cfg;
-	if (parse_choice(kv, min_tls_choices, &v) == -1)
-		return -1;
-	svc->min_tls = (enum tls_version)v;
-	return 0;
-}
-
-/* client_cert = PATH. */
-static int
-parse_client_cert(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	(void)cfg;
-	return parse_path(kv, svc->client_cert, sizeof(svc->client_cert));
-}
-
-/* client_key = PATH. */
-static int
-parse_client_key(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	(void)cfg;
-	return parse_path(kv, svc->client_key, sizeof(svc->client_key));
-}
-
-/* ehlo_name = HOST. */
-static int
-parse_ehlo_name(struct config *cfg, struct service_config *svc, struct kv *kv)
-{
-	(void)cfg;
-	return parse_host(kv, svc->ehlo_name, sizeof(svc->ehlo_name));
-}
-
-/* connect_timeout = SECONDS. */
-static int
-parse_connect_timeout(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	(void)cfg;
-	return parse_seconds(kv, &svc->connect_timeout);
-}
-
-/* handshake_timeout = SECONDS. */
-static int
-parse_handshake_timeout(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	(void)cfg;
-	return parse_seconds(kv, &svc->handshake_timeout);
-}
-
-/* idle_timeout = SECONDS. */
-static int
-parse_idle_timeout(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	(void)cfg;
-	return parse_seconds(kv, &svc->idle_timeout);
-}
-
-/* login_timeout = SECONDS, or 0 for no deadline. */
-static int
-parse_login_timeout(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	(void)cfg;
-	return parse_number(kv, 0, CONFIG_MAX_TIMEOUT, &svc->login_timeout);
-}
-
-/* shutdown_timeout = SECONDS. */
-static int
-parse_shutdown_timeout(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	(void)cfg;
-	return parse_seconds(kv, &svc->shutdown_timeout);
-}
-
-/* pool_size = 0..64. */
-static int
-parse_pool_size(struct config *cfg, struct service_config *svc, struct kv *kv)
-{
-	(void)cfg;
-	return parse_number(kv, 0, POOL_SIZE_MAX, &svc->pool_size);
-}
-
-/* pool_max_age = SECONDS. */
-static int
-parse_pool_max_age(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	(void)cfg;
-	return parse_seconds(kv, &svc->pool_max_age);
-}
-
-/* local_tls = none | starttls | implicit. */
-static int
-parse_local_tls(struct config *cfg, struct service_config *svc, struct kv *kv)
-{
-	int	v;
-
-	(void)cfg;
-	if (parse_choice(kv, local_tls_choices, &v) == -1)
-		return -1;
-	svc->local_tls = (enum local_tls_mode)v;
-	return 0;
-}
-
-/* local_cert = PATH. */
-static int
-parse_local_cert(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	(void)cfg;
-	return parse_path(kv, svc->local_cert, sizeof(svc->local_cert));
-}
-
-/* local_key = PATH. */
-static int
-parse_local_key(struct config *cfg, struct service_config *svc, struct kv *kv)
-{
-	(void)cfg;
-	return parse_path(kv, svc->local_key, sizeof(svc->local_key));
-}
-
-/* allow_remote_clients = yes | no. */
-static int
-parse_allow_remote(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	(void)cfg;
-	return parse_bool(kv, &svc->allow_remote_clients);
-}
-
-/* user = NAME. */
-static int
-parse_user(struct config *cfg, struct service_config *svc, struct kv *kv)
+set_user(const struct key_def *k, struct kv *kv, void *field)
 {
 	size_t	len = strlen(kv->val);
 
-	(void)svc;
-	if (len >= sizeof(cfg->user) || kv->val[0] == '-' ||
+	if (len >= k->size || kv->val[0] == '-' ||
 	    strspn(kv->val, "abcdefghijklmnopqrstuvwxyz"
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != len)
 		return kv_error(kv, "invalid user '%s' (expected a user name)",
 		    kv->val);
-	memcpy(cfg->user, kv->val, len + 1);
+	memcpy(field, kv->val, len + 1);
 	return 0;
-}
-
-/* pid_file = PATH. */
-static int
-parse_pid_file(struct config *cfg, struct service_config *svc, struct kv *kv)
-{
-	(void)svc;
-	return parse_path(kv, cfg->pid_file, sizeof(cfg->pid_file));
-}
-
-/* state_dir = PATH. */
-static int
-parse_state_dir(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	(void)svc;
-	return parse_path(kv, cfg->state_dir, sizeof(cfg->state_dir));
-}
-
-/* log_level = error | warn | info | debug. */
-static int
-parse_log_level(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	int	v;
-
-	(void)svc;
-	if (parse_choice(kv, log_level_choices, &v) == -1)
-		return -1;
-	cfg->log_level = (enum log_level)v;
-	return 0;
-}
-
-/* max_sessions = 1..1000000. */
-static int
-parse_max_sessions(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	(void)svc;
-	return parse_number(kv, 1, MAX_SESSIONS_MAX, &cfg->max_sessions);
-}
-
-/* max_sessions_per_client = 0..1000000, 0 for no limit. */
-static int
-parse_max_sessions_per_client(struct config *cfg, struct service_config *svc,
-    struct kv *kv)
-{
-	(void)svc;
-	return parse_number(kv, 0, MAX_SESSIONS_MAX,
-	    &cfg->max_sessions_per_client);
 }
 
 /* ---- The key table ------------------------------------------------------- */
 
-#define SVC_FIELD(f)	offsetof(struct service_config, f), \
-			sizeof(((struct service_config *)0)->f)
-#define NO_FIELD	0, 0
+/*
+ * Adding a key is one line here (and its entry in mailtlsd.conf(5)); its
+ * default, when not zero, goes in service_defaults() or global_defaults().
+ */
+#define SVC_FIELD(f)	.off = offsetof(struct service_config, f), \
+			.size = sizeof(((struct service_config *)0)->f)
+#define GLOBAL_FIELD(f)	.off = offsetof(struct config, f), \
+			.size = sizeof(((struct config *)0)->f)
+/* The whole service, for a SCOPE_SERVICE setter that fills several fields. */
+#define SVC_ALL		.off = 0, .size = sizeof(struct service_config)
+#define RANGE(lo, hi)	.min = (lo), .max = (hi)
+#define SECONDS		RANGE(1, CONFIG_MAX_TIMEOUT)
+#define CHOICES(c)	.choices = (c)
+#define REPEATABLE	.repeatable = 1
 
 static const struct key_def keys[] = {
-	{ "listen", KEY_LISTEN, SCOPE_SERVICE, 1, parse_listen, NO_FIELD },
-	{ "remote", KEY_REMOTE, SCOPE_SERVICE, 0, parse_remote, NO_FIELD },
-	{ "protocol", KEY_PROTOCOL, SCOPE_SERVICE, 0, parse_protocol,
-	    NO_FIELD },
-	{ "tls", KEY_TLS, SCOPE_SERVICE, 0, parse_tls, NO_FIELD },
-	{ "server_name", KEY_SERVER_NAME, SCOPE_SERVICE, 0, parse_server_name,
-	    NO_FIELD },
-	{ "pin_sha256", KEY_PIN_SHA256, SCOPE_SERVICE, 1, parse_pin,
-	    NO_FIELD },
-	{ "ca_file", KEY_CA_FILE, SCOPE_BOTH, 0, parse_ca_file,
-	    SVC_FIELD(ca_file) },
-	{ "verify", KEY_VERIFY, SCOPE_BOTH, 0, parse_verify,
-	    SVC_FIELD(verify) },
-	{ "min_tls", KEY_MIN_TLS, SCOPE_BOTH, 0, parse_min_tls,
-	    SVC_FIELD(min_tls) },
-	{ "client_cert", KEY_CLIENT_CERT, SCOPE_BOTH, 0, parse_client_cert,
-	    SVC_FIELD(client_cert) },
-	{ "client_key", KEY_CLIENT_KEY, SCOPE_BOTH, 0, parse_client_key,
-	    SVC_FIELD(client_key) },
-	{ "ehlo_name", KEY_EHLO_NAME, SCOPE_BOTH, 0, parse_ehlo_name,
-	    SVC_FIELD(ehlo_name) },
-	{ "connect_timeout", KEY_CONNECT_TIMEOUT, SCOPE_BOTH, 0,
-	    parse_connect_timeout, SVC_FIELD(connect_timeout) },
-	{ "handshake_timeout", KEY_HANDSHAKE_TIMEOUT, SCOPE_BOTH, 0,
-	    parse_handshake_timeout, SVC_FIELD(handshake_timeout) },
-	{ "idle_timeout", KEY_IDLE_TIMEOUT, SCOPE_BOTH, 0, parse_idle_timeout,
-	    SVC_FIELD(idle_timeout) },
-	{ "login_timeout", KEY_LOGIN_TIMEOUT, SCOPE_BOTH, 0,
-	    parse_login_timeout, SVC_FIELD(login_timeout) },
-	{ "shutdown_timeout", KEY_SHUTDOWN_TIMEOUT, SCOPE_BOTH, 0,
-	    parse_shutdown_timeout, SVC_FIELD(shutdown_timeout) },
-	{ "pool_size", KEY_POOL_SIZE, SCOPE_BOTH, 0, parse_pool_size,
-	    SVC_FIELD(pool_size) },
-	{ "pool_max_age", KEY_POOL_MAX_AGE, SCOPE_BOTH, 0, parse_pool_max_age,
-	    SVC_FIELD(pool_max_age) },
-	{ "local_tls", KEY_LOCAL_TLS, SCOPE_BOTH, 0, parse_local_tls,
-	    SVC_FIELD(local_tls) },
-	{ "local_cert", KEY_LOCAL_CERT, SCOPE_BOTH, 0, parse_local_cert,
-	    SVC_FIELD(local_cert) },
-	{ "local_key", KEY_LOCAL_KEY, SCOPE_BOTH, 0, parse_local_key,
-	    SVC_FIELD(local_key) },
-	{ "allow_remote_clients", KEY_ALLOW_REMOTE_CLIENTS, SCOPE_BOTH, 0,
-	    parse_allow_remote, SVC_FIELD(allow_remote_clients) },
-	{ "user", KEY_USER, SCOPE_GLOBAL, 0, parse_user, NO_FIELD },
-	{ "pid_file", KEY_PID_FILE, SCOPE_GLOBAL, 0, parse_pid_file,
-	    NO_FIELD },
-	{ "state_dir", KEY_STATE_DIR, SCOPE_GLOBAL, 0, parse_state_dir,
-	    NO_FIELD },
-	{ "log_level", KEY_LOG_LEVEL, SCOPE_GLOBAL, 0, parse_log_level,
-	    NO_FIELD },
-	{ "max_sessions", KEY_MAX_SESSIONS, SCOPE_GLOBAL, 0,
-	    parse_max_sessions, NO_FIELD },
-	{ "max_sessions_per_client", KEY_MAX_SESSIONS_PER_CLIENT, SCOPE_GLOBAL,
-	    0, parse_max_sessions_per_client, NO_FIELD },
-	{ NULL, KEY_COUNT, SCOPE_SERVICE, 0, NULL, NO_FIELD }
+	{ "listen", SCOPE_SERVICE, set_listen, SVC_ALL, REPEATABLE },
+	{ "remote", SCOPE_SERVICE, set_remote, SVC_ALL },
+	{ "protocol", SCOPE_SERVICE, set_choice, SVC_FIELD(protocol),
+	    CHOICES(protocol_choices) },
+	{ "tls", SCOPE_SERVICE, set_choice, SVC_FIELD(tls),
+	    CHOICES(tls_choices) },
+	{ "server_name", SCOPE_SERVICE, set_host, SVC_FIELD(server_name) },
+	{ "pin_sha256", SCOPE_SERVICE, set_pin, SVC_ALL, REPEATABLE },
+	{ "ca_file", SCOPE_BOTH, set_path, SVC_FIELD(ca_file) },
+	{ "verify", SCOPE_BOTH, set_bool, SVC_FIELD(verify) },
+	{ "min_tls", SCOPE_BOTH, set_choice, SVC_FIELD(min_tls),
+	    CHOICES(min_tls_choices) },
+	{ "client_cert", SCOPE_BOTH, set_path, SVC_FIELD(client_cert) },
+	{ "client_key", SCOPE_BOTH, set_path, SVC_FIELD(client_key) },
+	{ "ehlo_name", SCOPE_BOTH, set_host, SVC_FIELD(ehlo_name) },
+	{ "connect_timeout", SCOPE_BOTH, set_number,
+	    SVC_FIELD(connect_timeout), SECONDS },
+	{ "handshake_timeout", SCOPE_BOTH, set_number,
+	    SVC_FIELD(handshake_timeout), SECONDS },
+	{ "idle_timeout", SCOPE_BOTH, set_number, SVC_FIELD(idle_timeout),
+	    SECONDS },
+	{ "login_timeout", SCOPE_BOTH, set_number, SVC_FIELD(login_timeout),
+	    RANGE(0, CONFIG_MAX_TIMEOUT) },		/* 0: no deadline */
+	{ "shutdown_timeout", SCOPE_BOTH, set_number,
+	    SVC_FIELD(shutdown_timeout), SECONDS },
+	{ "pool_size", SCOPE_BOTH, set_number, SVC_FIELD(pool_size),
+	    RANGE(0, POOL_SIZE_MAX) },
+	{ "pool_max_age", SCOPE_BOTH, set_number, SVC_FIELD(pool_max_age),
+	    SECONDS },
+	{ "local_tls", SCOPE_BOTH, set_choice, SVC_FIELD(local_tls),
+	    CHOICES(local_tls_choices) },
+	{ "local_cert", SCOPE_BOTH, set_path, SVC_FIELD(local_cert) },
+	{ "local_key", SCOPE_BOTH, set_path, SVC_FIELD(local_key) },
+	{ "allow_remote_clients", SCOPE_BOTH, set_bool,
+	    SVC_FIELD(allow_remote_clients) },
+	{ "user", SCOPE_GLOBAL, set_user, GLOBAL_FIELD(user) },
+	{ "pid_file", SCOPE_GLOBAL, set_path, GLOBAL_FIELD(pid_file) },
+	{ "state_dir", SCOPE_GLOBAL, set_path, GLOBAL_FIELD(state_dir) },
+	{ "log_level", SCOPE_GLOBAL, set_choice, GLOBAL_FIELD(log_level),
+	    CHOICES(log_level_choices) },
+	{ "max_sessions", SCOPE_GLOBAL, set_number, GLOBAL_FIELD(max_sessions),
+	    RANGE(1, MAX_SESSIONS_MAX) },
+	{ "max_sessions_per_client", SCOPE_GLOBAL, set_number,
+	    GLOBAL_FIELD(max_sessions_per_client), RANGE(0, MAX_SESSIONS_MAX) },
+	{ .name = NULL }
 };
+
+_Static_assert(sizeof(keys) / sizeof(keys[0]) <= KEYS_MAX,
+    "raise KEYS_MAX");
+/* set_choice and set_bool store an int. */
+_Static_assert(sizeof(enum mail_protocol) == sizeof(int) &&
+    sizeof(enum tls_mode) == sizeof(int) &&
+    sizeof(enum tls_version) == sizeof(int) &&
+    sizeof(enum local_tls_mode) == sizeof(int) &&
+    sizeof(enum log_level) == sizeof(int), "an enum is not an int");
 
 /* Find a key by name, or NULL. */
 static const struct key_def *
@@ -1115,6 +673,23 @@ find_key(const char *name)
 		if (strcmp(k->name, name) == 0)
 			return k;
 	return NULL;
+}
+
+/* The place of a key in keys[] and keyline[]; name must be in the table. */
+static int
+key_index(const char *name)
+{
+	const struct key_def	*k = find_key(name);
+
+	assert(k != NULL);
+	return (int)(k - keys);
+}
+
+/* The first line where sec sets the key name, or 0. */
+static int
+line_of(const struct section *sec, const char *name)
+{
+	return sec->keyline[key_index(name)];
 }
 
 /* ---- Defaults ------------------------------------------------------------ */
@@ -1345,6 +920,8 @@ parse_key(struct parser *p, const char *key, const char *val, int line)
 	const struct key_def	*k;
 	struct kv		 kv;
 	const char		*why;
+	char			*base;
+	int			 i;
 
 	if (p->cur == NULL) {
 		parser_error(p, line, "key '%s' before any section (put it "
@@ -1357,25 +934,27 @@ parse_key(struct parser *p, const char *key, const char *val, int line)
 	}
 	if (!key_allowed(p, k, line))
 		return;
-	if (p->cur->keyline[k->id] != 0 && !k->repeatable) {
+	i = (int)(k - keys);
+	if (p->cur->keyline[i] != 0 && !k->repeatable) {
 		parser_error(p, line, "duplicate key '%s' (first set on line "
-		    "%d)", key, p->cur->keyline[k->id]);
+		    "%d)", key, p->cur->keyline[i]);
 		return;
 	}
-	if (p->cur->keyline[k->id] == 0)
-		p->cur->keyline[k->id] = line;
+	if (p->cur->keyline[i] == 0)
+		p->cur->keyline[i] = line;
 	if (*val == '\0') {
 		parser_error(p, line, "missing value for '%s'", key);
 		return;
 	}
 	memset(&kv, 0, sizeof(kv));
-	kv.id = k->id;
 	kv.key = k->name;
 	kv.val = val;
 	kv.line = line;
-	if (k->parse(p->cfg, &p->cur->svc, &kv) == -1)
+	base = k->scope == SCOPE_GLOBAL ? (char *)p->cfg :
+	    (char *)&p->cur->svc;
+	if (k->set(k, &kv, base + k->off) == -1)
 		parser_error(p, line, "%s", kv.err);
-	else if ((why = not_supported_yet(k->id, &p->cur->svc)) != NULL)
+	else if ((why = not_supported_yet(k, &p->cur->svc)) != NULL)
 		parser_error(p, line, "%s", why);
 }
 
@@ -1471,10 +1050,12 @@ static void
 inherit_globals(struct parser *p, struct section *sec)
 {
 	const struct key_def	*k;
+	int			 i;
 
 	for (k = keys; k->name != NULL; k++) {
-		if (k->scope != SCOPE_BOTH || sec->keyline[k->id] != 0 ||
-		    p->global.keyline[k->id] == 0)
+		i = (int)(k - keys);
+		if (k->scope != SCOPE_BOTH || sec->keyline[i] != 0 ||
+		    p->global.keyline[i] == 0)
 			continue;
 		memcpy((char *)&sec->svc + k->off,
 		    (const char *)&p->global.svc + k->off, k->size);
@@ -1483,9 +1064,10 @@ inherit_globals(struct parser *p, struct section *sec)
 
 /* The line a key's value came from: the section's own, or [global]. */
 static int
-key_line(const struct parser *p, const struct section *sec, enum key_id id)
+key_line(const struct parser *p, const struct section *sec, const char *name)
 {
-	return sec->keyline[id] != 0 ? sec->keyline[id] : p->global.keyline[id];
+	return line_of(sec, name) != 0 ? line_of(sec, name) :
+	    line_of(&p->global, name);
 }
 
 /*
@@ -1493,21 +1075,18 @@ key_line(const struct parser *p, const struct section *sec, enum key_id id)
  * local_cert/local_key); a [global] half is reported once.
  */
 static void
-check_pair(struct parser *p, const struct section *sec, enum key_id cert_id,
-    const char *cert_val, enum key_id key_id, const char *key_val,
+check_pair(struct parser *p, const struct section *sec, const char *cert_name,
+    const char *cert_val, const char *key_name, const char *key_val,
     int *global_reported)
 {
 	int		 cert = cert_val[0] != '\0';
 	int		 key = key_val[0] != '\0';
-	const char	*cert_name, *key_name;
-	enum key_id	 set;
+	const char	*set;
 
 	if (cert == key)
 		return;
-	cert_name = cert_id == KEY_CLIENT_CERT ? "client_cert" : "local_cert";
-	key_name = key_id == KEY_CLIENT_KEY ? "client_key" : "local_key";
-	set = cert ? cert_id : key_id;
-	if (sec->keyline[set] == 0) {
+	set = cert ? cert_name : key_name;
+	if (line_of(sec, set) == 0) {
 		if (*global_reported)
 			return;
 		*global_reported = 1;
@@ -1523,9 +1102,9 @@ check_pairs(struct parser *p, const struct section *sec)
 {
 	const struct service_config	*svc = &sec->svc;
 
-	check_pair(p, sec, KEY_CLIENT_CERT, svc->client_cert, KEY_CLIENT_KEY,
+	check_pair(p, sec, "client_cert", svc->client_cert, "client_key",
 	    svc->client_key, &p->global_pair_reported);
-	check_pair(p, sec, KEY_LOCAL_CERT, svc->local_cert, KEY_LOCAL_KEY,
+	check_pair(p, sec, "local_cert", svc->local_cert, "local_key",
 	    svc->local_key, &p->global_local_reported);
 }
 
@@ -1534,7 +1113,7 @@ static void
 resolve_remote(struct parser *p, struct section *sec)
 {
 	struct service_config	*svc = &sec->svc;
-	int			 line = sec->keyline[KEY_REMOTE];
+	int			 line = line_of(sec, "remote");
 
 	if (line == 0) {
 		parser_error(p, sec->line, "service '%s': missing remote",
@@ -1558,8 +1137,7 @@ resolve_remote(struct parser *p, struct section *sec)
 	}
 	if (svc->server_name[0] != '\0')
 		return;
-	if (svc->verify && (is_ip(AF_INET, svc->remote_host) ||
-	    is_ip(AF_INET6, svc->remote_host)))
+	if (svc->verify && addr_is_numeric(svc->remote_host))
 		parser_error(p, line, "remote is an IP address; set "
 		    "server_name to the name on the server's certificate");
 	snprintf(svc->server_name, sizeof(svc->server_name), "%s",
@@ -1573,7 +1151,7 @@ check_listen(struct parser *p, const struct section *sec)
 	const struct service_config	*svc = &sec->svc;
 	int				 i;
 
-	if (sec->keyline[KEY_LISTEN] == 0)
+	if (line_of(sec, "listen") == 0)
 		parser_error(p, sec->line, "service '%s': missing listen",
 		    svc->name);
 	if (svc->allow_remote_clients)
@@ -1613,14 +1191,14 @@ check_unused(struct parser *p, const struct section *sec)
 {
 	const struct service_config	*svc = &sec->svc;
 
-	if (svc->local_tls == LOCAL_TLS_NONE && sec->keyline[KEY_LOCAL_CERT])
-		parser_warning(p, sec->keyline[KEY_LOCAL_CERT], "local_cert "
+	if (svc->local_tls == LOCAL_TLS_NONE && line_of(sec, "local_cert"))
+		parser_warning(p, line_of(sec, "local_cert"), "local_cert "
 		    "has no effect: local_tls is none");
-	if (svc->pool_size == 0 && sec->keyline[KEY_POOL_MAX_AGE])
-		parser_warning(p, sec->keyline[KEY_POOL_MAX_AGE], "pool_max_age "
+	if (svc->pool_size == 0 && line_of(sec, "pool_max_age"))
+		parser_warning(p, line_of(sec, "pool_max_age"), "pool_max_age "
 		    "has no effect: pool_size is 0");
-	if (!svc->verify && sec->keyline[KEY_CA_FILE])
-		parser_warning(p, sec->keyline[KEY_CA_FILE], "ca_file has no "
+	if (!svc->verify && line_of(sec, "ca_file"))
+		parser_warning(p, line_of(sec, "ca_file"), "ca_file has no "
 		    "effect: verify is no");
 }
 
@@ -1634,7 +1212,7 @@ check_pool_total(struct parser *p)
 	for (i = 0; i < p->n_services; i++)
 		total += p->services[i]->svc.pool_size;
 	if (total > 0 && total >= p->cfg->max_sessions)
-		parser_warning(p, p->global.keyline[KEY_MAX_SESSIONS], "the "
+		parser_warning(p, line_of(&p->global, "max_sessions"), "the "
 		    "pools hold %lu connections, max_sessions is %u: clients "
 		    "that find no pooled connection will be refused", total,
 		    p->cfg->max_sessions);
@@ -1645,12 +1223,12 @@ static void
 check_per_client(struct parser *p)
 {
 	unsigned	per_client = p->cfg->max_sessions_per_client;
+	int		line = line_of(&p->global, "max_sessions_per_client");
 
-	if (p->global.keyline[KEY_MAX_SESSIONS_PER_CLIENT] && per_client > 0 &&
-	    per_client >= p->cfg->max_sessions)
-		parser_warning(p, p->global.keyline[KEY_MAX_SESSIONS_PER_CLIENT],
-		    "max_sessions_per_client has no effect: it is not below "
-		    "max_sessions (%u)", p->cfg->max_sessions);
+	if (line != 0 && per_client > 0 && per_client >= p->cfg->max_sessions)
+		parser_warning(p, line, "max_sessions_per_client has no "
+		    "effect: it is not below max_sessions (%u)",
+		    p->cfg->max_sessions);
 }
 
 /* Resolve and validate every service; then the file as a whole. */

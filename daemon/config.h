@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "log.h"		/* enum log_level */
+
 #define CONFIG_DEFAULT_PATH		"/etc/mailtlsd/mailtlsd.conf"
 #define CONFIG_DEFAULT_CA_FILE		"/etc/ssl/certs/ca-certificates.crt"
 #define CONFIG_DEFAULT_STATE_DIR	"/var/lib/mailtlsd"
@@ -35,13 +37,6 @@
 #define CONFIG_NAME_MAX		64	/* service name length */
 #define CONFIG_HOST_MAX		256	/* host name length + NUL */
 #define CONFIG_PATH_MAX		1024	/* file path length + NUL */
-
-enum log_level {
-	LOG_LEVEL_ERROR = 0,
-	LOG_LEVEL_WARN,
-	LOG_LEVEL_INFO,
-	LOG_LEVEL_DEBUG
-};
 
 enum mail_protocol {
 	MAIL_PROTO_NONE = 0,	/* not set: derived from the remote port */
@@ -165,13 +160,6 @@ void		 config_errors_clear(struct config_errors *);
  */
 int		 config_parse_listen(const char *text, struct listen_addr *out,
 		    char *err, size_t errlen);
-
-/*
- * Parse "HOST:PORT" / "[V6]:PORT" for remote.  Returns 0, or -1 with a
- * reason in err.
- */
-int		 config_parse_remote(const char *text, char *host, size_t hostlen,
-		    uint16_t *port, char *err, size_t errlen);
 
 /* Default protocol / TLS mode for a remote port, NONE when there is none. */
 enum mail_protocol config_default_protocol(uint16_t port);

@@ -26,7 +26,6 @@
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
-#include "runtime.h"
 #include "service.h"
 #include "session.h"
 
@@ -35,7 +34,7 @@
 #define LISTENER_NO_MEMORY	"mailtlsd is out of memory, try again later"
 
 struct listener {
-	struct runtime		*rt;
+	struct session_host	*host;
 	struct service		*svc;
 	struct evconnlistener	*evl;
 	struct event		*pause_timer;
@@ -71,7 +70,7 @@ listener_refuse_busy_client(struct listener *l, int fd,
 
 	addr_format(sa, addr, sizeof(addr));
 	log_warnx("[%s] max_sessions_per_client (%u) reached: refusing %s on "
-	    "%s", l->svc->cfg.name, l->rt->config->max_sessions_per_client,
+	    "%s", l->svc->cfg.name, l->host->max_per_client,
 	    addr, l->addr.text);
 	listener_refuse(l, fd, "mailtlsd: too many connections from your "
 	    "address");
@@ -86,7 +85,7 @@ listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	struct session	*pooled;
 
 	(void)evl;
-	if (!runtime_may_accept_client(l->rt, sa)) {
+	if (!session_host_may_accept_client(l->host, sa)) {
 		listener_refuse_busy_client(l, fd, sa);
 		return;
 	}
@@ -96,15 +95,15 @@ listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 			listener_refuse(l, fd, LISTENER_NO_MEMORY);
 		return;
 	}
-	if (!runtime_may_accept(l->rt)) {
+	if (!session_host_may_accept(l->host)) {
 		log_warnx("[%s] max_sessions (%u) reached: refusing a client "
-		    "on %s", l->svc->cfg.name, l->rt->config->max_sessions,
+		    "on %s", l->svc->cfg.name, l->host->max_sessions,
 		    l->addr.text);
 		listener_refuse(l, fd, "too many connections to mailtlsd, try "
 		    "again later");
 		return;
 	}
-	if (session_start(l->rt, l->svc, fd, sa, (socklen_t)salen) != 0) {
+	if (session_start(l->host, l->svc, fd, sa, (socklen_t)salen) != 0) {
 		log_errorx("[%s] cannot start a session: out of memory",
 		    l->svc->cfg.name);
 		listener_refuse(l, fd, LISTENER_NO_MEMORY);
@@ -173,20 +172,20 @@ err:
 
 /* Start accepting on fd, a listening socket bound to addr. */
 static struct listener *
-listener_new_from_fd(struct runtime *rt, const struct listen_addr *addr,
+listener_new_from_fd(struct session_host *host, const struct listen_addr *addr,
     struct service *svc, int fd, char *err, size_t errlen)
 {
 	struct listener	*l;
 
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		goto err;
-	l->rt = rt;
+	l->host = host;
 	l->addr = *addr;
 	l->svc = service_ref(svc);
-	if ((l->pause_timer = evtimer_new(rt->base, listener_resume_cb, l)) ==
+	if ((l->pause_timer = evtimer_new(host->base, listener_resume_cb, l)) ==
 	    NULL)
 		goto err;
-	l->evl = evconnlistener_new(rt->base, listener_accept_cb, l,
+	l->evl = evconnlistener_new(host->base, listener_accept_cb, l,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (l->evl == NULL)
 		goto err;
@@ -203,7 +202,7 @@ err:
 
 /* Take the socket systemd passed for addr, or bind it; start accepting. */
 struct listener *
-listener_new(struct runtime *rt, const struct listen_addr *addr,
+listener_new(struct session_host *host, const struct listen_addr *addr,
     struct service *svc, char *err, size_t errlen)
 {
 	int	fd;
@@ -211,7 +210,7 @@ listener_new(struct runtime *rt, const struct listen_addr *addr,
 	if ((fd = activation_take(addr)) < 0 &&
 	    (fd = listener_bind(addr, err, errlen)) < 0)
 		return NULL;
-	return listener_new_from_fd(rt, addr, svc, fd, err, errlen);
+	return listener_new_from_fd(host, addr, svc, fd, err, errlen);
 }
 
 /* Stop accepting and close the socket; NULL is fine. */

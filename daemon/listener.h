@@ -9,14 +9,14 @@
 
 struct listen_addr;
 struct listener;
-struct runtime;
 struct service;
+struct session_host;
 
 /*
  * Start accepting for svc on addr: on the socket systemd passed for it,
  * else on a newly bound one.  NULL with a reason in err.
  */
-struct listener	*listener_new(struct runtime *, const struct listen_addr *,
+struct listener	*listener_new(struct session_host *, const struct listen_addr *,
 		    struct service *, char *err, size_t errlen);
 void		 listener_free(struct listener *);
 

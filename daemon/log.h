@@ -8,7 +8,13 @@
 #ifndef MAILTLSD_LOG_H
 #define MAILTLSD_LOG_H
 
-#include "config.h"
+/* How much to log, from least to most. */
+enum log_level {
+	LOG_LEVEL_ERROR = 0,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG
+};
 
 /* Where log lines go. */
 enum log_target {

@@ -262,7 +262,7 @@ detach(struct runtime *rt, int *ready_fd)
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
-	if (event_reinit(rt->base) != 0)
+	if (event_reinit(runtime_base(rt)) != 0)
 		return -1;
 	return tls_reseed();
 }
@@ -286,13 +286,13 @@ daemonize(struct runtime *rt, int *ready_fd)
 {
 	char	err[CONFIG_PATH_MAX + 128];
 
-	log_init(LOG_TO_SYSLOG, log_level_raise(rt->config->log_level,
-	    rt->verbose));
+	log_init(LOG_TO_SYSLOG, log_level_raise(runtime_config(rt)->log_level,
+	    runtime_verbose(rt)));
 	if (detach(rt, ready_fd) != 0) {
 		log_error("cannot detach");
 		return -1;
 	}
-	if (pidfile_write(rt->config->pid_file, err, sizeof(err)) != 0) {
+	if (pidfile_write(runtime_config(rt)->pid_file, err, sizeof(err)) != 0) {
 		log_errorx("%s", err);
 		return -1;
 	}
@@ -332,7 +332,7 @@ run_daemon(struct config *cfg, const struct options *opts)
 		if (daemonize(rt, &ready_fd) != 0)
 			goto done;
 	}
-	if (drop_privileges(rt->config->user) != 0)
+	if (drop_privileges(runtime_config(rt)->user) != 0)
 		goto done;
 	runtime_ready(rt);
 	detach_done(ready_fd);

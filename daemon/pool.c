@@ -16,7 +16,6 @@
 
 #include "log.h"
 #include "pool.h"
-#include "runtime.h"
 #include "service.h"
 #include "session.h"
 
@@ -24,7 +23,7 @@
 #define POOL_BACKOFF_MAX_MS	60000
 
 struct pool {
-	struct runtime	 *rt;
+	struct session_host *host;
 	struct service	 *svc;		/* owns the pool: no reference */
 	struct session	**member;	/* pool_size slots, NULL = empty */
 	int		 *ready;
@@ -34,6 +33,9 @@ struct pool {
 	int		  stopping;
 	struct event	 *timer;
 };
+
+static void	pool_member_ready(struct session *, void *);
+static void	pool_member_gone(struct session *, int, void *);
 
 /* Run the refill from the loop after delay_ms. */
 static void
@@ -50,17 +52,22 @@ pool_schedule(struct pool *p, uint64_t delay_ms)
 static void
 pool_fill(struct pool *p)
 {
-	unsigned	i;
+	const struct session_pool_cb	cb = {
+		.ready = pool_member_ready,
+		.gone = pool_member_gone,
+		.arg = p,
+	};
+	unsigned			i;
 
 	for (i = 0; i < p->size; i++) {
 		if (p->member[i] != NULL)
 			continue;
-		if (!runtime_may_accept(p->rt))
+		if (!session_host_may_accept(p->host))
 			return;		/* pool_kick() retries later */
 		p->ready[i] = 0;
-		p->member[i] = session_start_pooled(p->rt, p->svc, p);
+		p->member[i] = session_start_pooled(p->host, p->svc, &cb);
 		if (p->member[i] == NULL) {
-			pool_member_gone(p, NULL, 1);
+			pool_member_gone(NULL, 1, p);
 			return;
 		}
 	}
@@ -80,18 +87,18 @@ pool_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Keep svc's pool_size connections ready. */
 struct pool *
-pool_new(struct runtime *rt, struct service *svc)
+pool_new(struct session_host *host, struct service *svc)
 {
 	struct pool	*p;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return NULL;
-	p->rt = rt;
+	p->host = host;
 	p->svc = svc;
 	p->size = svc->cfg.pool_size;
 	p->member = calloc(p->size, sizeof(*p->member));
 	p->ready = calloc(p->size, sizeof(*p->ready));
-	p->timer = evtimer_new(rt->base, pool_timer_cb, p);
+	p->timer = evtimer_new(host->base, pool_timer_cb, p);
 	if (p->member == NULL || p->ready == NULL || p->timer == NULL) {
 		pool_free(p);
 		return NULL;
@@ -162,22 +169,24 @@ pool_kick(struct pool *p)
 }
 
 /* A member finished TCP, TLS and the dialogue and waits for a client. */
-void
-pool_member_ready(struct pool *p, struct session *s)
+static void
+pool_member_ready(struct session *s, void *arg)
 {
-	int	i;
+	struct pool	*p = arg;
+	int		 i;
 
 	if ((i = pool_slot(p, s)) >= 0)
 		p->ready[i] = 1;
 }
 
 /* A member went away: refill now, or after a back-off when it failed. */
-void
-pool_member_gone(struct pool *p, struct session *s, int failed)
+static void
+pool_member_gone(struct session *s, int failed, void *arg)
 {
-	uint64_t	delay;
-	unsigned	shift;
-	int		i;
+	struct pool	*p = arg;
+	uint64_t	 delay;
+	unsigned	 shift;
+	int		 i;
 
 	if (p->stopping)
 		return;

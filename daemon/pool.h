@@ -7,12 +7,12 @@
 #define MAILTLSD_POOL_H
 
 struct pool;
-struct runtime;
 struct service;
 struct session;
+struct session_host;
 
 /* Start keeping svc->cfg.pool_size connections ready; NULL (no memory). */
-struct pool	*pool_new(struct runtime *, struct service *);
+struct pool	*pool_new(struct session_host *, struct service *);
 
 /* Close every pooled connection and free the pool; NULL is fine. */
 void		 pool_free(struct pool *);
@@ -22,9 +22,5 @@ struct session	*pool_take(struct pool *);
 
 /* Refill soon if there is room (a session ended somewhere). */
 void		 pool_kick(struct pool *);
-
-/* From sessions: a member is ready, or has gone (aged out or failed). */
-void		 pool_member_ready(struct pool *, struct session *);
-void		 pool_member_gone(struct pool *, struct session *, int failed);
 
 #endif /* MAILTLSD_POOL_H */

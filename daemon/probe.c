@@ -5,12 +5,12 @@
  *   CONNECTING -> [DIALOGUE] -> HANDSHAKING -> [GREETING] -> CAPABILITY
  *              -> LOGOUT -> CLOSING
  *
- * The steps up to TLS are the session's own (upstream.c, the proto.h
- * dialogue, tls.c with the service's settings, the same timeouts); the
+ * The steps up to TLS are the session's own: uplink.c, with the service's
+ * settings and timeouts, reporting each step to the probe's trace; the
  * only difference is that the handshake verifies with authmode OPTIONAL
  * so that a chain that fails can still be shown, after which the probe
  * applies the session's verdict itself (tls_conn_verify_result(), and the
- * pins in tls_conn_handshake() as always).  A server that fails is sent
+ * pins in the handshake as always).  A server that fails is sent
  * nothing more.  One that passes is asked what a mail client would ask
  * first -- its greeting (implicit TLS), IMAP CAPABILITY, POP3 CAPA or SMTP
  * EHLO -- through the pre-login filter, so the report shows the capability
@@ -39,8 +39,9 @@
 #include "config.h"
 #include "probe.h"
 #include "proto.h"
-#include "runtime.h"
 #include "tls.h"
+#include "tlsstream.h"
+#include "uplink.h"
 #include "upstream.h"
 
 #define PROBE_SHOW_MAX	200		/* characters of a peer line shown */
@@ -67,10 +68,9 @@ struct probe {
 	struct event_base		*base;
 	struct evdns_base		*dns;
 	struct tls_ctx			*ctx;
-	struct upstream			*connecting;
+	struct uplink			*uplink;
 	struct bufferevent		*bev;
-	struct tls_conn			*tls;
-	struct proto_dialogue		*dialogue;
+	struct tls_stream		*tls;
 	struct proto_filter		*filter;
 	struct evbuffer			*from_server;	/* decrypted */
 	struct evbuffer			*seen;		/* filtered */
@@ -176,15 +176,13 @@ probe_hostport(const struct service_config *sc, char *buf, size_t len)
 static void
 probe_finish(struct probe *p)
 {
-	upstream_cancel(p->connecting);
-	p->connecting = NULL;
-	tls_conn_free(p->tls);
+	uplink_cancel(p->uplink);
+	p->uplink = NULL;
+	tls_stream_free(p->tls);
 	p->tls = NULL;
 	if (p->bev != NULL)
 		bufferevent_free(p->bev);
 	p->bev = NULL;
-	proto_dialogue_free(p->dialogue);
-	p->dialogue = NULL;
 	proto_filter_free(p->filter);
 	p->filter = NULL;
 	if (p->timer != NULL)
@@ -226,7 +224,7 @@ probe_arm(struct probe *p, unsigned seconds)
 static int
 probe_close(struct probe *p)
 {
-	tls_conn_close_notify(p->tls);
+	tls_stream_close_notify(p->tls);
 	p->step = PROBE_CLOSING;
 	bufferevent_disable(p->bev, EV_READ);
 	if (p->eof ||
@@ -244,10 +242,6 @@ probe_close(struct probe *p)
 static int
 probe_send(struct probe *p, const char *command)
 {
-	const unsigned char	*data;
-	size_t			 len;
-	int			 n;
-
 	probe_show(">", command, strlen(command));
 	if (evbuffer_add_printf(p->from_client, "%s\r\n", command) < 0)
 		return probe_fail(p, "out of memory");
@@ -256,14 +250,10 @@ probe_send(struct probe *p, const char *command)
 		return probe_fail(p, "%s", proto_filter_reason(p->filter));
 	/* What the filter would answer a client itself is not the server's. */
 	evbuffer_drain(p->scratch, evbuffer_get_length(p->scratch));
-	while ((len = evbuffer_get_length(p->to_server)) > 0) {
-		data = evbuffer_pullup(p->to_server, -1);
-		if (data == NULL)
-			return probe_fail(p, "out of memory");
-		if ((n = tls_conn_write(p->tls, data, len)) <= 0)
-			return probe_fail(p, "%s", tls_conn_error(p->tls));
-		evbuffer_drain(p->to_server, (size_t)n);
-	}
+	if (evbuffer_add_buffer(tls_stream_output(p->tls), p->to_server) != 0)
+		return probe_fail(p, "out of memory");
+	if (tls_stream_encrypt(p->tls, (size_t)-1) != 0)
+		return probe_fail(p, "%s", tls_stream_error(p->tls));
 	p->reply_ok = 0;
 	p->pop3_list = 0;
 	return 0;
@@ -424,17 +414,14 @@ probe_server_ended(struct probe *p, int how)
 static int
 probe_pump(struct probe *p)
 {
-	char	buf[PROBE_CHUNK];
-	int	n;
+	struct evbuffer	*in = tls_stream_input(p->tls);
+	int		 r;
 
 	for (;;) {
-		if (!p->eof && !tls_conn_pending(p->tls) &&
-		    evbuffer_get_length(bufferevent_get_input(p->bev)) == 0)
-			return 0;
-		n = tls_conn_read(p->tls, buf, sizeof(buf));
-		if (n <= 0)
+		r = tls_stream_decrypt(p->tls, PROBE_CHUNK);
+		if (evbuffer_get_length(in) == 0)
 			break;
-		if (evbuffer_add(p->from_server, buf, (size_t)n) != 0)
+		if (evbuffer_add_buffer(p->from_server, in) != 0)
 			return probe_fail(p, "out of memory");
 		if (proto_filter_server(p->filter, p->from_server,
 		    p->seen) != 0)
@@ -445,14 +432,14 @@ probe_pump(struct probe *p)
 		if (p->step == PROBE_CLOSING)
 			return 0;
 	}
-	switch (n) {
+	switch (r) {
 	case TLS_WANT:
 		return 0;
 	case TLS_CLOSED:
 	case TLS_EOF:
-		return probe_server_ended(p, n);
+		return probe_server_ended(p, r);
 	default:
-		return probe_fail(p, "%s", tls_conn_error(p->tls));
+		return probe_fail(p, "%s", tls_stream_error(p->tls));
 	}
 }
 
@@ -581,12 +568,12 @@ probe_show_cert(int i, const mbedtls_x509_crt *crt)
 
 /* Print the chain; the leaf's pin into pin (or ""). */
 static void
-probe_show_chain(struct probe *p, char *pin, size_t pinlen)
+probe_show_chain(struct tls_conn *conn, char *pin, size_t pinlen)
 {
 	const struct mbedtls_x509_crt	*crt, *chain;
 	int				 i, n = 0;
 
-	chain = tls_conn_peer_chain(p->tls);
+	chain = tls_conn_peer_chain(conn);
 	for (crt = chain; crt != NULL && crt->version != 0; crt = crt->next)
 		n++;
 	printf("Certificate chain sent by the server (%d certificate%s, "
@@ -600,25 +587,25 @@ probe_show_chain(struct probe *p, char *pin, size_t pinlen)
 }
 
 /*
- * The handshake is over (hs 1), or over but the pins failed (hs -1):
- * report, then decide as a session would.
+ * The handshake is over, and the pins failed (pin_error) or not (NULL):
+ * report on it; 0 when a session would go on, else -1 with the reason in
+ * why.
  */
 static int
-probe_tls_report(struct probe *p, int hs)
+probe_tls_report(struct probe *p, struct tls_conn *conn,
+    const char *pin_error, char *why, size_t whylen)
 {
 	const struct service_config	*sc = p->sc;
-	char				 pin_error[512], verify[512];
+	char				 verify[512];
 	char				 pin[64];
 	int				 vr;
 
-	snprintf(pin_error, sizeof(pin_error), "%s", hs < 0 ?
-	    tls_conn_error(p->tls) : "");
-	printf("  version:       %s\n", tls_conn_version(p->tls));
-	printf("  cipher suite:  %s\n", tls_conn_ciphersuite(p->tls));
-	printf("  resumed:       %s\n", tls_conn_resumed(p->tls) ? "yes" :
+	printf("  version:       %s\n", tls_conn_version(conn));
+	printf("  cipher suite:  %s\n", tls_conn_ciphersuite(conn));
+	printf("  resumed:       %s\n", tls_conn_resumed(conn) ? "yes" :
 	    "no (a new session)");
-	probe_show_chain(p, pin, sizeof(pin));
-	vr = tls_conn_verify_result(p->tls, verify, sizeof(verify));
+	probe_show_chain(conn, pin, sizeof(pin));
+	vr = tls_conn_verify_result(conn, verify, sizeof(verify));
 	if (vr == 0)
 		printf("Verification: verified (chain to a trusted CA of "
 		    "ca_file, name %s)\n", sc->server_name);
@@ -629,7 +616,7 @@ probe_tls_report(struct probe *p, int hs)
 		printf("Verification: FAILED: %s\n", verify);
 	if (sc->n_pins == 0)
 		printf("Pins: none configured (pin_sha256)\n");
-	else if (hs < 0)
+	else if (pin_error != NULL)
 		printf("Pins: FAILED: %s\n", pin_error);
 	else
 		printf("Pins: matched (a key of the chain matches one of "
@@ -639,10 +626,10 @@ probe_tls_report(struct probe *p, int hs)
 		    "checked on top of verification):\n  pin_sha256 = %s\n",
 		    pin);
 	p->reported = 1;	/* the lines above said what failed */
-	if (vr > 0)
-		return probe_fail(p, "%s", verify);
-	if (hs < 0)
-		return probe_fail(p, "%s", pin_error);
+	if (vr > 0 || pin_error != NULL) {
+		snprintf(why, whylen, "%s", vr > 0 ? verify : pin_error);
+		return -1;
+	}
 	return 0;
 }
 
@@ -668,89 +655,6 @@ probe_after_tls(struct probe *p)
 	return probe_pump(p);
 }
 
-/* Drive the handshake with what has arrived. */
-static int
-probe_handshake(struct probe *p)
-{
-	int	hs;
-
-	if ((hs = tls_conn_handshake(p->tls)) == 0)
-		return 0;
-	/* The chain is there once the handshake is over. */
-	if (hs < 0 && tls_conn_peer_chain(p->tls) == NULL) {
-		if (p->sc->tls == TLS_MODE_STARTTLS &&
-		    tls_conn_saw_plaintext(p->tls))
-			return probe_fail(p, "data injected after the "
-			    "STARTTLS response, or the server did not start "
-			    "TLS");
-		return probe_fail(p, "%s", tls_conn_error(p->tls));
-	}
-	if (probe_tls_report(p, hs) != 0)
-		return -1;
-	return probe_after_tls(p);
-}
-
-/* Start TLS on the connected socket. */
-static int
-probe_begin_tls(struct probe *p)
-{
-	if ((p->tls = tls_conn_new(p->ctx, p->bev)) == NULL)
-		return probe_fail(p, "out of memory for TLS");
-	if (p->sc->tls == TLS_MODE_STARTTLS)
-		printf("TLS handshake (server_name %s):\n",
-		    p->sc->server_name);
-	else
-		printf("TLS handshake (server_name %s, handshake_timeout "
-		    "%us):\n", p->sc->server_name, p->sc->handshake_timeout);
-	p->step = PROBE_HANDSHAKING;
-	return probe_handshake(p);
-}
-
-/* ---- The plaintext STARTTLS dialogue ------------------------------------- */
-
-/* Feed the server's lines to the session's own dialogue. */
-static int
-probe_dialogue(struct probe *p)
-{
-	struct evbuffer		*in = bufferevent_get_input(p->bev);
-	enum proto_verdict	 verdict;
-	size_t			 len;
-	int			 got;
-
-	while ((got = proto_take_line(in, p->line, &len)) > 0) {
-		probe_show("<", p->line, len);
-		verdict = proto_dialogue_line(p->dialogue, p->line, len,
-		    p->scratch);
-		if ((len = evbuffer_get_length(p->scratch)) > 0) {
-			probe_show_sent((const char *)evbuffer_pullup(
-			    p->scratch, -1), len);
-			if (bufferevent_write_buffer(p->bev, p->scratch) != 0)
-				return probe_fail(p, "out of memory");
-		}
-		switch (verdict) {
-		case PROTO_MORE:
-			continue;
-		case PROTO_FAIL:
-			return probe_fail(p, "%s",
-			    proto_dialogue_reason(p->dialogue));
-		case PROTO_UPGRADE:
-			if (evbuffer_get_length(in) > 0)
-				return probe_fail(p, "data injected after the "
-				    "STARTTLS response");
-			proto_dialogue_free(p->dialogue);
-			p->dialogue = NULL;
-			return probe_begin_tls(p);
-		}
-	}
-	if (got < 0)
-		return probe_fail(p, "server line longer than %d bytes in the "
-		    "STARTTLS dialogue", PROTO_LINE_MAX);
-	if (p->eof)
-		return probe_fail(p, "server closed the connection during the "
-		    "STARTTLS dialogue");
-	return 0;
-}
-
 /* ---- Events ---------------------------------------------------------------- */
 
 /* Move the current step on with what has arrived. */
@@ -760,12 +664,6 @@ probe_input(struct probe *p)
 	struct evbuffer	*in;
 
 	switch (p->step) {
-	case PROBE_DIALOGUE:
-		probe_dialogue(p);
-		break;
-	case PROBE_HANDSHAKING:
-		probe_handshake(p);
-		break;
 	case PROBE_GREETING:
 	case PROBE_CAPABILITY:
 	case PROBE_LOGOUT:
@@ -776,11 +674,14 @@ probe_input(struct probe *p)
 		evbuffer_drain(in, evbuffer_get_length(in));
 		break;
 	case PROBE_CONNECTING:
+	case PROBE_DIALOGUE:
+	case PROBE_HANDSHAKING:
 	case PROBE_DONE:
-		break;
+		break;		/* the uplink's, or over */
 	}
 }
 
+/* Bytes arrived from the server. */
 static void
 probe_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -808,17 +709,14 @@ probe_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	p->eof = 1;
-	if (p->tls != NULL)
-		tls_conn_set_eof(p->tls);
+	tls_stream_set_eof(p->tls);
 	if (p->step == PROBE_CLOSING) {
 		probe_finish(p);
 		return;
 	}
-	if ((what & BEV_EVENT_ERROR) && p->step < PROBE_GREETING) {
-		probe_fail(p, "%s during the %s with %s",
-		    evutil_socket_error_to_string(err),
-		    p->step == PROBE_DIALOGUE ? "STARTTLS dialogue" :
-		    "TLS handshake", p->addr);
+	if (what & BEV_EVENT_ERROR) {
+		probe_fail(p, "%s after TLS with %s",
+		    evutil_socket_error_to_string(err), p->addr);
 		return;
 	}
 	probe_input(p);
@@ -834,14 +732,6 @@ probe_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	switch (p->step) {
-	case PROBE_DIALOGUE:
-		probe_fail(p, "STARTTLS dialogue timed out (handshake_timeout "
-		    "%us)", secs);
-		break;
-	case PROBE_HANDSHAKING:
-		probe_fail(p, "TLS handshake timed out (handshake_timeout "
-		    "%us)", secs);
-		break;
 	case PROBE_GREETING:
 		probe_fail(p, "no greeting from the server within %us after "
 		    "TLS", secs);
@@ -858,51 +748,87 @@ probe_timer_cb(evutil_socket_t fd, short what, void *arg)
 		probe_finish(p);
 		break;
 	case PROBE_CONNECTING:
+	case PROBE_DIALOGUE:
+	case PROBE_HANDSHAKING:
 	case PROBE_DONE:
+		break;		/* the uplink bounds its own steps */
+	}
+}
+
+/* Each step of reaching the server, as the report shows it. */
+static void
+probe_uplink_trace(enum uplink_trace what, const char *text, size_t len,
+    void *arg)
+{
+	struct probe	*p = arg;
+
+	switch (what) {
+	case UPLINK_TRACE_STEP:
+		printf("  %.*s\n", (int)len, text);
+		break;
+	case UPLINK_TRACE_DIALOGUE:
+		p->step = PROBE_DIALOGUE;
+		printf("STARTTLS dialogue (plaintext, no credentials; "
+		    "handshake_timeout %us with the TLS handshake):\n",
+		    p->sc->handshake_timeout);
+		break;
+	case UPLINK_TRACE_RECEIVED:
+		probe_show("<", text, len);
+		break;
+	case UPLINK_TRACE_SENT:
+		probe_show_sent(text, len);
+		break;
+	case UPLINK_TRACE_HANDSHAKE:
+		if (p->sc->tls == TLS_MODE_STARTTLS)
+			printf("TLS handshake (server_name %s):\n",
+			    p->sc->server_name);
+		else
+			printf("TLS handshake (server_name %s, "
+			    "handshake_timeout %us):\n", p->sc->server_name,
+			    p->sc->handshake_timeout);
+		p->step = PROBE_HANDSHAKING;
 		break;
 	}
 }
 
-/* Each step of resolving and connecting. */
+/* TLS is up: report on it, then ask what a client would ask. */
 static void
-probe_trace_cb(const char *text, void *arg)
-{
-	(void)arg;
-	printf("  %s\n", text);
-}
-
-/* Connected (or every address failed). */
-static void
-probe_upstream_cb(struct bufferevent *bev, const char *text, void *arg)
+probe_uplink_ready(struct uplink *u, void *arg)
 {
 	struct probe	*p = arg;
+	char		 why[512];
 
-	p->connecting = NULL;
-	if (bev == NULL) {
-		probe_fail(p, "%s", text);
+	p->uplink = NULL;
+	p->eof = uplink_take(u, &p->bev, &p->tls);
+	snprintf(p->addr, sizeof(p->addr), "%s", uplink_peer(u));
+	bufferevent_setcb(p->bev, probe_read_cb, probe_write_cb,
+	    probe_event_cb, p);
+	if (probe_tls_report(p, tls_stream_conn(p->tls), NULL, why,
+	    sizeof(why)) != 0) {
+		probe_fail(p, "%s", why);
 		return;
 	}
-	p->bev = bev;
-	snprintf(p->addr, sizeof(p->addr), "%s", text);
-	printf("  connected to %s\n", text);
-	bufferevent_setcb(bev, probe_read_cb, probe_write_cb, probe_event_cb,
-	    p);
-	bufferevent_enable(bev, EV_READ);
-	/* As a session: dialogue and handshake share handshake_timeout. */
-	probe_arm(p, p->sc->handshake_timeout);
-	if (p->sc->tls != TLS_MODE_STARTTLS) {
-		probe_begin_tls(p);
+	probe_after_tls(p);
+}
+
+/* The server could not be reached securely; show its chain if it sent one. */
+static void
+probe_uplink_failed(struct uplink *u, const char *reason, void *arg)
+{
+	struct probe		*p = arg;
+	struct tls_stream	*tls = uplink_tls(u);
+	char			 why[512];
+
+	p->uplink = NULL;
+	/* The chain is there when the handshake ended on the pins. */
+	if (tls != NULL && tls_conn_peer_chain(tls_stream_conn(tls)) != NULL) {
+		snprintf(why, sizeof(why), "%s", reason);
+		(void)probe_tls_report(p, tls_stream_conn(tls), reason, why,
+		    sizeof(why));
+		probe_fail(p, "%s", why);
 		return;
 	}
-	if ((p->dialogue = proto_dialogue_new(p->sc)) == NULL) {
-		probe_fail(p, "out of memory");
-		return;
-	}
-	printf("STARTTLS dialogue (plaintext, no credentials; "
-	    "handshake_timeout %us with the TLS handshake):\n",
-	    p->sc->handshake_timeout);
-	p->step = PROBE_DIALOGUE;
-	probe_dialogue(p);
+	probe_fail(p, "%s", reason);
 }
 
 /* ---- One service --------------------------------------------------------- */
@@ -942,7 +868,7 @@ probe_setup(struct probe *p)
 	}
 	p->base = event_base_new();
 	if (p->base != NULL)
-		p->dns = runtime_dns_new(p->base);
+		p->dns = upstream_dns_new(p->base);
 	if (p->base != NULL)
 		p->timer = evtimer_new(p->base, probe_timer_cb, p);
 	p->from_server = evbuffer_new();
@@ -986,8 +912,13 @@ probe_teardown(struct probe *p)
 static int
 probe_service(const struct service_config *sc)
 {
-	struct probe	*p;
-	int		 ok;
+	struct uplink_callbacks	 cb = {
+		.ready = probe_uplink_ready,
+		.failed = probe_uplink_failed,
+		.trace = probe_uplink_trace,
+	};
+	struct probe		*p;
+	int			 ok;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
 		printf("VERDICT %s: FAIL %s out of memory\n", sc->name,
@@ -995,15 +926,14 @@ probe_service(const struct service_config *sc)
 		return -1;
 	}
 	p->sc = sc;
+	cb.arg = p;
 	probe_hostport(sc, p->hostport, sizeof(p->hostport));
 	probe_header(p);
 	if (probe_setup(p) != 0)
 		p->failed = 1;
 	else {
-		p->connecting = upstream_connect_traced(p->base, p->dns,
-		    sc->remote_host, sc->remote_port, sc->connect_timeout,
-		    probe_upstream_cb, probe_trace_cb, p);
-		if (p->connecting == NULL) {
+		p->uplink = uplink_start(p->base, p->dns, sc, p->ctx, &cb);
+		if (p->uplink == NULL) {
 			snprintf(p->reason, sizeof(p->reason),
 			    "out of memory");
 			p->failed = 1;

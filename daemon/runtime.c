@@ -34,6 +34,29 @@
 #include "runtime.h"
 #include "service.h"
 #include "session.h"
+#include "upstream.h"
+
+/* The running daemon. */
+struct runtime {
+	struct session_host	 host;		/* loop, resolver, sessions */
+	struct config		*config;
+	struct service		**services;
+	int			 n_services;
+	struct listener		**listeners;
+	int			 n_listeners;
+	int			 draining;
+	int			 verbose;	/* -v steps over log_level */
+	struct event		*sig_term;
+	struct event		*sig_int;
+	struct event		*sig_hup;
+	struct event		*sig_pipe;
+	/* When the generated local_tls certificate in use is made again
+	 * (0: none is in use), and the daily look at the clock for it. */
+	time_t			 local_cert_renew;
+	struct event		*local_cert_timer;
+};
+
+static void	runtime_session_ended(void *);
 
 /* A set of services and listeners being built or replaced. */
 struct runtime_set {
@@ -181,7 +204,7 @@ runtime_build_listeners(struct runtime *rt, const struct config *cfg,
 			l = runtime_take_listener(rt, &sc->listen[j]);
 			if (l != NULL)
 				(*n_reused)++;
-			else if ((l = listener_new(rt, &sc->listen[j],
+			else if ((l = listener_new(&rt->host, &sc->listen[j],
 			    set->services[i], err, sizeof(err))) == NULL) {
 				log_errorx("%s:%d: [%s] %s", cfg->path,
 				    sc->listen[j].line, sc->name, err);
@@ -217,7 +240,7 @@ runtime_start_pools(struct runtime *rt)
 	for (i = 0; i < rt->n_services; i++) {
 		svc = rt->services[i];
 		if (svc->cfg.pool_size > 0 &&
-		    (svc->pool = pool_new(rt, svc)) == NULL)
+		    (svc->pool = pool_new(&rt->host, svc)) == NULL)
 			log_errorx("[%s] cannot start the pool: out of memory",
 			    svc->cfg.name);
 	}
@@ -248,6 +271,8 @@ runtime_install(struct runtime *rt, struct runtime_set *set,
 	rt->n_listeners = set->n_listeners;
 	config_free(rt->config);
 	rt->config = cfg;
+	rt->host.max_sessions = cfg->max_sessions;
+	rt->host.max_per_client = cfg->max_sessions_per_client;
 	log_set_level(log_level_raise(cfg->log_level, rt->verbose));
 	runtime_start_pools(rt);
 }
@@ -260,7 +285,7 @@ runtime_signal_term_cb(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	log_info("received %s: no longer accepting, draining %u session(s)",
-	    sig == SIGINT ? "SIGINT" : "SIGTERM", rt->n_sessions);
+	    sig == SIGINT ? "SIGINT" : "SIGTERM", rt->host.n_sessions);
 	runtime_shutdown(rt);
 }
 
@@ -314,64 +339,33 @@ runtime_signal_hup_cb(evutil_socket_t sig, short what, void *arg)
 	runtime_reload(arg);
 }
 
-/*
- * The asynchronous resolver, from /etc/resolv.conf and /etc/hosts.  The
- * environment variable MAILTLSD_RESOLV_CONF names another resolv.conf; the
- * tests use it to point mailtlsd at their own DNS server.
- */
-struct evdns_base *
-runtime_dns_new(struct event_base *base)
-{
-	const char		*path = getenv("MAILTLSD_RESOLV_CONF");
-	struct evdns_base	*dns;
-	int			 ret;
-
-	if (path == NULL)
-		path = "/etc/resolv.conf";
-	dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	if (dns == NULL)
-		return NULL;
-	ret = evdns_base_resolv_conf_parse(dns, DNS_OPTIONS_ALL, path);
-	if (ret != 0 && ret != 6) {	/* 6: no nameserver, 127.0.0.1 used */
-		/* Names in /etc/hosts and literal addresses still work. */
-		log_warnx("cannot read the resolver configuration %s (error "
-		    "%d); only addresses and /etc/hosts names will resolve",
-		    path, ret);
-		evdns_base_load_hosts(dns, NULL);
-	}
-	/* A silent name server costs at most 2 x 5 s per lookup. */
-	evdns_base_set_option(dns, "timeout:", "5");
-	evdns_base_set_option(dns, "attempts:", "2");
-	return dns;
-}
-
 /* The runtime's resolver. */
 static int
 runtime_init_dns(struct runtime *rt)
 {
-	rt->dns = runtime_dns_new(rt->base);
-	return rt->dns != NULL ? 0 : -1;
+	rt->host.dns = upstream_dns_new(rt->host.base);
+	return rt->host.dns != NULL ? 0 : -1;
 }
 
 /* Set up the loop, the resolver and the signals. */
 static int
 runtime_init_loop(struct runtime *rt)
 {
-	if ((rt->base = event_base_new()) == NULL)
+	if ((rt->host.base = event_base_new()) == NULL)
 		return -1;
 	if (runtime_init_dns(rt) != 0)
 		return -1;
-	rt->sig_term = evsignal_new(rt->base, SIGTERM, runtime_signal_term_cb,
+	rt->sig_term = evsignal_new(rt->host.base, SIGTERM, runtime_signal_term_cb,
 	    rt);
-	rt->sig_int = evsignal_new(rt->base, SIGINT, runtime_signal_term_cb,
+	rt->sig_int = evsignal_new(rt->host.base, SIGINT, runtime_signal_term_cb,
 	    rt);
-	rt->sig_hup = evsignal_new(rt->base, SIGHUP, runtime_signal_hup_cb, rt);
+	rt->sig_hup = evsignal_new(rt->host.base, SIGHUP, runtime_signal_hup_cb, rt);
 	if (rt->sig_term == NULL || rt->sig_int == NULL || rt->sig_hup == NULL)
 		return -1;
 	evsignal_add(rt->sig_term, NULL);
 	evsignal_add(rt->sig_int, NULL);
 	evsignal_add(rt->sig_hup, NULL);
-	rt->local_cert_timer = evtimer_new(rt->base, runtime_local_cert_cb,
+	rt->local_cert_timer = evtimer_new(rt->host.base, runtime_local_cert_cb,
 	    rt);
 	return rt->local_cert_timer != NULL ? 0 : -1;
 }
@@ -389,10 +383,12 @@ runtime_new(struct config *cfg, int verbose)
 		config_free(cfg);
 		return NULL;
 	}
-	TAILQ_INIT(&rt->sessions);
+	TAILQ_INIT(&rt->host.sessions);
+	rt->host.ended = runtime_session_ended;
+	rt->host.arg = rt;
 	rt->config = cfg;
 	rt->verbose = verbose;
-	if ((rt->peers = peers_new()) == NULL || runtime_init_loop(rt) != 0) {
+	if ((rt->host.peers = peers_new()) == NULL || runtime_init_loop(rt) != 0) {
 		log_errorx("cannot set up the event loop");
 		goto err;
 	}
@@ -518,7 +514,7 @@ runtime_notify_stopping(const struct runtime *rt)
 	char	status[128];
 
 	snprintf(status, sizeof(status), "shutting down, draining %u "
-	    "session(s)", rt->n_sessions);
+	    "session(s)", rt->host.n_sessions);
 	notify_stopping(status);
 }
 
@@ -537,55 +533,61 @@ runtime_shutdown(struct runtime *rt)
 		for (i = 0; i < rt->n_listeners; i++)
 			listener_free(rt->listeners[i]);
 		rt->n_listeners = 0;
-		for (s = TAILQ_FIRST(&rt->sessions); s != NULL;
+		for (s = TAILQ_FIRST(&rt->host.sessions); s != NULL;
 		    s = session_next(s))
 			session_drain(s);
 	}
-	if (rt->n_sessions == 0)
-		event_base_loopbreak(rt->base);
+	if (rt->host.n_sessions == 0)
+		event_base_loopbreak(rt->host.base);
 }
 
 /* A session was freed: pools waiting for room may refill. */
-void
-runtime_session_ended(struct runtime *rt)
+static void
+runtime_session_ended(void *arg)
 {
-	int	i;
+	struct runtime	*rt = arg;
+	int		 i;
 
 	if (rt->draining) {
-		if (rt->n_sessions == 0)
-			event_base_loopbreak(rt->base);
+		if (rt->host.n_sessions == 0)
+			event_base_loopbreak(rt->host.base);
 		return;
 	}
 #if defined(__GLIBC__)
 	/* Idle: give the memory of the last sessions back to the system. */
-	if (rt->n_sessions == 0)
+	if (rt->host.n_sessions == 0)
 		malloc_trim(0);
 #endif
 	for (i = 0; i < rt->n_services; i++)
 		pool_kick(rt->services[i]->pool);
 }
 
-/* Whether max_sessions leaves room for one more client. */
-int
-runtime_may_accept(const struct runtime *rt)
+/* The loop, for what must run on it (a fork's event_reinit()). */
+struct event_base *
+runtime_base(const struct runtime *rt)
 {
-	return rt->n_sessions < rt->config->max_sessions;
+	return rt->host.base;
 }
 
-/* Whether the client's address holds fewer sessions than its limit. */
-int
-runtime_may_accept_client(const struct runtime *rt, const struct sockaddr *sa)
+/* The configuration in force. */
+const struct config *
+runtime_config(const struct runtime *rt)
 {
-	unsigned	limit = rt->config->max_sessions_per_client;
+	return rt->config;
+}
 
-	return limit == 0 || peers_count(rt->peers, sa) < limit;
+/* How many -v the command line gave. */
+int
+runtime_verbose(const struct runtime *rt)
+{
+	return rt->verbose;
 }
 
 /* Run until shut down. */
 int
 runtime_run(struct runtime *rt)
 {
-	if (event_base_dispatch(rt->base) < 0) {
+	if (event_base_dispatch(rt->host.base) < 0) {
 		log_errorx("event loop failed");
 		return 1;
 	}
@@ -602,14 +604,14 @@ runtime_free(struct runtime *rt)
 	if (rt == NULL)
 		return;
 	runtime_stop_pools(rt);
-	while (!TAILQ_EMPTY(&rt->sessions))
-		session_abort(TAILQ_FIRST(&rt->sessions));
+	while (!TAILQ_EMPTY(&rt->host.sessions))
+		session_abort(TAILQ_FIRST(&rt->host.sessions));
 	set.services = rt->services;
 	set.n_services = rt->n_services;
 	set.listeners = rt->listeners;
 	set.n_listeners = rt->n_listeners;
 	runtime_set_free(&set);
-	peers_free(rt->peers);
+	peers_free(rt->host.peers);
 	if (rt->sig_term != NULL)
 		event_free(rt->sig_term);
 	if (rt->sig_int != NULL)
@@ -618,10 +620,10 @@ runtime_free(struct runtime *rt)
 		event_free(rt->sig_hup);
 	if (rt->local_cert_timer != NULL)
 		event_free(rt->local_cert_timer);
-	if (rt->dns != NULL)
-		evdns_base_free(rt->dns, 1);
-	if (rt->base != NULL)
-		event_base_free(rt->base);
+	if (rt->host.dns != NULL)
+		evdns_base_free(rt->host.dns, 1);
+	if (rt->host.base != NULL)
+		event_base_free(rt->host.base);
 	config_free(rt->config);
 	free(rt);
 }

@@ -1,21 +1,21 @@
 /*
  * session.c - one mail client's session through mailtlsd.
  *
- *   CONNECTING -> [DIALOGUE] -> HANDSHAKING -> [PARKED] -> [WAITING]
- *              -> RELAYING -> CLOSING
+ *   REACHING -> [PARKED] -> [WAITING] -> RELAYING -> CLOSING
  *
- * PARKED is a pooled connection without a client yet (pool.c): it holds the
- * server's greeting (implicit TLS) and is discarded when the server sends
- * anything more, closes, or when it reaches pool_max_age.
- * DIALOGUE is the plaintext STARTTLS step (tls = starttls), spoken by
- * mailtlsd itself; nothing the server says there reaches the client.  Until
- * RELAYING the client's bytes wait in its bounded input buffer: nothing
- * reaches the server before TLS is up and verified.  A failure before
- * RELAYING gives the client one protocol-correct line.  In RELAYING bytes
- * flow both ways; each direction stops taking input while the buffer on its
- * far side is full, so a slow reader holds at most SESSION_BUF_MAX per
- * buffer.  After STARTTLS, a protocol filter sits in both directions until
- * the client has logged in, then the relay becomes a plain copy.
+ * REACHING is uplink.c's work: resolve, connect, the STARTTLS dialogue, the
+ * TLS handshake and its verification.  PARKED is a pooled connection
+ * without a client yet (pool.c): it holds the server's greeting (implicit
+ * TLS) and is discarded when the server sends anything more, closes, or
+ * when it reaches pool_max_age.  Until RELAYING the client's bytes wait in
+ * its bounded input buffer: nothing reaches the server before TLS is up
+ * and verified.  A failure before RELAYING gives the client one
+ * protocol-correct line.  In RELAYING the session moves plaintext between
+ * two streams -- the client's socket (or its TLS stream) and the server's
+ * TLS stream -- with the protocol filter between them until the client
+ * has logged in; then the relay is a plain copy.  Each direction stops
+ * taking input while the buffer on its far side is full, so a slow reader
+ * holds at most SESSION_BUF_MAX per buffer.
  *
  * With local_tls the client's side has a small machine of its own, run
  * while the server is being reached:
@@ -23,12 +23,12 @@
  *   [OPENING] -> HANDSHAKING -> SECURE		(PLAIN without local_tls)
  *
  * OPENING is mailtlsd's own plaintext greeting and STARTTLS toward the
- * client (local_tls = starttls, proto_local.c).  The client's TLS runs
- * through clienttls.c, which gives the session plaintext buffers, so the
- * relay below reads session_client_in() and writes session_client_out()
- * whatever the client speaks.  WAITING is a server that is ready for a
- * client that is not; RELAYING starts only when both are.  Every session
- * ends in session_close() and is freed once, in session_free().
+ * client (local_tls = starttls, proto_local.c).  The client's TLS is a
+ * tls_stream like the server's, so the relay reads session_client_in() and
+ * writes session_client_out() whatever the client speaks.  WAITING is a
+ * server that is ready for a client that is not; RELAYING starts only when
+ * both are.  Every session ends in session_close() and is freed once, in
+ * session_free().
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -45,17 +45,15 @@
 #include <event2/util.h>
 
 #include "addr.h"
-#include "clienttls.h"
 #include "log.h"
 #include "peers.h"
-#include "pool.h"
 #include "proto.h"
 #include "proto_local.h"
-#include "runtime.h"
 #include "service.h"
 #include "session.h"
 #include "tls.h"
-#include "upstream.h"
+#include "tlsstream.h"
+#include "uplink.h"
 
 #define SESSION_BUF_MAX		(64 * 1024)	/* per buffer, per direction */
 #define SESSION_CHUNK		(16 * 1024)	/* one TLS record */
@@ -64,18 +62,15 @@
 #define SESSION_POOL_HEALTHY_MS	10000		/* a pool member proved fine */
 
 enum session_state {
-	SESSION_CONNECTING,
-	SESSION_DIALOGUE,
-	SESSION_HANDSHAKING,
-	SESSION_PARKED,
+	SESSION_REACHING,	/* the uplink reaches the server */
+	SESSION_PARKED,		/* a pool member waits for a client */
 	SESSION_WAITING,	/* server ready, the client's TLS is not */
 	SESSION_RELAYING,
 	SESSION_CLOSING
 };
 
 static const char *const session_state_names[] = {
-	"CONNECTING", "DIALOGUE", "HANDSHAKING", "PARKED", "WAITING",
-	"RELAYING", "CLOSING"
+	"REACHING", "PARKED", "WAITING", "RELAYING", "CLOSING"
 };
 
 /* The client's side (local_tls). */
@@ -90,44 +85,45 @@ static const char *const client_state_names[] = {
 	"PLAIN", "OPENING", "HANDSHAKING", "SECURE"
 };
 
+/* One end of the session: its socket, its TLS, how far it has ended. */
+struct side {
+	struct bufferevent	*bev;
+	struct tls_stream	*tls;		/* NULL: plaintext (a client) */
+	unsigned		 eof : 1;	/* the socket reached its end */
+	unsigned		 done : 1;	/* will send no more: FIN or
+						   close_notify, all taken */
+	unsigned		 shut : 1;	/* we sent FIN */
+	unsigned		 broken : 1;	/* the socket failed */
+};
+
 struct session {
 	TAILQ_ENTRY(session)	 entry;
-	struct runtime		*rt;
+	struct session_host	*host;
 	struct service		*svc;
 	unsigned long long	 id;
 	enum session_state	 state;
-
-	struct bufferevent	*client;	/* the mail client's socket */
-	struct bufferevent	*server;	/* TLS records, to the mail server */
-	struct tls_conn		*tls;
 	enum client_state	 cstate;
-	struct clienttls	*ctls;		/* TLS toward the client */
+
+	struct side		 client;	/* the mail client */
+	struct side		 server;	/* the mail server, over TLS */
+	struct uplink		*uplink;	/* while REACHING */
 	struct proto_local	*local;		/* local STARTTLS opening */
-	struct upstream		*connecting;
 	struct event		*timer;
-	struct proto_dialogue	*dialogue;	/* STARTTLS, before TLS */
-	struct proto_filter	*filter;	/* after STARTTLS, until login */
+	struct proto_filter	*filter;	/* until the client logged in */
 	struct evbuffer		*down_plain;	/* server bytes for the filter */
 	struct evbuffer		*up_plain;	/* filtered client bytes */
-	struct pool		*pool;		/* while a pool member */
+	struct session_pool_cb	 pool;		/* its pool's callbacks */
+	unsigned		 in_pool : 1;	/* while a pool member */
 	struct evbuffer		*parked;	/* for the client to come */
 	struct peer		*peer;		/* the client's address count */
 
 	uint64_t		 started_ms;
-	uint64_t		 connected_ms;	/* TCP up: handshake clock */
 	uint64_t		 state_ms;	/* when the state was entered */
 	uint64_t		 active_ms;	/* last byte moved either way */
 	uint64_t		 drain_ms;	/* shutdown deadline, 0 = none */
 
-	unsigned		 client_eof : 1;	/* client sent FIN */
-	unsigned		 client_done : 1;	/* ... or close_notify */
 	unsigned		 client_failed : 1;	/* ended by the client */
-	unsigned		 client_shut : 1;	/* we sent FIN to client */
-	unsigned		 server_done : 1;	/* server finished */
-	unsigned		 server_shut : 1;	/* we sent FIN to server */
-	unsigned		 server_broken : 1;	/* socket error */
 	unsigned		 tls_refused : 1;	/* TLS 1.3: refused on read */
-	unsigned		 server_eof : 1;	/* server socket ended */
 	unsigned		 pool_ready : 1;	/* parked, greeted */
 	unsigned		 pool_aged : 1;		/* reached pool_max_age */
 	unsigned		 starttls_logged : 1;	/* a refusal was logged */
@@ -197,6 +193,14 @@ session_log(const struct session *s, enum log_level level, const char *fmt,
 	}
 }
 
+/* An event came in a state where it cannot: a bug, not a peer's doing. */
+static void __attribute__((noreturn))
+session_bad_state(const struct session *s, const char *event)
+{
+	fatalx("session: %s in state %s", event,
+	    session_state_names[s->state]);
+}
+
 /* Enter a state and restart its clock. */
 static void
 session_set_state(struct session *s, enum session_state state)
@@ -219,6 +223,22 @@ session_set_client_state(struct session *s, enum client_state cstate)
 	session_arm_timer(s);
 }
 
+/* Whether the server's bytes may not have reached the client yet. */
+static int
+session_before_relay(const struct session *s)
+{
+	switch (s->state) {
+	case SESSION_REACHING:
+	case SESSION_PARKED:
+	case SESSION_WAITING:
+		return 1;
+	case SESSION_RELAYING:
+	case SESSION_CLOSING:
+		return 0;
+	}
+	fatalx("session: bad state %d", (int)s->state);
+}
+
 /* Whether the client may take part in the relay (its TLS, if any, is up). */
 static int
 session_client_ready(const struct session *s)
@@ -230,19 +250,18 @@ session_client_ready(const struct session *s)
 static void
 session_free(struct session *s)
 {
-	struct runtime	*rt = s->rt;
-	double		 seconds;
+	struct session_host	*host = s->host;
+	double			 seconds;
 
 	seconds = (double)(session_now_ms() - s->started_ms) / 1000.0;
 	/* Pool members that never served a client are routine: debug. */
 	session_log(s, s->client_addr[0] != '\0' ? LOG_LEVEL_INFO :
 	    LOG_LEVEL_DEBUG, "closed: %s (%llu bytes up, %llu down, %.1fs)",
 	    s->reason, s->bytes_up, s->bytes_down, seconds);
-	upstream_cancel(s->connecting);
-	tls_conn_free(s->tls);
-	clienttls_free(s->ctls);
+	uplink_cancel(s->uplink);
+	tls_stream_free(s->server.tls);
+	tls_stream_free(s->client.tls);
 	proto_local_free(s->local);
-	proto_dialogue_free(s->dialogue);
 	proto_filter_free(s->filter);
 	if (s->down_plain != NULL)
 		evbuffer_free(s->down_plain);
@@ -250,20 +269,20 @@ session_free(struct session *s)
 		evbuffer_free(s->up_plain);
 	if (s->parked != NULL)
 		evbuffer_free(s->parked);
-	if (s->pool != NULL)
-		pool_member_gone(s->pool, s, !s->pool_aged);
-	if (s->server != NULL)
-		bufferevent_free(s->server);
-	if (s->client != NULL)
-		bufferevent_free(s->client);
+	if (s->in_pool)
+		s->pool.gone(s, !s->pool_aged, s->pool.arg);
+	if (s->server.bev != NULL)
+		bufferevent_free(s->server.bev);
+	if (s->client.bev != NULL)
+		bufferevent_free(s->client.bev);
 	if (s->timer != NULL)
 		event_free(s->timer);
-	peers_release(rt->peers, s->peer);
-	TAILQ_REMOVE(&rt->sessions, s, entry);
-	rt->n_sessions--;
+	peers_release(host->peers, s->peer);
+	TAILQ_REMOVE(&host->sessions, s, entry);
+	host->n_sessions--;
 	service_unref(s->svc);
 	free(s);
-	runtime_session_ended(rt);
+	host->ended(host->arg);
 }
 
 /*
@@ -273,7 +292,7 @@ session_free(struct session *s)
 static uint64_t
 session_client_deadline(const struct session *s)
 {
-	if (s->client == NULL || session_client_ready(s) ||
+	if (s->client.bev == NULL || session_client_ready(s) ||
 	    s->state == SESSION_CLOSING)
 		return UINT64_MAX;
 	return s->started_ms + (uint64_t)s->svc->cfg.handshake_timeout * 1000;
@@ -288,7 +307,7 @@ session_login_deadline(const struct session *s)
 {
 	unsigned	seconds = s->svc->cfg.login_timeout;
 
-	if (s->client == NULL || seconds == 0 || s->state == SESSION_CLOSING)
+	if (s->client.bev == NULL || seconds == 0 || s->state == SESSION_CLOSING)
 		return UINT64_MAX;
 	if (s->state == SESSION_RELAYING && (s->filter == NULL ||
 	    proto_filter_past_login(s->filter)))
@@ -305,16 +324,8 @@ session_deadline(const struct session *s)
 	uint64_t			 idle;
 
 	switch (s->state) {
-	case SESSION_CONNECTING:
-		/* The upstream bounds resolving and each connect. */
-		break;
-	case SESSION_DIALOGUE:
-	case SESSION_HANDSHAKING:
-		/* Everything from TCP connect until the client is greeted. */
-		if (s->connected_ms + (uint64_t)sc->handshake_timeout * 1000 <
-		    deadline)
-			deadline = s->connected_ms +
-			    (uint64_t)sc->handshake_timeout * 1000;
+	case SESSION_REACHING:
+		/* The uplink bounds itself; the client's deadline, above. */
 		break;
 	case SESSION_PARKED:
 		deadline = s->started_ms + (uint64_t)sc->pool_max_age * 1000;
@@ -324,7 +335,7 @@ session_deadline(const struct session *s)
 		break;
 	case SESSION_RELAYING:
 		/* Once the client has finished, the server gets less time. */
-		idle = s->client_done ? sc->handshake_timeout :
+		idle = s->client.done ? sc->handshake_timeout :
 		    sc->idle_timeout;
 		deadline = s->active_ms + idle * 1000;
 		break;
@@ -368,28 +379,28 @@ session_arm_timer(struct session *s)
 static struct evbuffer *
 session_client_in(struct session *s)
 {
-	return s->ctls != NULL ? clienttls_input(s->ctls) :
-	    bufferevent_get_input(s->client);
+	return s->client.tls != NULL ? tls_stream_input(s->client.tls) :
+	    bufferevent_get_input(s->client.bev);
 }
 
 /* Where bytes for the client go: its socket, its TLS, or the parked buffer. */
 static struct evbuffer *
 session_client_out(struct session *s)
 {
-	if (s->client == NULL)
+	if (s->client.bev == NULL)
 		return s->parked;
-	return s->ctls != NULL ? clienttls_output(s->ctls) :
-	    bufferevent_get_output(s->client);
+	return s->client.tls != NULL ? tls_stream_output(s->client.tls) :
+	    bufferevent_get_output(s->client.bev);
 }
 
 /* Bytes on their way to the client, encrypted or not yet. */
 static size_t
 session_client_pending(struct session *s)
 {
-	size_t	n = evbuffer_get_length(bufferevent_get_output(s->client));
+	size_t	n = evbuffer_get_length(bufferevent_get_output(s->client.bev));
 
-	if (s->ctls != NULL)
-		n += evbuffer_get_length(clienttls_output(s->ctls));
+	if (s->client.tls != NULL)
+		n += evbuffer_get_length(tls_stream_output(s->client.tls));
 	return n;
 }
 
@@ -397,7 +408,7 @@ session_client_pending(struct session *s)
 static int
 session_client_drained(struct session *s)
 {
-	return s->client_done &&
+	return s->client.done &&
 	    evbuffer_get_length(session_client_in(s)) == 0;
 }
 
@@ -405,11 +416,11 @@ session_client_drained(struct session *s)
 static int
 session_client_flush(struct session *s)
 {
-	if (s->ctls == NULL || s->cstate != CLIENT_SECURE)
+	if (s->client.tls == NULL || s->cstate != CLIENT_SECURE)
 		return 0;
-	if (clienttls_encrypt(s->ctls, SESSION_BUF_MAX) != 0)
+	if (tls_stream_encrypt(s->client.tls, SESSION_BUF_MAX) != 0)
 		return session_close(s, LOG_LEVEL_WARN,
-		    clienttls_error(s->ctls));
+		    tls_stream_error(s->client.tls));
 	return 0;
 }
 
@@ -418,22 +429,22 @@ static int
 session_try_finish(struct session *s)
 {
 	/* The server side is done as soon as close_notify has left. */
-	if (s->server != NULL &&
-	    evbuffer_get_length(bufferevent_get_output(s->server)) == 0) {
-		tls_conn_free(s->tls);
-		s->tls = NULL;
-		bufferevent_free(s->server);
-		s->server = NULL;
+	if (s->server.bev != NULL &&
+	    evbuffer_get_length(bufferevent_get_output(s->server.bev)) == 0) {
+		tls_stream_free(s->server.tls);
+		s->server.tls = NULL;
+		bufferevent_free(s->server.bev);
+		s->server.bev = NULL;
 	}
-	if (s->client != NULL && session_client_pending(s) > 0)
+	if (s->client.bev != NULL && session_client_pending(s) > 0)
 		return 0;
-	if (s->server != NULL)
+	if (s->server.bev != NULL)
 		return 0;
 	/* Let the client read our last bytes before it sees the close. */
-	if (s->client != NULL && !s->client_eof) {
-		if (!s->client_shut) {
-			s->client_shut = 1;
-			shutdown(bufferevent_getfd(s->client), SHUT_WR);
+	if (s->client.bev != NULL && !s->client.eof) {
+		if (!s->client.shut) {
+			s->client.shut = 1;
+			shutdown(bufferevent_getfd(s->client.bev), SHUT_WR);
 		}
 		return 0;
 	}
@@ -456,7 +467,7 @@ session_close(struct session *s, enum log_level level, const char *reason)
 		return -1;
 	}
 	snprintf(s->reason, sizeof(s->reason), "%s", reason);
-	if (s->pool != NULL) {
+	if (s->in_pool) {
 		/*
 		 * A member that waited a while before the server dropped it met
 		 * the server's idle timeout, not a failure: no back-off.
@@ -465,46 +476,45 @@ session_close(struct session *s, enum log_level level, const char *reason)
 		    SESSION_POOL_HEALTHY_MS)
 			s->pool_aged = 1;
 		/* Out of the pool at once: a closing member is never handed out. */
-		pool_member_gone(s->pool, s, !s->pool_aged);
-		s->pool = NULL;
+		s->in_pool = 0;
+		s->pool.gone(s, !s->pool_aged, s->pool.arg);
 	}
-	early = s->state < SESSION_RELAYING || s->tls_refused;
+	early = session_before_relay(s) || s->tls_refused;
 	if (s->client_failed)
 		session_log(s, level, "client %s: %s", s->client_addr, reason);
-	else if (s->client == NULL && early)
+	else if (s->client.bev == NULL && early)
 		session_log(s, level, "pool: %s", reason);
 	else if (early) {
 		session_log(s, level, "cannot reach %s:%u securely: %s",
 		    s->svc->cfg.remote_host, s->svc->cfg.remote_port, reason);
 		/* Never a plaintext line into the client's TLS handshake. */
-		if (s->client != NULL && s->cstate != CLIENT_HANDSHAKING)
+		if (s->client.bev != NULL && s->cstate != CLIENT_HANDSHAKING)
 			proto_write_unavailable(session_client_out(s),
 			    s->svc->cfg.protocol, "mailtlsd cannot reach the mail "
 			    "server securely; see the mailtlsd log");
 	} else
 		session_log(s, level, "ending: %s", reason);
-	upstream_cancel(s->connecting);
-	s->connecting = NULL;
-	if (s->server != NULL && (s->state < SESSION_PARKED ||
-	    s->server_broken)) {
-		/* Nothing worth flushing: no session exists there yet. */
-		tls_conn_free(s->tls);
-		s->tls = NULL;
-		bufferevent_free(s->server);
-		s->server = NULL;
-	} else if (s->server != NULL) {
-		tls_conn_close_notify(s->tls);
-		bufferevent_disable(s->server, EV_READ);
+	uplink_cancel(s->uplink);
+	s->uplink = NULL;
+	if (s->server.bev != NULL && s->server.broken) {
+		/* Nothing can be flushed there any more. */
+		tls_stream_free(s->server.tls);
+		s->server.tls = NULL;
+		bufferevent_free(s->server.bev);
+		s->server.bev = NULL;
+	} else if (s->server.bev != NULL) {
+		tls_stream_close_notify(s->server.tls);
+		bufferevent_disable(s->server.bev, EV_READ);
 	}
-	if (s->client != NULL) {
+	if (s->client.bev != NULL) {
 		/* Discard what the client still sends until it closes. */
 		evbuffer_drain(session_client_in(s),
 		    evbuffer_get_length(session_client_in(s)));
-		evbuffer_drain(bufferevent_get_input(s->client),
-		    evbuffer_get_length(bufferevent_get_input(s->client)));
-		if (s->ctls != NULL && s->cstate == CLIENT_SECURE)
-			clienttls_close_notify(s->ctls);
-		bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
+		evbuffer_drain(bufferevent_get_input(s->client.bev),
+		    evbuffer_get_length(bufferevent_get_input(s->client.bev)));
+		if (s->client.tls != NULL && s->cstate == CLIENT_SECURE)
+			tls_stream_close_notify(s->client.tls);
+		bufferevent_setwatermark(s->client.bev, EV_WRITE, 0, 0);
 	}
 	session_set_state(s, SESSION_CLOSING);
 	session_try_finish(s);
@@ -525,13 +535,12 @@ session_client_close(struct session *s, enum log_level level,
 static int
 session_server_finished(struct session *s, int how)
 {
-	s->server_done = 1;
 	/*
 	 * Not a byte from the server (at its connection limit, or idle in a
 	 * STARTTLS session before the client spoke): the client, still there,
 	 * hears why instead of a bare close.
 	 */
-	if (s->bytes_down == 0 && s->client != NULL && !s->client_done &&
+	if (s->bytes_down == 0 && s->client.bev != NULL && !s->client.done &&
 	    s->cstate != CLIENT_HANDSHAKING) {
 		proto_write_unavailable(session_client_out(s),
 		    s->svc->cfg.protocol, "the mail server closed the "
@@ -545,7 +554,7 @@ session_server_finished(struct session *s, int how)
 	if (s->down_plain != NULL && s->state == SESSION_RELAYING)
 		evbuffer_add_buffer(session_client_out(s), s->down_plain);
 	/* The server only followed a client that had finished. */
-	if (s->client_done)
+	if (s->client.done)
 		return session_close(s, LOG_LEVEL_INFO,
 		    "client ended the session");
 	return session_close(s, LOG_LEVEL_INFO, how == TLS_CLOSED ?
@@ -590,7 +599,7 @@ session_filter_down(struct session *s)
 	if (proto_filter_done(s->filter))
 		session_filter_done(s);
 	/* The filter holds client bytes whose meaning waited for this. */
-	if (s->client != NULL && evbuffer_get_length(session_client_in(s)) > 0)
+	if (s->client.bev != NULL && evbuffer_get_length(session_client_in(s)) > 0)
 		return session_pump_up(s);
 	return 0;
 }
@@ -599,49 +608,39 @@ session_filter_down(struct session *s)
 static int
 session_pump_down(struct session *s)
 {
-	struct evbuffer		*out = session_client_out(s);
-	struct evbuffer		*dst;
-	struct evbuffer_iovec	 vec;
-	int			 n;
+	struct evbuffer	*out = session_client_out(s);
+	struct evbuffer	*in = tls_stream_input(s->server.tls);
+	struct evbuffer	*dst;
+	size_t		 n;
+	int		 r = TLS_WANT;
 
 	for (;;) {
-		n = TLS_WANT;
-		if (s->client != NULL && session_client_flush(s) != 0)
+		if (s->client.bev != NULL && session_client_flush(s) != 0)
 			return -1;
 		if (evbuffer_get_length(out) >= SESSION_BUF_MAX)
 			break;
-		/* Reserve no memory unless a record may be there to read. */
-		if (!s->server_eof && !tls_conn_pending(s->tls) &&
-		    evbuffer_get_length(bufferevent_get_input(s->server)) == 0)
+		r = tls_stream_decrypt(s->server.tls, SESSION_CHUNK);
+		if ((n = evbuffer_get_length(in)) == 0)
 			break;
 		/* Before login the filter sees the bytes first. */
 		dst = s->filter != NULL ? s->down_plain : out;
-		if (evbuffer_reserve_space(dst, SESSION_CHUNK, &vec, 1) < 1)
+		if (evbuffer_add_buffer(dst, in) != 0)
 			return session_close(s, LOG_LEVEL_ERROR,
 			    "out of memory");
-		if (vec.iov_len > SESSION_CHUNK)
-			vec.iov_len = SESSION_CHUNK;
-		n = tls_conn_read(s->tls, vec.iov_base, vec.iov_len);
-		if (n <= 0) {
-			evbuffer_commit_space(dst, &vec, 0);
-			break;
-		}
-		vec.iov_len = (size_t)n;
-		evbuffer_commit_space(dst, &vec, 1);
 		s->bytes_down += (unsigned long long)n;
 		if (s->filter != NULL && session_filter_down(s) != 0)
 			return -1;
 	}
-	if (s->client != NULL && session_client_flush(s) != 0)
+	if (s->client.bev != NULL && session_client_flush(s) != 0)
 		return -1;
 	if (evbuffer_get_length(out) >= SESSION_BUF_MAX)
 		return 0;	/* resumed by session_client_write_cb */
-	switch (n) {
+	switch (r) {
 	case TLS_WANT:
 		return 0;
 	case TLS_CLOSED:
 	case TLS_EOF:
-		return session_server_finished(s, n);
+		return session_server_finished(s, r);
 	default:
 		/*
 		 * A TLS 1.3 server judges the client certificate after the
@@ -650,7 +649,7 @@ session_pump_down(struct session *s)
 		 */
 		s->tls_refused = s->bytes_down == 0;
 		return session_close(s, LOG_LEVEL_WARN,
-		    tls_conn_error(s->tls));
+		    tls_stream_error(s->server.tls));
 	}
 }
 
@@ -658,12 +657,12 @@ session_pump_down(struct session *s)
 static void
 session_client_finished(struct session *s)
 {
-	struct evbuffer	*out = bufferevent_get_output(s->server);
+	struct evbuffer	*out = bufferevent_get_output(s->server.bev);
 
-	tls_conn_close_notify(s->tls);
-	if (!s->server_shut && evbuffer_get_length(out) == 0) {
-		s->server_shut = 1;
-		shutdown(bufferevent_getfd(s->server), SHUT_WR);
+	tls_stream_close_notify(s->server.tls);
+	if (!s->server.shut && evbuffer_get_length(out) == 0) {
+		s->server.shut = 1;
+		shutdown(bufferevent_getfd(s->server.bev), SHUT_WR);
 	}
 	session_arm_timer(s);
 }
@@ -702,34 +701,61 @@ session_client_decrypt(struct session *s)
 	size_t		 before;
 	char		 reason[300];
 
-	if (s->ctls == NULL || s->client_done)
+	if (s->client.tls == NULL || s->client.done)
 		return 0;
-	in = clienttls_input(s->ctls);
+	in = tls_stream_input(s->client.tls);
 	before = evbuffer_get_length(in);
-	switch (clienttls_decrypt(s->ctls, SESSION_BUF_MAX)) {
+	switch (tls_stream_decrypt(s->client.tls, SESSION_BUF_MAX)) {
 	case TLS_WANT:
 		break;
 	case TLS_CLOSED:
 	case TLS_EOF:
-		s->client_done = 1;	/* close_notify, or just the end */
+		s->client.done = 1;	/* close_notify, or just the end */
 		break;
 	default:
 		snprintf(reason, sizeof(reason), "client TLS: %s",
-		    clienttls_error(s->ctls));
+		    tls_stream_error(s->client.tls));
 		return session_close(s, LOG_LEVEL_WARN, reason);
 	}
 	return evbuffer_get_length(in) > before;
 }
 
-/* Encrypt client bytes to the server while it has room. */
+/*
+ * Encrypt plaintext from in for the server while its socket has room, one
+ * record's worth at a time; 0, or -1 when the session ended.
+ */
+static int
+session_server_send(struct session *s, struct evbuffer *in)
+{
+	struct evbuffer	*plain = tls_stream_output(s->server.tls);
+	struct evbuffer	*raw = bufferevent_get_output(s->server.bev);
+	size_t		 n;
+
+	for (;;) {
+		if (tls_stream_encrypt(s->server.tls, SESSION_BUF_MAX) != 0)
+			return session_close(s, LOG_LEVEL_WARN,
+			    tls_stream_error(s->server.tls));
+		if (evbuffer_get_length(plain) > 0 ||
+		    evbuffer_get_length(in) == 0 ||
+		    evbuffer_get_length(raw) >= SESSION_BUF_MAX)
+			return 0;
+		n = evbuffer_get_length(in);
+		if (n > SESSION_CHUNK)
+			n = SESSION_CHUNK;
+		if (evbuffer_remove_buffer(in, plain, n) != (int)n)
+			return session_close(s, LOG_LEVEL_ERROR,
+			    "out of memory");
+		s->bytes_up += (unsigned long long)n;
+	}
+}
+
+/* Move the client's bytes to the server while it has room. */
 static int
 session_pump_up(struct session *s)
 {
-	struct evbuffer		*in;
-	struct evbuffer		*out = bufferevent_get_output(s->server);
-	struct evbuffer_iovec	 vec;
-	size_t			 len;
-	int			 n, more;
+	struct evbuffer	*in;
+	struct evbuffer	*raw = bufferevent_get_output(s->server.bev);
+	int		 more;
 
 	do {
 		/* With local TLS, go on while decrypting yields bytes. */
@@ -738,20 +764,12 @@ session_pump_up(struct session *s)
 		if (s->filter != NULL && session_filter_up(s) != 0)
 			return -1;
 		in = s->filter != NULL ? s->up_plain : session_client_in(s);
-		while (evbuffer_get_length(in) > 0 &&
-		    evbuffer_get_length(out) < SESSION_BUF_MAX) {
-			if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1)
-				break;
-			len = vec.iov_len < SESSION_CHUNK ? vec.iov_len :
-			    SESSION_CHUNK;
-			if ((n = tls_conn_write(s->tls, vec.iov_base, len)) < 0)
-				return session_close(s, LOG_LEVEL_WARN,
-				    tls_conn_error(s->tls));
-			evbuffer_drain(in, (size_t)n);
-			s->bytes_up += (unsigned long long)n;
-		}
-	} while (more && evbuffer_get_length(out) < SESSION_BUF_MAX);
-	if (evbuffer_get_length(in) == 0 && session_client_drained(s))
+		if (session_server_send(s, in) != 0)
+			return -1;
+	} while (more && evbuffer_get_length(raw) < SESSION_BUF_MAX);
+	if (evbuffer_get_length(in) == 0 &&
+	    evbuffer_get_length(tls_stream_output(s->server.tls)) == 0 &&
+	    session_client_drained(s))
 		session_client_finished(s);
 	/* The filter may have answered the client itself. */
 	return session_client_flush(s);
@@ -796,9 +814,8 @@ session_relay(struct session *s)
 	if (session_greet(s) != 0)
 		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
 	session_set_state(s, SESSION_RELAYING);
-	if (session_pump_down(s) != 0)
-		return -1;
-	return session_pump_up(s);
+	/* What arrived meanwhile, both ways. */
+	return session_pump_down(s) == 0 ? session_pump_up(s) : -1;
 }
 
 /*
@@ -823,7 +840,7 @@ session_parked_check(struct session *s)
 	if (greeted == 1 && !s->pool_ready) {
 		s->pool_ready = 1;
 		session_log(s, LOG_LEVEL_DEBUG, "ready in the pool");
-		pool_member_ready(s->pool, s);
+		s->pool.ready(s, s->pool.arg);
 	}
 	return 0;
 }
@@ -835,9 +852,8 @@ session_park(struct session *s)
 	if ((s->parked = evbuffer_new()) == NULL)
 		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
 	session_set_state(s, SESSION_PARKED);
-	if (session_pump_down(s) != 0)
-		return -1;
-	return session_parked_check(s);
+	/* The greeting may have come with the handshake. */
+	return session_pump_down(s) == 0 ? session_parked_check(s) : -1;
 }
 
 /* TLS is up and verified: start relaying. */
@@ -847,9 +863,9 @@ session_start_relay(struct session *s)
 	const struct service_config	*sc = &s->svc->cfg;
 
 	session_log(s, LOG_LEVEL_INFO, "connected to %s with %s, %s%s",
-	    s->server_addr, tls_conn_version(s->tls),
-	    tls_conn_ciphersuite(s->tls),
-	    tls_conn_resumed(s->tls) ? ", resumed" : "");
+	    s->server_addr, tls_stream_version(s->server.tls),
+	    tls_stream_ciphersuite(s->server.tls),
+	    tls_stream_resumed(s->server.tls) ? ", resumed" : "");
 	/* Until login, capabilities reach the client as they are after TLS. */
 	s->filter = proto_filter_new(sc->protocol);
 	s->down_plain = evbuffer_new();
@@ -857,96 +873,14 @@ session_start_relay(struct session *s)
 	if (s->filter == NULL || s->down_plain == NULL || s->up_plain == NULL)
 		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
 	/* After the local STARTTLS the client has had its greeting. */
-	if (sc->tls == TLS_MODE_IMPLICIT && s->client != NULL &&
+	if (sc->tls == TLS_MODE_IMPLICIT && s->client.bev != NULL &&
 	    sc->local_tls == LOCAL_TLS_STARTTLS)
 		proto_filter_drop_greeting(s->filter);
 	else if (sc->tls == TLS_MODE_IMPLICIT)
 		proto_filter_expect_greeting(s->filter);
-	if (s->client == NULL)
+	if (s->client.bev == NULL)
 		return session_park(s);
 	return session_relay(s);
-}
-
-/* Drive the handshake with what has arrived. */
-static int
-session_handshake(struct session *s)
-{
-	char	reason[300];
-
-	switch (tls_conn_handshake(s->tls)) {
-	case 0:
-		return 0;
-	case 1:
-		return session_start_relay(s);
-	default:
-		break;
-	}
-	if (s->svc->cfg.tls == TLS_MODE_STARTTLS &&
-	    tls_conn_saw_plaintext(s->tls)) {
-		snprintf(reason, sizeof(reason), "data injected after the "
-		    "STARTTLS response, or the server did not start TLS");
-		return session_close(s, LOG_LEVEL_WARN, reason);
-	}
-	return session_close(s, LOG_LEVEL_WARN, tls_conn_error(s->tls));
-}
-
-/* Start the TLS handshake on the connected socket. */
-static int
-session_begin_tls(struct session *s)
-{
-	if ((s->tls = tls_conn_new(s->svc->tls, s->server)) == NULL)
-		return session_close(s, LOG_LEVEL_ERROR,
-		    "out of memory for TLS");
-	session_set_state(s, SESSION_HANDSHAKING);
-	return session_handshake(s);
-}
-
-/* Take one complete server line of at most PROTO_LINE_MAX bytes. */
-static int
-session_server_line(struct session *s, char *line, size_t *len)
-{
-	return proto_take_line(bufferevent_get_input(s->server), line, len);
-}
-
-/* The plaintext STARTTLS dialogue: one server line at a time. */
-static int
-session_dialogue(struct session *s)
-{
-	struct evbuffer	*in = bufferevent_get_input(s->server);
-	char		 line[PROTO_LINE_MAX + 1];
-	size_t		 len;
-	int		 got;
-
-	while ((got = session_server_line(s, line, &len)) > 0) {
-		session_log(s, LOG_LEVEL_DEBUG, "%s: server line of %zu "
-		    "bytes", proto_dialogue_state(s->dialogue), len);
-		switch (proto_dialogue_line(s->dialogue, line, len,
-		    bufferevent_get_output(s->server))) {
-		case PROTO_MORE:
-			continue;
-		case PROTO_FAIL:
-			return session_close(s, LOG_LEVEL_WARN,
-			    proto_dialogue_reason(s->dialogue));
-		case PROTO_UPGRADE:
-			/* Bytes after the go-ahead were not sent by TLS. */
-			if (evbuffer_get_length(in) > 0)
-				return session_close(s, LOG_LEVEL_WARN,
-				    "data injected after the STARTTLS "
-				    "response");
-			proto_dialogue_free(s->dialogue);
-			s->dialogue = NULL;
-			return session_begin_tls(s);
-		}
-	}
-	if (got < 0) {
-		snprintf(line, sizeof(line), "server line longer than %d bytes "
-		    "in the STARTTLS dialogue", PROTO_LINE_MAX);
-		return session_close(s, LOG_LEVEL_WARN, line);
-	}
-	if (s->server_eof)
-		return session_close(s, LOG_LEVEL_WARN, "server closed the "
-		    "connection during the STARTTLS dialogue");
-	return 0;
 }
 
 /* Mark traffic for the idle timeout. */
@@ -954,6 +888,31 @@ static void
 session_touch(struct session *s)
 {
 	s->active_ms = session_now_ms();
+}
+
+/*
+ * Take what arrived from the server (records, or the end): a parked member
+ * checks it is still only greeted, a relay passes it on; while WAITING it
+ * stays until the client's TLS is up.
+ */
+static void
+session_server_input(struct session *s)
+{
+	switch (s->state) {
+	case SESSION_PARKED:
+		if (session_pump_down(s) == 0)
+			session_parked_check(s);
+		return;
+	case SESSION_RELAYING:
+		session_pump_down(s);
+		return;
+	case SESSION_WAITING:
+		return;
+	case SESSION_REACHING:
+	case SESSION_CLOSING:
+		break;		/* the uplink's socket, or reading is off */
+	}
+	session_bad_state(s, "server input");
 }
 
 /* Bytes (TLS records) arrived from the server. */
@@ -964,14 +923,7 @@ session_server_read_cb(struct bufferevent *bev, void *arg)
 
 	(void)bev;
 	session_touch(s);
-	if (s->state == SESSION_DIALOGUE)
-		session_dialogue(s);
-	else if (s->state == SESSION_HANDSHAKING)
-		session_handshake(s);
-	else if (s->state == SESSION_RELAYING)
-		session_pump_down(s);
-	else if (s->state == SESSION_PARKED && session_pump_down(s) == 0)
-		session_parked_check(s);
+	session_server_input(s);
 }
 
 /* The server's output buffer drained below its low-water mark. */
@@ -981,18 +933,27 @@ session_server_write_cb(struct bufferevent *bev, void *arg)
 	struct session	*s = arg;
 
 	session_touch(s);
-	if (s->state == SESSION_CLOSING) {
+	switch (s->state) {
+	case SESSION_CLOSING:
 		session_try_finish(s);
 		return;
-	}
-	if (s->state != SESSION_RELAYING)
+	case SESSION_RELAYING:
+		if (session_client_drained(s) && !s->server.shut &&
+		    evbuffer_get_length(tls_stream_output(s->server.tls)) ==
+		    0 && evbuffer_get_length(bufferevent_get_output(bev)) ==
+		    0) {
+			s->server.shut = 1;
+			shutdown(bufferevent_getfd(bev), SHUT_WR);
+		}
+		session_pump_up(s);
 		return;
-	if (session_client_drained(s) && !s->server_shut &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-		s->server_shut = 1;
-		shutdown(bufferevent_getfd(bev), SHUT_WR);
+	case SESSION_PARKED:
+	case SESSION_WAITING:
+		return;		/* nothing was written yet */
+	case SESSION_REACHING:
+		break;
 	}
-	session_pump_up(s);
+	session_bad_state(s, "server write");
 }
 
 /* The server socket closed or failed. */
@@ -1006,67 +967,83 @@ session_server_event_cb(struct bufferevent *bev, short what, void *arg)
 	(void)bev;
 	if (s->state == SESSION_CLOSING) {
 		/* Nothing more can be flushed to it. */
-		bufferevent_free(s->server);
-		s->server = NULL;
+		tls_stream_free(s->server.tls);
+		s->server.tls = NULL;
+		bufferevent_free(s->server.bev);
+		s->server.bev = NULL;
 		session_try_finish(s);
 		return;
 	}
-	s->server_eof = 1;
-	if (s->tls != NULL)
-		tls_conn_set_eof(s->tls);
-	if ((what & BEV_EVENT_ERROR) && s->state < SESSION_RELAYING) {
-		snprintf(reason, sizeof(reason), "%s during the %s with %s",
+	s->server.eof = 1;
+	tls_stream_set_eof(s->server.tls);
+	if ((what & BEV_EVENT_ERROR) && session_before_relay(s)) {
+		s->server.broken = 1;
+		snprintf(reason, sizeof(reason), "%s %s with %s",
 		    evutil_socket_error_to_string(err),
-		    s->state == SESSION_DIALOGUE ? "STARTTLS dialogue" :
-		    s->state == SESSION_WAITING ? "wait for the client's TLS" :
-		    "TLS handshake", s->server_addr);
+		    s->state == SESSION_WAITING ? "during the wait for the "
+		    "client's TLS" : "while waiting in the pool",
+		    s->server_addr);
 		session_close(s, LOG_LEVEL_WARN, reason);
 		return;
 	}
 	/* Records already received still go to the client. */
 	if (what & BEV_EVENT_ERROR)
-		s->server_broken = 1;
-	if (s->state == SESSION_DIALOGUE)
-		session_dialogue(s);
-	else if (s->state == SESSION_HANDSHAKING)
-		session_handshake(s);
-	else if (s->state == SESSION_WAITING)
-		return;		/* the relay reads what is left, then the end */
-	else if (session_pump_down(s) == 0 && s->state == SESSION_PARKED)
-		session_parked_check(s);
+		s->server.broken = 1;
+	session_server_input(s);
 }
 
-/* The TCP connection to the server is up, or every address failed. */
+/* The uplink is up: TLS to the server verified.  Relay, or park. */
 static void
-session_upstream_cb(struct bufferevent *bev, const char *text, void *arg)
+session_uplink_ready(struct uplink *u, void *arg)
+{
+	struct session	*s = arg;
+	struct side	*srv = &s->server;
+
+	s->uplink = NULL;
+	srv->eof = uplink_take(u, &srv->bev, &srv->tls);
+	snprintf(s->server_addr, sizeof(s->server_addr), "%s",
+	    uplink_peer(u));
+	bufferevent_setcb(srv->bev, session_server_read_cb,
+	    session_server_write_cb, session_server_event_cb, s);
+	bufferevent_setwatermark(srv->bev, EV_READ, 0, SESSION_BUF_MAX);
+	session_tune_io(srv->bev);
+	bufferevent_setwatermark(srv->bev, EV_WRITE, SESSION_BUF_MAX / 2, 0);
+	session_start_relay(s);
+}
+
+/* The server could not be reached securely. */
+static void
+session_uplink_failed(struct uplink *u, const char *reason, void *arg)
 {
 	struct session	*s = arg;
 
-	s->connecting = NULL;
-	if (bev == NULL) {
-		session_close(s, LOG_LEVEL_WARN, text);
-		return;
+	(void)u;
+	s->uplink = NULL;
+	session_close(s, LOG_LEVEL_WARN, reason);
+}
+
+/* The uplink's steps, for the debug log. */
+static void
+session_uplink_trace(enum uplink_trace what, const char *text, size_t len,
+    void *arg)
+{
+	struct session	*s = arg;
+
+	switch (what) {
+	case UPLINK_TRACE_STEP:
+		session_log(s, LOG_LEVEL_DEBUG, "%.*s", (int)len, text);
+		break;
+	case UPLINK_TRACE_RECEIVED:
+		session_log(s, LOG_LEVEL_DEBUG, "STARTTLS dialogue: server line "
+		    "of %zu bytes", len);
+		break;
+	case UPLINK_TRACE_DIALOGUE:
+	case UPLINK_TRACE_HANDSHAKE:
+		session_log(s, LOG_LEVEL_DEBUG, "uplink: %.*s", (int)len, text);
+		break;
+	case UPLINK_TRACE_SENT:
+		break;
 	}
-	s->server = bev;
-	s->connected_ms = session_now_ms();
-	snprintf(s->server_addr, sizeof(s->server_addr), "%s", text);
-	bufferevent_setcb(bev, session_server_read_cb, session_server_write_cb,
-	    session_server_event_cb, s);
-	bufferevent_setwatermark(bev, EV_READ, 0, SESSION_BUF_MAX);
-	session_tune_io(bev);
-	bufferevent_setwatermark(bev, EV_WRITE, SESSION_BUF_MAX / 2, 0);
-	bufferevent_enable(bev, EV_READ);
-	session_log(s, LOG_LEVEL_DEBUG, "TCP connected to %s", text);
-	if (s->svc->cfg.tls != TLS_MODE_STARTTLS) {
-		session_begin_tls(s);
-		return;
-	}
-	if ((s->dialogue = proto_dialogue_new(&s->svc->cfg)) == NULL) {
-		session_close(s, LOG_LEVEL_ERROR, "out of memory");
-		return;
-	}
-	session_set_state(s, SESSION_DIALOGUE);
-	session_dialogue(s);
 }
 
 /* Drive the client's TLS handshake with what has arrived. */
@@ -1075,19 +1052,19 @@ session_client_handshake(struct session *s)
 {
 	char	reason[300];
 
-	switch (clienttls_handshake(s->ctls)) {
+	switch (tls_stream_handshake(s->client.tls)) {
 	case 0:
 		return 0;
 	case 1:
 		break;
 	default:
 		snprintf(reason, sizeof(reason), "TLS handshake failed: %s",
-		    clienttls_error(s->ctls));
+		    tls_stream_error(s->client.tls));
 		return session_client_close(s, LOG_LEVEL_WARN, reason);
 	}
 	session_log(s, LOG_LEVEL_INFO, "client %s: TLS with %s, %s",
-	    s->client_addr, clienttls_version(s->ctls),
-	    clienttls_ciphersuite(s->ctls));
+	    s->client_addr, tls_stream_version(s->client.tls),
+	    tls_stream_ciphersuite(s->client.tls));
 	session_set_client_state(s, CLIENT_SECURE);
 	if (s->state == SESSION_WAITING)
 		return session_relay(s);
@@ -1098,8 +1075,8 @@ session_client_handshake(struct session *s)
 static int
 session_client_begin_tls(struct session *s)
 {
-	s->ctls = clienttls_new(s->svc->local_tls_ctx, s->client);
-	if (s->ctls == NULL)
+	s->client.tls = tls_accept(s->svc->local_tls_ctx, s->client.bev);
+	if (s->client.tls == NULL)
 		return session_close(s, LOG_LEVEL_ERROR, "out of memory for "
 		    "the client's TLS");
 	session_set_client_state(s, CLIENT_HANDSHAKING);
@@ -1110,10 +1087,10 @@ session_client_begin_tls(struct session *s)
 static int
 session_local_opening(struct session *s)
 {
-	struct evbuffer	*in = bufferevent_get_input(s->client);
+	struct evbuffer	*in = bufferevent_get_input(s->client.bev);
 
 	switch (proto_local_input(s->local, in,
-	    bufferevent_get_output(s->client))) {
+	    bufferevent_get_output(s->client.bev))) {
 	case PROTO_LOCAL_MORE:
 		return 0;
 	case PROTO_LOCAL_QUIT:
@@ -1147,13 +1124,29 @@ session_client_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	session_touch(s);
-	if (s->cstate == CLIENT_OPENING)
+	switch (s->cstate) {
+	case CLIENT_OPENING:
 		session_local_opening(s);
-	else if (s->cstate == CLIENT_HANDSHAKING)
+		return;
+	case CLIENT_HANDSHAKING:
 		session_client_handshake(s);
-	else if (s->state == SESSION_RELAYING)
+		return;
+	case CLIENT_PLAIN:
+	case CLIENT_SECURE:
+		break;
+	}
+	switch (s->state) {
+	case SESSION_RELAYING:
 		session_pump_up(s);
-	/* Before RELAYING the bytes wait: nothing goes out unencrypted. */
+		return;
+	case SESSION_REACHING:
+	case SESSION_WAITING:
+		return;	/* the bytes wait: nothing goes out unencrypted */
+	case SESSION_PARKED:
+	case SESSION_CLOSING:
+		break;	/* no client yet; CLOSING was handled above */
+	}
+	session_bad_state(s, "client read");
 }
 
 /* The client's output buffer drained below its low-water mark. */
@@ -1164,12 +1157,22 @@ session_client_write_cb(struct bufferevent *bev, void *arg)
 
 	(void)bev;
 	session_touch(s);
-	if (s->state == SESSION_CLOSING)
+	switch (s->state) {
+	case SESSION_CLOSING:
 		session_try_finish(s);
-	else if (s->state == SESSION_RELAYING && session_pump_down(s) == 0 &&
-	    s->filter != NULL)
+		return;
+	case SESSION_RELAYING:
 		/* Client commands may have waited for the client to read. */
-		session_pump_up(s);
+		if (session_pump_down(s) == 0 && s->filter != NULL)
+			session_pump_up(s);
+		return;
+	case SESSION_REACHING:
+	case SESSION_WAITING:
+		return;		/* the opening or the handshake wrote */
+	case SESSION_PARKED:
+		break;
+	}
+	session_bad_state(s, "client write");
 }
 
 /* The client closed or failed. */
@@ -1181,26 +1184,29 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
 	(void)bev;
 	if (what & BEV_EVENT_ERROR) {
 		/* A reset client can be sent nothing more. */
-		clienttls_free(s->ctls);
-		s->ctls = NULL;
-		bufferevent_free(s->client);
-		s->client = NULL;
+		tls_stream_free(s->client.tls);
+		s->client.tls = NULL;
+		bufferevent_free(s->client.bev);
+		s->client.bev = NULL;
 		session_close(s, LOG_LEVEL_INFO, "client connection reset");
 		return;
 	}
-	s->client_eof = 1;
-	if (s->ctls != NULL)
-		clienttls_set_eof(s->ctls);	/* done at its last record */
+	s->client.eof = 1;
+	if (s->client.tls != NULL)
+		tls_stream_set_eof(s->client.tls);	/* done at its last record */
 	else
-		s->client_done = 1;
+		s->client.done = 1;
 	switch (s->state) {
 	case SESSION_RELAYING:
 		session_pump_up(s);
-		break;
+		return;
 	case SESSION_CLOSING:
 		session_try_finish(s);
-		break;
-	default:
+		return;
+	case SESSION_PARKED:
+		session_bad_state(s, "client event");
+	case SESSION_REACHING:
+	case SESSION_WAITING:
 		if (s->cstate == CLIENT_PLAIN)
 			session_close(s, LOG_LEVEL_INFO,
 			    "client left before the server was reached");
@@ -1210,7 +1216,7 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
 			    "STARTTLS" : s->cstate == CLIENT_HANDSHAKING ?
 			    "left during the TLS handshake" : "left before "
 			    "the server was reached");
-		break;
+		return;
 	}
 }
 
@@ -1270,14 +1276,8 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	switch (s->state) {
-	case SESSION_DIALOGUE:
-		session_close(s, LOG_LEVEL_WARN, "STARTTLS dialogue timed out");
-		break;
-	case SESSION_HANDSHAKING:
-		session_close(s, LOG_LEVEL_WARN, "TLS handshake timed out");
-		break;
 	case SESSION_RELAYING:
-		session_close(s, LOG_LEVEL_INFO, s->client_done ?
+		session_close(s, LOG_LEVEL_INFO, s->client.done ?
 		    "server did not finish after the client left" :
 		    "idle timeout");
 		break;
@@ -1289,29 +1289,46 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case SESSION_CLOSING:
 		session_free(s);
 		break;
-	case SESSION_CONNECTING:
+	case SESSION_REACHING:
 	case SESSION_WAITING:
-		break;		/* the client's deadline, above */
+		break;		/* the uplink's, or the client's deadline */
 	}
 }
 
-/* A new session in the runtime's list, without sockets yet. */
+/* Whether max_sessions leaves room for one more session. */
+int
+session_host_may_accept(const struct session_host *host)
+{
+	return host->n_sessions < host->max_sessions;
+}
+
+/* Whether the client's address holds fewer sessions than its limit. */
+int
+session_host_may_accept_client(const struct session_host *host,
+    const struct sockaddr *sa)
+{
+	return host->max_per_client == 0 ||
+	    peers_count(host->peers, sa) < host->max_per_client;
+}
+
+/* A new session in the host's list, without sockets yet. */
 static struct session *
-session_new(struct runtime *rt, struct service *svc)
+session_new(struct session_host *host, struct service *svc)
 {
 	struct session	*s;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return NULL;
-	s->rt = rt;
+	s->host = host;
 	s->svc = service_ref(svc);
-	s->id = ++rt->next_session_id;
+	s->id = ++host->next_id;
 	s->started_ms = session_now_ms();
 	s->state_ms = s->active_ms = s->started_ms;
 	snprintf(s->reason, sizeof(s->reason), "out of memory");
-	TAILQ_INSERT_TAIL(&rt->sessions, s, entry);
-	rt->n_sessions++;
-	if ((s->timer = evtimer_new(rt->base, session_timer_cb, s)) == NULL) {
+	TAILQ_INSERT_TAIL(&host->sessions, s, entry);
+	host->n_sessions++;
+	if ((s->timer = evtimer_new(host->base, session_timer_cb, s)) ==
+	    NULL) {
 		session_free(s);
 		return NULL;
 	}
@@ -1332,13 +1349,13 @@ session_setup_local(struct session *s)
 		s->cstate = CLIENT_OPENING;
 		if ((s->local = proto_local_new(sc)) == NULL ||
 		    proto_local_greeting(s->local,
-		    bufferevent_get_output(s->client)) != 0)
+		    bufferevent_get_output(s->client.bev)) != 0)
 			return -1;
 		return 0;
 	case LOCAL_TLS_IMPLICIT:
 		s->cstate = CLIENT_HANDSHAKING;
-		s->ctls = clienttls_new(s->svc->local_tls_ctx, s->client);
-		return s->ctls != NULL ? 0 : -1;
+		s->client.tls = tls_accept(s->svc->local_tls_ctx, s->client.bev);
+		return s->client.tls != NULL ? 0 : -1;
 	}
 	return -1;
 }
@@ -1349,46 +1366,52 @@ session_setup_client(struct session *s, int fd, const struct sockaddr *sa)
 {
 	addr_format(sa, s->client_addr, sizeof(s->client_addr));
 	/* Without a bufferevent the fd stays the caller's, to refuse. */
-	if ((s->peer = peers_add(s->rt->peers, sa)) == NULL)
+	if ((s->peer = peers_add(s->host->peers, sa)) == NULL)
 		return -1;
-	s->client = bufferevent_socket_new(s->rt->base, fd,
+	s->client.bev = bufferevent_socket_new(s->host->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE);
-	if (s->client == NULL)
+	if (s->client.bev == NULL)
 		return -1;
-	bufferevent_setcb(s->client, session_client_read_cb,
+	bufferevent_setcb(s->client.bev, session_client_read_cb,
 	    session_client_write_cb, session_client_event_cb, s);
-	bufferevent_setwatermark(s->client, EV_READ, 0, SESSION_BUF_MAX);
-	session_tune_io(s->client);
-	bufferevent_setwatermark(s->client, EV_WRITE, SESSION_BUF_MAX / 2, 0);
-	if (bufferevent_enable(s->client, EV_READ) != 0)
+	bufferevent_setwatermark(s->client.bev, EV_READ, 0, SESSION_BUF_MAX);
+	session_tune_io(s->client.bev);
+	bufferevent_setwatermark(s->client.bev, EV_WRITE, SESSION_BUF_MAX / 2, 0);
+	if (bufferevent_enable(s->client.bev, EV_READ) != 0)
 		return -1;
 	return session_setup_local(s);
 }
 
-/* Start resolving and connecting to the service's server. */
+/* Start reaching the service's server. */
 static int
 session_connect(struct session *s)
 {
-	const struct service_config	*sc = &s->svc->cfg;
+	struct uplink_callbacks	cb = {
+		.ready = session_uplink_ready,
+		.failed = session_uplink_failed,
+		.arg = s,
+	};
 
-	s->connecting = upstream_connect(s->rt->base, s->rt->dns,
-	    sc->remote_host, sc->remote_port, sc->connect_timeout,
-	    session_upstream_cb, s);
-	return s->connecting != NULL ? 0 : -1;
+	/* Each step in the debug log; nothing is formatted otherwise. */
+	if (log_enabled(LOG_LEVEL_DEBUG))
+		cb.trace = session_uplink_trace;
+	s->uplink = uplink_start(s->host->base, s->host->dns, &s->svc->cfg,
+	    s->svc->tls, &cb);
+	return s->uplink != NULL ? 0 : -1;
 }
 
 /* Take over an accepted client and start reaching the server. */
 int
-session_start(struct runtime *rt, struct service *svc, int fd,
+session_start(struct session_host *host, struct service *svc, int fd,
     const struct sockaddr *sa, socklen_t salen)
 {
 	struct session	*s;
 
 	(void)salen;
-	if ((s = session_new(rt, svc)) == NULL)
+	if ((s = session_new(host, svc)) == NULL)
 		return -1;	/* the caller refuses the client */
 	if (session_setup_client(s, fd, sa) != 0) {
-		if (s->client == NULL) {
+		if (s->client.bev == NULL) {
 			session_free(s);
 			return -1;
 		}
@@ -1407,18 +1430,19 @@ session_start(struct runtime *rt, struct service *svc, int fd,
 
 /* A pool member: a session that connects before any client comes. */
 struct session *
-session_start_pooled(struct runtime *rt, struct service *svc,
-    struct pool *pool)
+session_start_pooled(struct session_host *host, struct service *svc,
+    const struct session_pool_cb *pool)
 {
 	struct session	*s;
 
-	if ((s = session_new(rt, svc)) == NULL)
+	if ((s = session_new(host, svc)) == NULL)
 		return NULL;
 	if (session_connect(s) != 0) {
 		session_free(s);
 		return NULL;
 	}
-	s->pool = pool;		/* from now on the pool hears of its end */
+	s->pool = *pool;	/* from now on the pool hears of its end */
+	s->in_pool = 1;
 	session_log(s, LOG_LEVEL_DEBUG, "pool: connecting to %s:%u",
 	    svc->cfg.remote_host, svc->cfg.remote_port);
 	return s;
@@ -1430,10 +1454,10 @@ session_attach(struct session *s, int fd, const struct sockaddr *sa,
     socklen_t salen)
 {
 	(void)salen;
-	s->pool = NULL;		/* taken: used by this client only, ever */
+	s->in_pool = 0;		/* taken: used by this client only, ever */
 	s->started_ms = session_now_ms();
 	if (session_setup_client(s, fd, sa) != 0) {
-		int	fd_is_callers = s->client == NULL;
+		int	fd_is_callers = s->client.bev == NULL;
 
 		session_close(s, LOG_LEVEL_ERROR, "out of memory");
 		return fd_is_callers ? -1 : 0;

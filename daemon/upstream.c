@@ -298,3 +298,34 @@ upstream_cancel(struct upstream *u)
 	}
 	upstream_free(u);
 }
+
+/*
+ * The asynchronous resolver, from /etc/resolv.conf and /etc/hosts.  The
+ * environment variable MAILTLSD_RESOLV_CONF names another resolv.conf; the
+ * tests use it to point mailtlsd at their own DNS server.
+ */
+struct evdns_base *
+upstream_dns_new(struct event_base *base)
+{
+	const char		*path = getenv("MAILTLSD_RESOLV_CONF");
+	struct evdns_base	*dns;
+	int			 ret;
+
+	if (path == NULL)
+		path = "/etc/resolv.conf";
+	dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (dns == NULL)
+		return NULL;
+	ret = evdns_base_resolv_conf_parse(dns, DNS_OPTIONS_ALL, path);
+	if (ret != 0 && ret != 6) {	/* 6: no nameserver, 127.0.0.1 used */
+		/* Names in /etc/hosts and literal addresses still work. */
+		log_warnx("cannot read the resolver configuration %s (error "
+		    "%d); only addresses and /etc/hosts names will resolve",
+		    path, ret);
+		evdns_base_load_hosts(dns, NULL);
+	}
+	/* A silent name server costs at most 2 x 5 s per lookup. */
+	evdns_base_set_option(dns, "timeout:", "5");
+	evdns_base_set_option(dns, "attempts:", "2");
+	return dns;
+}

@@ -40,6 +40,13 @@ struct upstream	*upstream_connect_traced(struct event_base *,
 		    unsigned timeout_seconds, upstream_done_cb,
 		    upstream_trace_cb trace, void *arg);
 
+/*
+ * The asynchronous resolver on base, from /etc/resolv.conf and /etc/hosts
+ * (MAILTLSD_RESOLV_CONF names another resolv.conf, for the tests); NULL
+ * when out of memory.
+ */
+struct evdns_base *upstream_dns_new(struct event_base *);
+
 /* Stop and free; the callback will not be called.  NULL is fine. */
 void		 upstream_cancel(struct upstream *);
 

@@ -16,6 +16,7 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/version.h>
 
+#include "addr.h"
 #include "config.h"
 #include "unit.h"
 
@@ -650,7 +651,7 @@ START_TEST(test_parse_remote_good)
 	char		host[CONFIG_HOST_MAX], err[256];
 	uint16_t	port = 0;
 
-	ck_assert_msg(config_parse_remote(good_remote[_i].text, host,
+	ck_assert_msg(addr_parse_host_port(good_remote[_i].text, host,
 	    sizeof(host), &port, err, sizeof(err)) == 0, "'%s': %s",
 	    good_remote[_i].text, err);
 	ck_assert_str_eq(host, good_remote[_i].host);
@@ -693,7 +694,7 @@ START_TEST(test_parse_remote_bad)
 	char		host[CONFIG_HOST_MAX], err[256] = "";
 	uint16_t	port = 0;
 
-	ck_assert_msg(config_parse_remote(bad_remote[_i].text, host,
+	ck_assert_msg(addr_parse_host_port(bad_remote[_i].text, host,
 	    sizeof(host), &port, err, sizeof(err)) == -1, "'%s' accepted",
 	    bad_remote[_i].text);
 	ck_assert_msg(strstr(err, bad_remote[_i].phrase) != NULL,
@@ -714,17 +715,17 @@ START_TEST(test_parse_remote_lengths)
 		long_host[i] = (i % 64 == 63) ? '.' : 'a';
 	long_host[300] = '\0';
 	snprintf(text, sizeof(text), "%s:993", long_host);
-	ck_assert_int_eq(config_parse_remote(text, host, sizeof(host), &port,
+	ck_assert_int_eq(addr_parse_host_port(text, host, sizeof(host), &port,
 	    err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "too long"));
 	snprintf(text, sizeof(text), "%.250s:993", long_host);
-	ck_assert_int_eq(config_parse_remote(text, host, sizeof(host), &port,
+	ck_assert_int_eq(addr_parse_host_port(text, host, sizeof(host), &port,
 	    err, sizeof(err)), 0);
 	/* A buffer too small for the host. */
-	ck_assert_int_eq(config_parse_remote("mail.example.com:993", small,
+	ck_assert_int_eq(addr_parse_host_port("mail.example.com:993", small,
 	    sizeof(small), &port, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "too long"));
-	ck_assert_int_eq(config_parse_remote("a.com:993", small,
+	ck_assert_int_eq(addr_parse_host_port("a.com:993", small,
 	    sizeof(small), &port, err, sizeof(err)), 0);
 	ck_assert_str_eq(small, "a.com");
 }
@@ -982,6 +983,8 @@ static const struct {
 	    "0 to 64)" },
 	{ "pool_size = x", "from 0 to 64" },
 	{ "pool_max_age = 0", "from 1 to 86400" },
+	{ "login_timeout = 86401", "invalid login_timeout '86401' (expected "
+	    "a number from 0 to 86400)" },
 	{ "ca_file = certs/ca.pem", "invalid ca_file 'certs/ca.pem' "
 	    "(expected an absolute path)" },
 	{ "client_cert = c.pem", "expected an absolute path" },
@@ -1017,6 +1020,11 @@ static const struct {
 	{ "pid_file = run/x.pid", "expected an absolute path" },
 	{ "verify = maybe", "expected yes or no" },
 	{ "idle_timeout = 0", "from 1 to 86400" },
+	{ "max_sessions_per_client = 1000001", "invalid "
+	    "max_sessions_per_client '1000001' (expected a number from 0 to "
+	    "1000000)" },
+	{ "state_dir = var/lib", "invalid state_dir 'var/lib' (expected an "
+	    "absolute path)" },
 };
 
 START_TEST(test_bad_global_values)
