@@ -32,9 +32,9 @@ addr_format(const struct sockaddr *sa, char *buf, size_t len)
 		    sa->sa_family);
 }
 
-/* Parse a decimal port number 1..65535; returns 0 or -1. */
-static int
-parse_port(const char *s, uint16_t *port)
+/* Parse a decimal number in [min, max]; returns 0 or -1. */
+int
+addr_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 {
 	unsigned long	v = 0;
 
@@ -44,10 +44,22 @@ parse_port(const char *s, uint16_t *port)
 		if (*s < '0' || *s > '9')
 			return -1;
 		v = v * 10 + (unsigned long)(*s - '0');
-		if (v > 65535)
+		if (v > max)
 			return -1;
 	}
-	if (v < 1)
+	if (v < min)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* Parse a decimal port number 1..65535; returns 0 or -1. */
+static int
+parse_port(const char *s, uint16_t *port)
+{
+	unsigned	v;
+
+	if (addr_parse_uint(s, 1, 65535, &v) == -1)
 		return -1;
 	*port = (uint16_t)v;
 	return 0;

@@ -29,6 +29,13 @@ int	addr_parse_numeric(const char *text, struct sockaddr_storage *ss,
 int	addr_parse_host_port(const char *text, char *host, size_t hostlen,
 	    uint16_t *port, char *err, size_t errlen);
 
+/*
+ * Parse a decimal number in [min, max]: a port, or a number of the
+ * configuration file.  0 or -1.
+ */
+int	addr_parse_uint(const char *s, unsigned min, unsigned max,
+	    unsigned *out);
+
 /* Whether sa is a loopback address (IPv4-mapped included). */
 int	addr_is_loopback(const struct sockaddr *sa);
 

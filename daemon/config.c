@@ -169,6 +169,8 @@ static const struct port_default {
 
 static char	*vformat(const char *, va_list)
 		    __attribute__((format(printf, 1, 0)));
+static void	parser_note(struct parser *, struct config_errors *, int,
+		    const char *, va_list) __attribute__((format(printf, 4, 0)));
 static void	parser_error(struct parser *, int, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
 static int	kv_error(struct kv *, const char *, ...)
@@ -327,12 +329,27 @@ config_errors_clear(struct config_errors *errs)
 	errs->cap = 0;
 }
 
+/* Add a message at line of the file being loaded (0: the whole file). */
+static void
+parser_note(struct parser *p, struct config_errors *to, int line,
+    const char *fmt, va_list ap)
+{
+	char	*msg;
+
+	if ((msg = vformat(fmt, ap)) == NULL)
+		return;
+	if (line > 0)
+		config_errors_add(to, "%s:%d: %s", p->path, line, msg);
+	else
+		config_errors_add(to, "%s: %s", p->path, msg);
+	free(msg);
+}
+
 /* Record an error at line of the file being loaded (0: the whole file). */
 static void
 parser_error(struct parser *p, int line, const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*msg;
+	va_list	ap;
 
 	if (++p->nerr > ERRORS_MAX) {
 		if (p->nerr == ERRORS_MAX + 1)
@@ -341,35 +358,19 @@ parser_error(struct parser *p, int line, const char *fmt, ...)
 		return;
 	}
 	va_start(ap, fmt);
-	msg = vformat(fmt, ap);
+	parser_note(p, p->errs, line, fmt, ap);
 	va_end(ap);
-	if (msg == NULL)
-		return;
-	if (line > 0)
-		config_errors_add(p->errs, "%s:%d: %s", p->path, line, msg);
-	else
-		config_errors_add(p->errs, "%s: %s", p->path, msg);
-	free(msg);
 }
 
 /* Record a setting that has no effect, at line of the file being loaded. */
 static void
 parser_warning(struct parser *p, int line, const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*msg;
+	va_list	ap;
 
 	va_start(ap, fmt);
-	msg = vformat(fmt, ap);
+	parser_note(p, &p->cfg->warnings, line, fmt, ap);
 	va_end(ap);
-	if (msg == NULL)
-		return;
-	if (line > 0)
-		config_errors_add(&p->cfg->warnings, "%s:%d: %s", p->path, line,
-		    msg);
-	else
-		config_errors_add(&p->cfg->warnings, "%s: %s", p->path, msg);
-	free(msg);
 }
 
 /* Set the reason a value is bad; returns -1. */
@@ -385,27 +386,6 @@ kv_error(struct kv *kv, const char *fmt, ...)
 }
 
 /* ---- Value syntax -------------------------------------------------------- */
-
-/* Parse a decimal number in [min, max]; returns 0 or -1. */
-static int
-parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-	unsigned long	v = 0;
-
-	if (*s == '\0')
-		return -1;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		v = v * 10 + (unsigned long)(*s - '0');
-		if (v > max)
-			return -1;
-	}
-	if (v < min)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
 
 /*
  * Parse "ADDR:PORT" / "[V6]:PORT" (numeric addresses only) into out.
@@ -482,7 +462,7 @@ set_number(const struct key_def *k, struct kv *kv, void *field)
 {
 	unsigned	v = 0;
 
-	if (parse_uint(kv->val, k->min, k->max, &v) == -1)
+	if (addr_parse_uint(kv->val, k->min, k->max, &v) == -1)
 		return kv_error(kv, "invalid %s '%s' (expected a number from "
 		    "%u to %u)", kv->key, kv->val, k->min, k->max);
 	memcpy(field, &v, sizeof(v));

@@ -422,10 +422,10 @@ localcert_dir_is_ours(int fd, const char *dir, char *err, size_t errlen)
 }
 
 /*
- * Check an existing state_dir: a directory, not a symbolic link, of root
- * or the reader, writable by nobody else.  Give it to uid:gid when root
- * has it, so that the daemon can still renew the certificate after the
- * privilege drop.
+ * Check an existing state_dir: a directory (opened without following a
+ * symbolic link) of root or the reader, writable by nobody else.  Give it
+ * to uid:gid when root has it, so that the daemon can still renew the
+ * certificate after the privilege drop.
  */
 static int
 localcert_use_dir(const char *dir, uid_t uid, gid_t gid, char *err,
@@ -434,10 +434,6 @@ localcert_use_dir(const char *dir, uid_t uid, gid_t gid, char *err,
 	struct stat	st;
 	int		fd, status = -1;
 
-	if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode)) {
-		snprintf(err, errlen, "state_dir %s is a symbolic link", dir);
-		return -1;
-	}
 	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC)) < 0) {
 		if (errno == ENOTDIR)
@@ -469,10 +465,9 @@ localcert_use_dir(const char *dir, uid_t uid, gid_t gid, char *err,
 	return status;
 }
 
-/* Create dir 0700 when it does not exist; check it, give it to uid. */
+/* Create dir 0700 when it does not exist; refuse a symbolic link. */
 static int
-localcert_make_dir(const char *dir, uid_t uid, gid_t gid, char *err,
-    size_t errlen)
+localcert_make_dir(const char *dir, char *err, size_t errlen)
 {
 	struct stat	st;
 
@@ -483,8 +478,11 @@ localcert_make_dir(const char *dir, uid_t uid, gid_t gid, char *err,
 			return -1;
 		}
 		log_info("local_tls: created state_dir %s", dir);
+	} else if (S_ISLNK(st.st_mode)) {
+		snprintf(err, errlen, "state_dir %s is a symbolic link", dir);
+		return -1;
 	}
-	return localcert_use_dir(dir, uid, gid, err, errlen);
+	return 0;
 }
 
 /*
@@ -535,6 +533,23 @@ localcert_adopt_files(const char *dir, uid_t uid, gid_t gid, char *err,
 
 /* ---- Extensions ---------------------------------------------------------- */
 
+/*
+ * Set extension oid to a SEQUENCE of the len bytes written backwards into
+ * buf, which start at p.
+ */
+static int
+localcert_set_sequence(mbedtls_x509write_cert *crt, const char *oid,
+    size_t oid_len, unsigned char *buf, unsigned char *p, size_t len)
+{
+	int	ret;
+
+	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf, len));
+	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_tag(&p, buf,
+	    MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+	return mbedtls_x509write_crt_set_extension(crt, oid, oid_len, 0, p,
+	    len);
+}
+
 /* subjectAltName: GeneralNames of dNSName [2] and iPAddress [7]. */
 static int
 localcert_set_san(mbedtls_x509write_cert *crt,
@@ -555,12 +570,8 @@ localcert_set_san(mbedtls_x509write_cert *crt,
 		MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_tag(&p, buf,
 		    MBEDTLS_ASN1_CONTEXT_SPECIFIC | (nm->is_ip ? 7 : 2)));
 	}
-	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf, len));
-	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_tag(&p, buf,
-	    MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
-	return mbedtls_x509write_crt_set_extension(crt,
-	    MBEDTLS_OID_SUBJECT_ALT_NAME,
-	    MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0, p, len);
+	return localcert_set_sequence(crt, MBEDTLS_OID_SUBJECT_ALT_NAME,
+	    MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), buf, p, len);
 }
 
 /* extendedKeyUsage: serverAuth. */
@@ -575,12 +586,8 @@ localcert_set_eku(mbedtls_x509write_cert *crt)
 	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_oid(&p, buf,
 	    MBEDTLS_OID_SERVER_AUTH,
 	    MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)));
-	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf, len));
-	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_tag(&p, buf,
-	    MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
-	return mbedtls_x509write_crt_set_extension(crt,
-	    MBEDTLS_OID_EXTENDED_KEY_USAGE,
-	    MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), 0, p, len);
+	return localcert_set_sequence(crt, MBEDTLS_OID_EXTENDED_KEY_USAGE,
+	    MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), buf, p, len);
 }
 
 /* A random positive serial number of LOCALCERT_SERIAL_LEN bytes. */
@@ -759,22 +766,6 @@ localcert_covers(const mbedtls_x509_crt *crt, const struct localcert_name *nm)
 	return 0;
 }
 
-/* An X.509 time as a moment; (time_t)-1 when it is none. */
-static time_t
-localcert_time(const mbedtls_x509_time *x)
-{
-	struct tm	tm;
-
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = x->year - 1900;
-	tm.tm_mon = x->mon - 1;
-	tm.tm_mday = x->day;
-	tm.tm_hour = x->hour;
-	tm.tm_min = x->min;
-	tm.tm_sec = x->sec;
-	return timegm(&tm);
-}
-
 /* When a certificate that expires at not_after is made again. */
 time_t
 localcert_renew_time(time_t not_after)
@@ -919,8 +910,8 @@ localcert_fits(const mbedtls_x509_crt *crt,
     const struct localcert_names *names, time_t now, char *why,
     size_t whylen)
 {
-	time_t	from = localcert_time(&crt->valid_from);
-	time_t	to = localcert_time(&crt->valid_to);
+	time_t	from = tls_x509_time(&crt->valid_from);
+	time_t	to = tls_x509_time(&crt->valid_to);
 	char	text[64];
 	int	i;
 
@@ -1124,7 +1115,8 @@ localcert_ensure(const char *dir, const struct localcert_names *names,
 		return -1;
 	}
 	/* Files root made at a start without user = go to the user too. */
-	if (localcert_make_dir(dir, uid, gid, err, errlen) != 0 ||
+	if (localcert_make_dir(dir, err, errlen) != 0 ||
+	    localcert_use_dir(dir, uid, gid, err, errlen) != 0 ||
 	    (uid != (uid_t)-1 && localcert_adopt_files(dir, uid, gid, err,
 	    errlen) != 0))
 		return -1;
@@ -1147,7 +1139,7 @@ localcert_ensure(const char *dir, const struct localcert_names *names,
 		goto out;
 	}
 	if (renew_at != NULL)
-		*renew_at = localcert_renew_time(localcert_time(
+		*renew_at = localcert_renew_time(tls_x509_time(
 		    &f.crt.valid_to));
 	localcert_hold(dir, &f);
 	log_info("local_tls: %s self-signed certificate %s, SHA-256 "

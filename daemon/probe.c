@@ -449,17 +449,9 @@ probe_pump(struct probe *p)
 static double
 probe_seconds_until(const mbedtls_x509_time *t, int *ok)
 {
-	struct tm	tm;
-	time_t		when;
+	time_t	when;
 
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = t->year - 1900;
-	tm.tm_mon = t->mon - 1;
-	tm.tm_mday = t->day;
-	tm.tm_hour = t->hour;
-	tm.tm_min = t->min;
-	tm.tm_sec = t->sec;
-	if ((when = timegm(&tm)) == (time_t)-1) {
+	if ((when = tls_x509_time(t)) == (time_t)-1) {
 		*ok = 0;
 		return 0;
 	}

@@ -299,11 +299,14 @@ static int	proto_smtp_final_line(struct evbuffer *, size_t);
 
 /*
  * Find the end of the greeting at the start of buf: 1 with its length, 0
- * while it is incomplete, -1 when it is longer than PROTO_LINE_MAX bytes
- * or an SMTP greeting has more than PROTO_DIALOGUE_LINES lines.
+ * while it is incomplete; when bounded, -1 when it is longer than
+ * PROTO_LINE_MAX bytes or an SMTP greeting has more than
+ * PROTO_DIALOGUE_LINES lines.  IMAP and POP3 greet in one line; SMTP
+ * until "ddd ".
  */
 static int
-proto_greeting_end(int smtp, struct evbuffer *buf, size_t *len)
+proto_greeting_end(int smtp, int bounded, struct evbuffer *buf,
+    size_t *len)
 {
 	struct evbuffer_ptr	eol;
 	size_t			eol_len, start = 0;
@@ -316,10 +319,10 @@ proto_greeting_end(int smtp, struct evbuffer *buf, size_t *len)
 		    EVBUFFER_EOL_CRLF);
 		/* The whole greeting, all its lines, fits in one line's bound. */
 		if (eol.pos < 0)
-			return evbuffer_get_length(buf) > PROTO_LINE_MAX + 1 ?
-			    -1 : 0;
-		if ((size_t)eol.pos > PROTO_LINE_MAX ||
-		    ++lines > PROTO_DIALOGUE_LINES)
+			return bounded && evbuffer_get_length(buf) >
+			    PROTO_LINE_MAX + 1 ? -1 : 0;
+		if (bounded && ((size_t)eol.pos > PROTO_LINE_MAX ||
+		    ++lines > PROTO_DIALOGUE_LINES))
 			return -1;
 		if (!smtp || proto_smtp_final_line(buf, start))
 			break;
@@ -357,7 +360,7 @@ proto_filter_skip_greeting(struct proto_filter *f, struct evbuffer *in)
 	size_t	len;
 	int	r;
 
-	r = proto_greeting_end(f->ops == &proto_smtp_ops, in, &len);
+	r = proto_greeting_end(f->ops == &proto_smtp_ops, 1, in, &len);
 	if (r < 0)
 		return proto_filter_fail(f, "server greeting longer than "
 		    PROTO_LINE_MAX_TEXT " bytes");
@@ -581,14 +584,108 @@ proto_sasl_line(struct proto_filter *f, struct evbuffer *from,
 	size_t		 len, eol;
 	int		 r;
 
-	if ((r = proto_line_find(from, &line, &len, &eol)) < 0)
-		return proto_filter_fail(f, "client line longer than "
-		    PROTO_LINE_MAX_TEXT " bytes before login");
-	if (r == 0)
-		return 0;
+	if ((r = proto_filter_line(f, 0, from, &line, &len, &eol)) <= 0)
+		return r;
 	if (proto_move(from, to, len + eol) != 0)
 		return proto_filter_fail(f, "out of memory");
 	return 1;
+}
+
+/*
+ * The first complete line from the server (or the client) before login, as
+ * proto_line_find(): 1, 0 while it is incomplete, -1 (the filter failed)
+ * when it is too long.
+ */
+int
+proto_filter_line(struct proto_filter *f, int server, struct evbuffer *in,
+    const char **line, size_t *len, size_t *eol)
+{
+	int	r;
+
+	if ((r = proto_line_find(in, line, len, eol)) < 0)
+		return proto_filter_fail(f, server ? "server line longer than "
+		    PROTO_LINE_MAX_TEXT " bytes before login" : "client line "
+		    "longer than " PROTO_LINE_MAX_TEXT " bytes before login");
+	return r;
+}
+
+/*
+ * The next client command (POP3, SMTP), checked by proto_client_command():
+ * 1 with its line, 0 while it is incomplete or the FIFO is full (pipelining
+ * has no limit: more commands wait for answers), -1 (the filter failed).
+ */
+int
+proto_fifo_command(struct proto_filter *f, const struct proto_fifo *fifo,
+    struct evbuffer *in, const char **line, size_t *len, size_t *eol)
+{
+	int	r;
+
+	if ((r = proto_filter_line(f, 0, in, line, len, eol)) <= 0)
+		return r;
+	if (proto_client_command(f, *line, *len) != 0)
+		return -1;
+	return fifo->count == PROTO_PIPELINE_MAX ? 0 : 1;
+}
+
+/*
+ * Move server bytes to the client through a FIFO filter (POP3, SMTP):
+ * settle between lines, hand each complete line to the protocol, until
+ * done or no complete line is left.  0 or -1 (the filter failed).
+ */
+int
+proto_fifo_server(struct proto_filter *f, struct evbuffer *in,
+    struct evbuffer *out, proto_settle_fn *settle, proto_line_fn *server_line)
+{
+	const char	*line;
+	size_t		 len, eol;
+	int		 r;
+
+	while (!f->done) {
+		if (settle(f, out) != 0)
+			return -1;
+		if (f->done)
+			break;
+		if ((r = proto_filter_line(f, 1, in, &line, &len, &eol)) < 0)
+			return -1;
+		if (r == 0)
+			break;
+		if (server_line(f, in, out, line, len, eol) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * A client's STARTTLS answered here (POP3, SMTP): count it and take its
+ * line of n bytes; its answer waits in the FIFO.  0 or -1 (the filter
+ * failed).
+ */
+int
+proto_fifo_refuse(struct proto_filter *f, struct evbuffer *in, size_t n)
+{
+	f->refused++;
+	if (evbuffer_drain(in, n) != 0)
+		return proto_filter_fail(f, "out of memory");
+	return 0;
+}
+
+/*
+ * Between two responses (POP3, SMTP): write the daemon's answers to a
+ * client's STARTTLS that are due, and be done once logged in with none of
+ * them left.  0 or -1 (the filter failed).
+ */
+int
+proto_fifo_settle(struct proto_filter *f, struct proto_fifo *fifo,
+    int local, const char *answer, int authed, struct evbuffer *to_client)
+{
+	while (proto_fifo_head(fifo) == local) {
+		if (evbuffer_add(to_client, answer, strlen(answer)) != 0)
+			return proto_filter_fail(f, "out of memory");
+		proto_fifo_pop(fifo);
+	}
+	if (authed && !proto_fifo_holds(fifo, local))
+		f->done = 1;
+	return 0;
 }
 
 /* Move len bytes from one buffer to another; 0 or -1. */
@@ -817,21 +914,9 @@ proto_smtp_final_line(struct evbuffer *buf, size_t start)
 int
 proto_greeting_complete(enum mail_protocol protocol, struct evbuffer *buf)
 {
-	struct evbuffer_ptr	eol;
-	size_t			eol_len, start = 0;
+	size_t	len;
 
-	for (;;) {
-		if (evbuffer_ptr_set(buf, &eol, start, EVBUFFER_PTR_SET) != 0)
-			return 0;
-		eol = evbuffer_search_eol(buf, &eol, &eol_len,
-		    EVBUFFER_EOL_CRLF);
-		if (eol.pos < 0)
-			return 0;
-		/* IMAP and POP3 greet in one line; SMTP until "ddd ". */
-		if (protocol != MAIL_PROTO_SMTP ||
-		    proto_smtp_final_line(buf, start))
-			break;
-		start = (size_t)eol.pos + eol_len;
-	}
-	return (size_t)eol.pos + eol_len == evbuffer_get_length(buf) ? 1 : -1;
+	if (proto_greeting_end(protocol == MAIL_PROTO_SMTP, 0, buf, &len) != 1)
+		return 0;
+	return len == evbuffer_get_length(buf) ? 1 : -1;
 }

@@ -484,9 +484,8 @@ imap_filter_server(struct proto_filter *f, struct evbuffer *in,
 		}
 		if (imap_flush_local(im, out) != 0)
 			return proto_filter_fail(f, "out of memory");
-		if ((r = proto_line_find(in, &p, &len, &eol)) < 0)
-			return proto_filter_fail(f, "server line longer than "
-			    PROTO_LINE_MAX_TEXT " bytes before login");
+		if ((r = proto_filter_line(f, 1, in, &p, &len, &eol)) < 0)
+			return -1;
 		if (r == 0)
 			break;
 		if (imap_server_segment(f, im, in, out, p, len, eol) != 0)
@@ -669,10 +668,8 @@ imap_client_step(struct proto_filter *f, struct evbuffer *in,
 		if (im->cli == IMAP_CLI_COMMAND &&
 		    im->n_sent == PROTO_PIPELINE_MAX)
 			return 0;
-		if ((r = proto_line_find(in, &p, &len, &eol)) <= 0)
-			return r < 0 ? proto_filter_fail(f, "client line "
-			    "longer than " PROTO_LINE_MAX_TEXT " bytes before "
-			    "login") : 0;
+		if ((r = proto_filter_line(f, 0, in, &p, &len, &eol)) <= 0)
+			return r;
 		if (imap_client_segment(f, im, in, out, p, len, eol,
 		    to_client) != 0)
 			return -1;

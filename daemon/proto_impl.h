@@ -95,6 +95,9 @@ int		 proto_client_command(struct proto_filter *, const char *line,
 		    size_t len);
 int		 proto_line_find(struct evbuffer *, const char **line,
 		    size_t *len, size_t *eol);
+int		 proto_filter_line(struct proto_filter *, int server,
+		    struct evbuffer *, const char **line, size_t *len,
+		    size_t *eol);
 int		 proto_sasl_line(struct proto_filter *, struct evbuffer *from,
 		    struct evbuffer *to);
 int		 proto_move(struct evbuffer *from, struct evbuffer *to,
@@ -115,10 +118,24 @@ int		 proto_parse_number(const char *p, size_t len, uint64_t max,
 void		 proto_safe_text(char *dst, size_t dstlen, const char *src,
 		    size_t len);
 
-/* The FIFO of expected responses. */
+/* The FIFO of expected responses, and the filters built on it. */
+typedef int	proto_settle_fn(struct proto_filter *, struct evbuffer *);
+typedef int	proto_line_fn(struct proto_filter *, struct evbuffer *,
+		    struct evbuffer *, const char *, size_t, size_t);
 int		 proto_fifo_push(struct proto_fifo *, int type);
 int		 proto_fifo_head(const struct proto_fifo *);
 void		 proto_fifo_pop(struct proto_fifo *);
 int		 proto_fifo_holds(const struct proto_fifo *, int type);
+int		 proto_fifo_command(struct proto_filter *,
+		    const struct proto_fifo *, struct evbuffer *,
+		    const char **line, size_t *len, size_t *eol);
+int		 proto_fifo_server(struct proto_filter *, struct evbuffer *in,
+		    struct evbuffer *out, proto_settle_fn *,
+		    proto_line_fn *);
+int		 proto_fifo_refuse(struct proto_filter *, struct evbuffer *,
+		    size_t n);
+int		 proto_fifo_settle(struct proto_filter *, struct proto_fifo *,
+		    int local, const char *answer, int authed,
+		    struct evbuffer *to_client);
 
 #endif /* MAILTLSD_PROTO_IMPL_H */

@@ -133,25 +133,16 @@ pop3_filter_expect_greeting(struct proto_filter *f)
 	proto_fifo_push(&pf->fifo, POP3_EXP_SINGLE);
 }
 
-/*
- * Between two responses: write the daemon's answers that are due, and be
- * done once logged in with none of them left.
- */
+/* Between two responses: proto_fifo_settle(), not inside a multi-line one. */
 static int
-pop3_settle(struct proto_filter *f, struct pop3_filter *pf,
-    struct evbuffer *to_client)
+pop3_settle(struct proto_filter *f, struct evbuffer *to_client)
 {
+	struct pop3_filter	*pf = f->impl;
+
 	if (pf->srv_body)
 		return 0;
-	while (proto_fifo_head(&pf->fifo) == POP3_EXP_LOCAL) {
-		if (evbuffer_add(to_client, POP3_STLS_REFUSAL,
-		    strlen(POP3_STLS_REFUSAL)) != 0)
-			return proto_filter_fail(f, "out of memory");
-		proto_fifo_pop(&pf->fifo);
-	}
-	if (pf->authed && !proto_fifo_holds(&pf->fifo, POP3_EXP_LOCAL))
-		f->done = 1;
-	return 0;
+	return proto_fifo_settle(f, &pf->fifo, POP3_EXP_LOCAL,
+	    POP3_STLS_REFUSAL, pf->authed, to_client);
 }
 
 /* Whether a server line is a SASL challenge ("+ ..."), not +OK. */
@@ -219,37 +210,31 @@ pop3_server_body(struct pop3_filter *pf, struct evbuffer *in,
 	return proto_move(in, out, len + eol);
 }
 
+/* One line from the server: of a multi-line body, or a response's first. */
+static int
+pop3_server_line(struct proto_filter *f, struct evbuffer *in,
+    struct evbuffer *out, const char *line, size_t len, size_t eol)
+{
+	struct pop3_filter	*pf = f->impl;
+
+	if (pf->srv_body) {
+		if (pop3_server_body(pf, in, out, line, len, eol) < 0)
+			return proto_filter_fail(f, "out of memory");
+		return 0;
+	}
+	if (pop3_server_status(f, pf, line, len) != 0)
+		return -1;
+	if (proto_move(in, out, len + eol) != 0)
+		return proto_filter_fail(f, "out of memory");
+	return 0;
+}
+
 /* Move server bytes to the client. */
 static int
 pop3_filter_server(struct proto_filter *f, struct evbuffer *in,
     struct evbuffer *out)
 {
-	struct pop3_filter	*pf = f->impl;
-	const char		*line;
-	size_t			 len, eol;
-	int			 r;
-
-	while (!f->done) {
-		if (pop3_settle(f, pf, out) != 0)
-			return -1;
-		if (f->done)
-			break;
-		if ((r = proto_line_find(in, &line, &len, &eol)) < 0)
-			return proto_filter_fail(f, "server line longer than "
-			    PROTO_LINE_MAX_TEXT " bytes before login");
-		if (r == 0)
-			break;
-		if (pf->srv_body) {
-			if (pop3_server_body(pf, in, out, line, len, eol) < 0)
-				return proto_filter_fail(f, "out of memory");
-			continue;
-		}
-		if (pop3_server_status(f, pf, line, len) != 0)
-			return -1;
-		if (proto_move(in, out, len + eol) != 0)
-			return proto_filter_fail(f, "out of memory");
-	}
-	return 0;
+	return proto_fifo_server(f, in, out, pop3_settle, pop3_server_line);
 }
 
 /* What a client command expects from the server. */
@@ -290,22 +275,15 @@ pop3_client_command(struct proto_filter *f, struct pop3_filter *pf,
 	enum pop3_expect	 expect;
 	int			 r, sasl;
 
-	if ((r = proto_line_find(in, &line, &len, &eol)) <= 0)
-		return r < 0 ? proto_filter_fail(f, "client line longer than "
-		    PROTO_LINE_MAX_TEXT " bytes before login") : 0;
-	if (proto_client_command(f, line, len) != 0)
-		return -1;
-	/* Pipelining has no limit: more commands wait for answers. */
-	if (pf->fifo.count == PROTO_PIPELINE_MAX)
-		return 0;
+	if ((r = proto_fifo_command(f, &pf->fifo, in, &line, &len, &eol)) <= 0)
+		return r;
 	expect = pop3_client_expect(line, len, &sasl);
 	if (proto_fifo_push(&pf->fifo, expect) != 0)
 		return proto_filter_fail(f, "out of memory");
 	if (expect == POP3_EXP_LOCAL) {
-		f->refused++;
-		if (evbuffer_drain(in, len + eol) != 0)
-			return proto_filter_fail(f, "out of memory");
-		return pop3_settle(f, pf, to_client) == 0 ? 1 : -1;
+		if (proto_fifo_refuse(f, in, len + eol) != 0)
+			return -1;
+		return pop3_settle(f, to_client) == 0 ? 1 : -1;
 	}
 	if (proto_move(in, out, len + eol) != 0)
 		return proto_filter_fail(f, "out of memory");

@@ -232,25 +232,16 @@ smtp_filter_expect_greeting(struct proto_filter *f)
 	proto_fifo_push(&sf->fifo, SMTP_EXP_REPLY);
 }
 
-/*
- * Between two replies: write the daemon's answers that are due, and be
- * done once logged in with none of them left.
- */
+/* Between two replies: proto_fifo_settle(), not inside a multi-line one. */
 static int
-smtp_settle(struct proto_filter *f, struct smtp_filter *sf,
-    struct evbuffer *to_client)
+smtp_settle(struct proto_filter *f, struct evbuffer *to_client)
 {
+	struct smtp_filter	*sf = f->impl;
+
 	if (sf->srv_code != 0)
 		return 0;
-	while (proto_fifo_head(&sf->fifo) == SMTP_EXP_LOCAL) {
-		if (evbuffer_add(to_client, SMTP_STARTTLS_REFUSAL,
-		    strlen(SMTP_STARTTLS_REFUSAL)) != 0)
-			return proto_filter_fail(f, "out of memory");
-		proto_fifo_pop(&sf->fifo);
-	}
-	if (sf->authed && !proto_fifo_holds(&sf->fifo, SMTP_EXP_LOCAL))
-		f->done = 1;
-	return 0;
+	return proto_fifo_settle(f, &sf->fifo, SMTP_EXP_LOCAL,
+	    SMTP_STARTTLS_REFUSAL, sf->authed, to_client);
 }
 
 /*
@@ -334,11 +325,11 @@ smtp_reply_done(struct smtp_filter *sf, int code)
 
 /* One reply line from the server. */
 static int
-smtp_server_line(struct proto_filter *f, struct smtp_filter *sf,
-    struct evbuffer *in, struct evbuffer *out, const char *line, size_t len,
-    size_t eol)
+smtp_server_line(struct proto_filter *f, struct evbuffer *in,
+    struct evbuffer *out, const char *line, size_t len, size_t eol)
 {
-	int	code, more;
+	struct smtp_filter	*sf = f->impl;
+	int			 code, more;
 
 	if (smtp_reply_parse(line, len, &code, &more) != 0)
 		return proto_filter_fail(f, "malformed SMTP reply from the "
@@ -371,25 +362,7 @@ static int
 smtp_filter_server(struct proto_filter *f, struct evbuffer *in,
     struct evbuffer *out)
 {
-	struct smtp_filter	*sf = f->impl;
-	const char		*line;
-	size_t			 len, eol;
-	int			 r;
-
-	while (!f->done) {
-		if (smtp_settle(f, sf, out) != 0)
-			return -1;
-		if (f->done)
-			break;
-		if ((r = proto_line_find(in, &line, &len, &eol)) < 0)
-			return proto_filter_fail(f, "server line longer than "
-			    PROTO_LINE_MAX_TEXT " bytes before login");
-		if (r == 0)
-			break;
-		if (smtp_server_line(f, sf, in, out, line, len, eol) != 0)
-			return -1;
-	}
-	return 0;
+	return proto_fifo_server(f, in, out, smtp_settle, smtp_server_line);
 }
 
 /*
@@ -446,22 +419,16 @@ smtp_client_command(struct proto_filter *f, struct smtp_filter *sf,
 	size_t			 len, eol;
 	int			 expect, r;
 
-	if ((r = proto_line_find(in, &line, &len, &eol)) <= 0)
-		return r < 0 ? proto_filter_fail(f, "client line longer than "
-		    PROTO_LINE_MAX_TEXT " bytes before login") : 0;
-	if (proto_client_command(f, line, len) != 0)
-		return -1;
 	/* Pipelining has no limit (RFC 2920): more commands wait. */
-	if (sf->fifo.count == PROTO_PIPELINE_MAX)
-		return 0;
+	if ((r = proto_fifo_command(f, &sf->fifo, in, &line, &len, &eol)) <= 0)
+		return r;
 	if ((expect = smtp_client_expect(sf, line, len)) < 0)
 		return proto_filter_fail(f, "BDAT chunk too large");
 	proto_fifo_push(&sf->fifo, expect);
 	if (expect == SMTP_EXP_LOCAL) {
-		f->refused++;
-		if (evbuffer_drain(in, len + eol) != 0)
-			return proto_filter_fail(f, "out of memory");
-		return smtp_settle(f, sf, to_client) == 0 ? 1 : -1;
+		if (proto_fifo_refuse(f, in, len + eol) != 0)
+			return -1;
+		return smtp_settle(f, to_client) == 0 ? 1 : -1;
 	}
 	if (proto_move(in, out, len + eol) != 0)
 		return proto_filter_fail(f, "out of memory");

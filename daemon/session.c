@@ -1423,6 +1423,8 @@ session_start(struct session_host *host, struct service *svc, int fd,
 		session_close(s, LOG_LEVEL_ERROR, "out of memory");
 		return 0;
 	}
+	/* The client's deadlines run while the uplink reaches the server. */
+	session_arm_timer(s);
 	session_log(s, LOG_LEVEL_INFO, "client %s, connecting to %s:%u",
 	    s->client_addr, svc->cfg.remote_host, svc->cfg.remote_port);
 	return 0;

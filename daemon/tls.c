@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
@@ -645,23 +646,14 @@ tls_load_client_cert(struct tls_ctx *ctx, const struct service_config *sc,
 	return 0;
 }
 
-/* Apply the protocol floor and the algorithm choices. */
-static void
-tls_conf_algorithms(struct tls_ctx *ctx, const struct service_config *sc)
-{
-	mbedtls_ssl_config	*conf = &ctx->conf;
-
-	tls_compat_conf(conf, sc->min_tls);
-	mbedtls_ssl_conf_ciphersuites(conf, tls_ciphersuites);
-	mbedtls_ssl_conf_cert_profile(conf, &tls_cert_profile);
-#if defined(MBEDTLS_SSL_RENEGOTIATION)
-	mbedtls_ssl_conf_renegotiation(conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-#endif
-}
-
-/* A new context with every mbedTLS part initialised; NULL (memory). */
+/*
+ * A new context for one end (MBEDTLS_SSL_IS_CLIENT or _SERVER) with every
+ * mbedTLS part initialised, the defaults, the random generator, the
+ * protocol floor and the cipher suites set, renegotiation off; NULL.
+ */
 static struct tls_ctx *
-tls_ctx_alloc(char *err, size_t errlen)
+tls_ctx_alloc(int endpoint, enum tls_version min_tls, char *err,
+    size_t errlen)
 {
 	struct tls_ctx	*ctx;
 
@@ -674,6 +666,20 @@ tls_ctx_alloc(char *err, size_t errlen)
 	mbedtls_x509_crt_init(&ctx->ca_chain);
 	mbedtls_x509_crt_init(&ctx->own_cert);
 	mbedtls_pk_init(&ctx->own_key);
+	ctx->min_tls = min_tls;
+	if (mbedtls_ssl_config_defaults(&ctx->conf, endpoint,
+	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT) != 0) {
+		snprintf(err, errlen, "cannot set TLS defaults");
+		tls_ctx_free(ctx);
+		return NULL;
+	}
+	mbedtls_ssl_conf_rng(&ctx->conf, mbedtls_ctr_drbg_random, &tls_drbg);
+	tls_compat_conf(&ctx->conf, min_tls);
+	mbedtls_ssl_conf_ciphersuites(&ctx->conf, tls_ciphersuites);
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
+	mbedtls_ssl_conf_renegotiation(&ctx->conf,
+	    MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
 	return ctx;
 }
 
@@ -683,22 +689,15 @@ tls_ctx_new(const struct service_config *sc, char *err, size_t errlen)
 {
 	struct tls_ctx	*ctx;
 
-	if ((ctx = tls_ctx_alloc(err, errlen)) == NULL)
+	if ((ctx = tls_ctx_alloc(MBEDTLS_SSL_IS_CLIENT, sc->min_tls, err,
+	    errlen)) == NULL)
 		return NULL;
 	snprintf(ctx->server_name, sizeof(ctx->server_name), "%s",
 	    sc->server_name);
 	memcpy(ctx->pins, sc->pins, sizeof(ctx->pins));
 	ctx->n_pins = sc->n_pins;
 	ctx->verify = sc->verify;
-	ctx->min_tls = sc->min_tls;
-
-	if (mbedtls_ssl_config_defaults(&ctx->conf, MBEDTLS_SSL_IS_CLIENT,
-	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT) != 0) {
-		snprintf(err, errlen, "cannot set TLS defaults");
-		goto err;
-	}
-	mbedtls_ssl_conf_rng(&ctx->conf, mbedtls_ctr_drbg_random, &tls_drbg);
-	tls_conf_algorithms(ctx, sc);
+	mbedtls_ssl_conf_cert_profile(&ctx->conf, &tls_cert_profile);
 	if (sc->verify) {
 		if (tls_load_ca(ctx, sc->ca_file, err, errlen) != 0)
 			goto err;
@@ -754,9 +753,9 @@ tls_bio_recv(void *arg, unsigned char *buf, size_t len)
 	return conn->raw_eof ? 0 : MBEDTLS_ERR_SSL_WANT_READ;
 }
 
-/* A new connection to the service's server over raw. */
-struct tls_conn *
-tls_conn_new(struct tls_ctx *ctx, struct bufferevent *raw)
+/* A new connection with ctx's settings over raw, its BIO set; NULL. */
+static struct tls_conn *
+tls_conn_alloc(struct tls_ctx *ctx, struct bufferevent *raw)
 {
 	struct tls_conn	*conn;
 
@@ -765,8 +764,23 @@ tls_conn_new(struct tls_ctx *ctx, struct bufferevent *raw)
 	conn->ctx = ctx;
 	conn->raw = raw;
 	mbedtls_ssl_init(&conn->ssl);
-	if (mbedtls_ssl_setup(&conn->ssl, &ctx->conf) != 0)
-		goto err;
+	if (mbedtls_ssl_setup(&conn->ssl, &ctx->conf) != 0) {
+		tls_conn_free(conn);
+		return NULL;
+	}
+	mbedtls_ssl_set_bio(&conn->ssl, conn, tls_bio_send, tls_bio_recv,
+	    NULL);
+	return conn;
+}
+
+/* A new connection to the service's server over raw. */
+struct tls_conn *
+tls_conn_new(struct tls_ctx *ctx, struct bufferevent *raw)
+{
+	struct tls_conn	*conn;
+
+	if ((conn = tls_conn_alloc(ctx, raw)) == NULL)
+		return NULL;
 	/* Always set: it enables SNI and, above all, the name check. */
 	if (mbedtls_ssl_set_hostname(&conn->ssl, ctx->server_name) != 0)
 		goto err;
@@ -784,8 +798,6 @@ tls_conn_new(struct tls_ctx *ctx, struct bufferevent *raw)
 	    (mbedtls_ssl_session_reset(&conn->ssl) != 0 ||
 	    mbedtls_ssl_set_hostname(&conn->ssl, ctx->server_name) != 0))
 		goto err;
-	mbedtls_ssl_set_bio(&conn->ssl, conn, tls_bio_send, tls_bio_recv,
-	    NULL);
 	return conn;
 err:
 	tls_conn_free(conn);
@@ -1068,21 +1080,32 @@ tls_save_session(struct tls_conn *conn)
 	    &ctx->resume) == 0;
 }
 
+/*
+ * Take the handshake as far as the buffered input allows: 0 when it is
+ * done, MBEDTLS_ERR_SSL_WANT_READ while it waits for the peer, or the
+ * error (MBEDTLS_ERR_SSL_CONN_EOF when the socket ended first).
+ */
+static int
+tls_handshake_step(struct tls_conn *conn)
+{
+	int	ret;
+
+	ret = mbedtls_ssl_handshake(&conn->ssl);
+	if (ret == MBEDTLS_ERR_SSL_WANT_READ ||
+	    ret == MBEDTLS_ERR_SSL_WANT_WRITE)
+		return conn->raw_eof ? MBEDTLS_ERR_SSL_CONN_EOF :
+		    MBEDTLS_ERR_SSL_WANT_READ;
+	return ret;
+}
+
 /* Drive the handshake as far as the buffered input allows. */
 int
 tls_conn_handshake(struct tls_conn *conn)
 {
 	int	ret;
 
-	ret = mbedtls_ssl_handshake(&conn->ssl);
-	if (ret == MBEDTLS_ERR_SSL_WANT_READ ||
-	    ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
-		if (conn->raw_eof) {
-			tls_explain_handshake(conn, MBEDTLS_ERR_SSL_CONN_EOF);
-			return -1;
-		}
+	if ((ret = tls_handshake_step(conn)) == MBEDTLS_ERR_SSL_WANT_READ)
 		return 0;
-	}
 	if (ret != 0) {
 		tls_explain_handshake(conn, ret);
 		return -1;
@@ -1245,21 +1268,10 @@ tls_ctx_new_local(const struct service_config *sc,
 {
 	struct tls_ctx	*ctx;
 
-	if ((ctx = tls_ctx_alloc(err, errlen)) == NULL)
+	/* TLS 1.2 or newer: min_tls is about the server. */
+	if ((ctx = tls_ctx_alloc(MBEDTLS_SSL_IS_SERVER, TLS_VERSION_1_2, err,
+	    errlen)) == NULL)
 		return NULL;
-	ctx->min_tls = TLS_VERSION_1_2;	/* min_tls is about the server */
-	if (mbedtls_ssl_config_defaults(&ctx->conf, MBEDTLS_SSL_IS_SERVER,
-	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT) != 0) {
-		snprintf(err, errlen, "cannot set TLS defaults");
-		goto err;
-	}
-	mbedtls_ssl_conf_rng(&ctx->conf, mbedtls_ctr_drbg_random, &tls_drbg);
-	tls_compat_conf(&ctx->conf, TLS_VERSION_1_2);
-	mbedtls_ssl_conf_ciphersuites(&ctx->conf, tls_ciphersuites);
-#if defined(MBEDTLS_SSL_RENEGOTIATION)
-	mbedtls_ssl_conf_renegotiation(&ctx->conf,
-	    MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-#endif
 	mbedtls_ssl_conf_authmode(&ctx->conf, MBEDTLS_SSL_VERIFY_NONE);
 	if (tls_load_own_cert(ctx, "local_cert", sc->local_cert, "local_key",
 	    sc->local_key, pair, err, errlen) != 0)
@@ -1274,20 +1286,7 @@ err:
 struct tls_conn *
 tls_conn_new_local(struct tls_ctx *ctx, struct bufferevent *raw)
 {
-	struct tls_conn	*conn;
-
-	if ((conn = calloc(1, sizeof(*conn))) == NULL)
-		return NULL;
-	conn->ctx = ctx;
-	conn->raw = raw;
-	mbedtls_ssl_init(&conn->ssl);
-	if (mbedtls_ssl_setup(&conn->ssl, &ctx->conf) != 0) {
-		tls_conn_free(conn);
-		return NULL;
-	}
-	mbedtls_ssl_set_bio(&conn->ssl, conn, tls_bio_send, tls_bio_recv,
-	    NULL);
-	return conn;
+	return tls_conn_alloc(ctx, raw);
 }
 
 /* Explain a failed handshake with a client in plain words. */
@@ -1356,13 +1355,8 @@ tls_conn_handshake_local(struct tls_conn *conn)
 {
 	int	ret;
 
-	ret = mbedtls_ssl_handshake(&conn->ssl);
-	if (ret == MBEDTLS_ERR_SSL_WANT_READ ||
-	    ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
-		if (!conn->raw_eof)
-			return 0;
-		ret = MBEDTLS_ERR_SSL_CONN_EOF;
-	}
+	if ((ret = tls_handshake_step(conn)) == MBEDTLS_ERR_SSL_WANT_READ)
+		return 0;
 	if (ret != 0) {
 		tls_explain_local(conn, ret);
 		return -1;
@@ -1443,3 +1437,21 @@ tls_cert_pin(const struct mbedtls_x509_crt *crt, char *buf, size_t len)
 	return 0;
 }
 /* ---- End of the additions for mailtlsd -p --------------------------------- */
+
+/* ---- Certificates, for localcert.c and probe.c --------------------------- */
+
+/* An X.509 time as a moment; (time_t)-1 when it is none. */
+time_t
+tls_x509_time(const mbedtls_x509_time *x)
+{
+	struct tm	tm;
+
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = x->year - 1900;
+	tm.tm_mon = x->mon - 1;
+	tm.tm_mday = x->day;
+	tm.tm_hour = x->hour;
+	tm.tm_min = x->min;
+	tm.tm_sec = x->sec;
+	return timegm(&tm);
+}

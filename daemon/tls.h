@@ -11,6 +11,7 @@
 #define MAILTLSD_TLS_H
 
 #include <stddef.h>
+#include <time.h>
 
 struct bufferevent;
 struct service_config;
@@ -155,5 +156,13 @@ int		 tls_conn_verify_result(struct tls_conn *, char *buf,
  * into buf (45 bytes or more); 0 or -1. */
 int		 tls_cert_pin(const struct mbedtls_x509_crt *, char *buf,
 		    size_t len);
+
+/*
+ * ---- Certificates (localcert.c, probe.c) --------------------------------
+ */
+struct mbedtls_x509_time;
+
+/* An X.509 time as a moment; (time_t)-1 when it is none. */
+time_t		 tls_x509_time(const struct mbedtls_x509_time *);
 
 #endif /* MAILTLSD_TLS_H */

@@ -515,6 +515,27 @@ def test_login_timeout_ends_busy_session(t, protocol):
 
 
 @case(timeout=30, params=PER_PROTOCOL)
+def test_login_timeout_while_reaching(t, protocol):
+    """The deadline runs from the client's connect also while mailtlsd is
+    still reaching the server: behind a connect that hangs (connect_timeout
+    20 s), a client that waits gets the login_timeout line about 2 s after
+    its connect, not the connect failure 20 s later."""
+    bh = t.blackhole()
+    svc = t.service(bh, protocol, login_timeout=LOGIN_TIMEOUT,
+                    connect_timeout=20, handshake_timeout=20)
+    d = t.daemon(svc)
+    started = time.monotonic()
+    c = t.connect(svc)
+    line = c.line()
+    secs = time.monotonic() - started
+    check(line == login_timeout_line(protocol, LOGIN_TIMEOUT),
+          "got %r", line)
+    check(1.5 <= secs <= 6, "cut off %.1fs after the connect "
+          "(login_timeout = %d)", secs, LOGIN_TIMEOUT)
+    d.wait_log(LOGIN_TIMEOUT_LOG, what="the login_timeout log line")
+
+
+@case(timeout=30, params=PER_PROTOCOL)
 def test_login_timeout_spares_logged_in(t, protocol):
     """A client that logs in within login_timeout is not cut off once the
     deadline has passed: a round trip at 3 s works, nothing logged."""
