@@ -9,6 +9,14 @@
 #                        (into build/mbedtls3-build/, [san/ with SANITIZE=1])
 #   make install PREFIX=/usr/local DESTDIR=... SYSCONFDIR=/etc [UNITDIR=...]
 #   make uninstall       the same variables; the configuration stays
+#   make valgrind-check  the integration tests marked valgrind, the daemon
+#                        under valgrind memcheck
+#   make bench | fuzz | soak | interop    tools: see their sections below
+#
+# Sections: variables; the daemon; tests; tools (bench, fuzz, soak,
+# interop, mbedtls3); install and clean.
+
+# ==== variables =============================================================
 
 PREFIX		?= /usr/local
 SYSCONFDIR	?= /etc
@@ -20,6 +28,10 @@ DESTDIR		?=
 CC		?= cc
 PKG_CONFIG	?= pkg-config
 PYTHON		?= python3
+# The integration tests run on Debian's pytest (python3-pytest,
+# python3-pytest-xdist, python3-pytest-timeout): the system's interpreter.
+PYTEST		?= /usr/bin/python3 -m pytest
+PYTEST_JOBS	?= 4
 
 # Another mbedTLS than the system's builds into its own tree, so switching
 # between the two never mixes objects.
@@ -78,8 +90,51 @@ LIB_OBJS	:= $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJS))
 UNIT_SRCS	:= $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJS	:= $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all check unit-check integration-check clean distclean install \
-	uninstall mbedtls3
+# ---- fuzzing and the soak test (issue 7) ----
+#   make fuzz [FUZZ_SECONDS=60]   build each libFuzzer target with clang,
+#                                 ASan and UBSan into build/fuzz/ and run
+#                                 it for FUZZ_SECONDS; fails on any crash
+#   make soak [SOAK_SECONDS=300] [SOAK_SESSIONS=2000]
+#                                 sessions with churn through build/mailtlsd
+#                                 to a local TLS server; fd and RSS checks
+# make check replays the fuzz corpus through the same driver (check_fuzz.c).
+FUZZ_CC		?= clang
+FUZZ_SECONDS	?= 60
+FUZZ_DIR	:= build/fuzz
+FUZZ_TARGETS	:= config imap pop3 smtp
+FUZZ_SAN	:= -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZ_CFLAGS	:= -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+		   $(filter-out -Werror,$(WARN)) -Idaemon -Itests/fuzz \
+		   $(MBEDTLS_CFLAGS) $(EVENT_CFLAGS) -MMD -MP
+FUZZ_OBJS	:= $(patsubst %.c,$(FUZZ_DIR)/%.o,daemon/addr.c daemon/config.c \
+		   daemon/log.c daemon/safefile.c \
+		   daemon/proto.c daemon/proto_imap.c daemon/proto_pop3.c \
+		   daemon/proto_smtp.c daemon/proto_local.c tests/fuzz/driver.c)
+FUZZ_BINS	:= $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
+SOAK_SECONDS	?= 300
+SOAK_SESSIONS	?= 2000
+
+# ---- fault injection (tests/integration/test_faults.py) ----
+# Preloadable shims: one makes the daemon's allocations fail on request
+# (tests/faults/failalloc.c), one swaps a file for a symbolic link right
+# after the daemon opens it (tests/faults/swapfile.c).  Never sanitized:
+# the tests skip them when the daemon is an ASan build, which must come
+# first in the process and replaces malloc itself.
+FAILALLOC_SO	:= build/tests/failalloc.so
+SWAPFILE_SO	:= build/tests/swapfile.so
+
+# ---- install ----
+# The installed configuration is never overwritten (nor removed by
+# uninstall); the unit gets the installed paths.
+CONF_DEST	= $(DESTDIR)$(SYSCONFDIR)/mailtlsd/mailtlsd.conf
+UNIT_SED	= sed -e 's|@SBINDIR@|$(SBINDIR)|g' \
+		      -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+
+.PHONY: all check deps check-docs unit-check integration-check \
+	valgrind-check bench fuzz fuzz-build soak interop mbedtls3 install \
+	uninstall clean distclean
+
+# ==== the daemon ============================================================
 
 all: $(BUILD)/mailtlsd
 
@@ -90,47 +145,96 @@ $(BUILD)/daemon/%.o: daemon/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/unit/%.o: tests/unit/%.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Idaemon -c -o $@ $<
+# ==== tests =================================================================
 
-$(BUILD)/check_mailtlsd: $(UNIT_OBJS) $(LIB_OBJS)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(MBEDTLS_LIBS) $(EVENT_LIBS)
-
-check: deps unit-check integration-check check-docs
+check: deps check-docs unit-check integration-check
 	@echo "make check: all tests passed"
 
 # The include graph of daemon/ by module; fails on a cycle.
-.PHONY: deps
 deps:
 	$(PYTHON) scripts/deps daemon
 
 # Every relative link and #anchor of the Markdown documentation resolves.
-.PHONY: check-docs
 check-docs:
 	$(PYTHON) scripts/check-links
 
 unit-check: $(BUILD)/check_mailtlsd
 	$(BUILD)/check_mailtlsd
 
-integration-check: $(BUILD)/mailtlsd
-	MAILTLSD=$(abspath $(BUILD)/mailtlsd) $(PYTHON) tests/integration/run.py
+$(BUILD)/tests/unit/%.o: tests/unit/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Idaemon -c -o $@ $<
+
+$(BUILD)/tests/fuzz/driver.o: tests/fuzz/driver.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Idaemon -c -o $@ $<
+
+$(BUILD)/check_mailtlsd: $(UNIT_OBJS) $(LIB_OBJS) $(BUILD)/tests/fuzz/driver.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(MBEDTLS_LIBS) $(EVENT_LIBS)
+
+# pytest's summary line ("N passed, N skipped in Xs") ends the output.
+integration-check: $(BUILD)/mailtlsd $(FAILALLOC_SO) $(SWAPFILE_SO)
+	MAILTLSD=$(abspath $(BUILD)/mailtlsd) $(PYTEST) -q -rfEs \
+		-n $(PYTEST_JOBS) tests/integration
+
+build/tests/%.so: tests/faults/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
+
+# make valgrind-check: the integration scenarios that do not depend on
+# timing (marked @case(valgrind=True)), with the daemon under valgrind
+# memcheck; any memory error or definite leak makes the daemon exit 99,
+# which fails the test.
+valgrind-check: $(BUILD)/mailtlsd
+	printf '#!/bin/sh\nexec valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite %s "$$@"\n' \
+		"$(abspath $(BUILD)/mailtlsd)" > $(BUILD)/valgrind-mailtlsd
+	chmod +x $(BUILD)/valgrind-mailtlsd
+	MAILTLSD=$(abspath $(BUILD)/valgrind-mailtlsd) $(PYTEST) -q -rfEs \
+		-n $(PYTEST_JOBS) -m valgrind tests/integration
+
+# ==== tools =================================================================
+
+# make bench: performance side by side with stunnel4, a table on stdout and
+# in $(BUILD)/bench/results.md (see bench/run.py; BENCH_QUICK=1 is short).
+bench: $(BUILD)/mailtlsd $(BUILD)/bench/aead_speed $(BUILD)/bench/ssl_mem
+	MAILTLSD=$(abspath $(BUILD)/mailtlsd) BENCH_OUT=$(abspath $(BUILD)/bench) \
+	$(PYTHON) bench/run.py
+
+$(BUILD)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(MBEDTLS_LIBS) $(EVENT_LIBS)
+
+fuzz: $(FUZZ_BINS)
+	tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-build: $(FUZZ_BINS)
+
+$(FUZZ_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) \
+		-fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Werror $(FUZZ_SAN) \
+		-fsanitize=fuzzer,address,undefined -o $@ \
+		$(filter %.c %.o,$^) $(MBEDTLS_LIBS) $(EVENT_LIBS)
+
+.SECONDARY: $(FUZZ_OBJS)
+
+soak: $(BUILD)/mailtlsd
+	$(PYTHON) tests/soak/soak.py --daemon $(abspath $(BUILD)/mailtlsd) \
+		--seconds $(SOAK_SECONDS) --sessions $(SOAK_SESSIONS)
+
+# Interoperability suite (tests/interop): real Dovecot, Postfix and mail
+# clients through mailtlsd. Needs root and tests/interop/setup.sh once.
+interop: $(BUILD)/mailtlsd
+	MAILTLSD=$(abspath $(BUILD)/mailtlsd) $(PYTHON) tests/interop/run.py
 
 # Debian 13's mbedTLS 3.6 from its source package: see scripts/mbedtls3.
 mbedtls3:
 	$(PYTHON) scripts/mbedtls3 $(MBEDTLS3)
 
-# Interoperability suite (tests/interop): real Dovecot, Postfix and mail
-# clients through mailtlsd. Needs root and tests/interop/setup.sh once.
-.PHONY: interop
-interop: $(BUILD)/mailtlsd
-	MAILTLSD=$(abspath $(BUILD)/mailtlsd) $(PYTHON) tests/interop/run.py
-
-# The installed configuration is never overwritten (nor removed by
-# uninstall); the unit gets the installed paths.
-CONF_DEST	= $(DESTDIR)$(SYSCONFDIR)/mailtlsd/mailtlsd.conf
-UNIT_SED	= sed -e 's|@SBINDIR@|$(SBINDIR)|g' \
-		      -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+# ==== install and clean =====================================================
 
 install: $(BUILD)/mailtlsd
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
@@ -168,104 +272,5 @@ clean:
 distclean:
 	rm -rf build
 
-# make bench: performance side by side with stunnel4, a table on stdout and
-# in $(BUILD)/bench/results.md (see bench/run.py; BENCH_QUICK=1 is short).
-.PHONY: bench
-bench: $(BUILD)/mailtlsd $(BUILD)/bench/aead_speed $(BUILD)/bench/ssl_mem
-	MAILTLSD=$(abspath $(BUILD)/mailtlsd) BENCH_OUT=$(abspath $(BUILD)/bench) \
-	$(PYTHON) bench/run.py
-
-$(BUILD)/bench/%: bench/%.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(MBEDTLS_LIBS) $(EVENT_LIBS)
-
 -include $(DAEMON_OBJS:.o=.d) $(UNIT_OBJS:.o=.d)
-
-# ---- Fuzzing and the soak test (issue 7) ------------------------------
-#   make fuzz [FUZZ_SECONDS=60]   build each libFuzzer target with clang,
-#                                 ASan and UBSan into build/fuzz/ and run
-#                                 it for FUZZ_SECONDS; fails on any crash
-#   make soak [SOAK_SECONDS=300] [SOAK_SESSIONS=2000]
-#                                 sessions with churn through build/mailtlsd
-#                                 to a local TLS server; fd and RSS checks
-# make check replays the fuzz corpus through the same driver (check_fuzz.c).
-
-FUZZ_CC		?= clang
-FUZZ_SECONDS	?= 60
-FUZZ_DIR	:= build/fuzz
-FUZZ_TARGETS	:= config imap pop3 smtp
-FUZZ_SAN	:= -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all
-FUZZ_CFLAGS	:= -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
-		   $(filter-out -Werror,$(WARN)) -Idaemon -Itests/fuzz \
-		   $(MBEDTLS_CFLAGS) $(EVENT_CFLAGS) -MMD -MP
-FUZZ_OBJS	:= $(patsubst %.c,$(FUZZ_DIR)/%.o,daemon/addr.c daemon/config.c \
-		   daemon/log.c daemon/safefile.c \
-		   daemon/proto.c daemon/proto_imap.c daemon/proto_pop3.c \
-		   daemon/proto_smtp.c daemon/proto_local.c tests/fuzz/driver.c)
-FUZZ_BINS	:= $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
-SOAK_SECONDS	?= 300
-SOAK_SESSIONS	?= 2000
-
-.PHONY: fuzz fuzz-build soak
-
-fuzz: $(FUZZ_BINS)
-	tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
-
-fuzz-build: $(FUZZ_BINS)
-
-$(FUZZ_DIR)/%.o: %.c
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) \
-		-fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
-
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -Werror $(FUZZ_SAN) \
-		-fsanitize=fuzzer,address,undefined -o $@ \
-		$(filter %.c %.o,$^) $(MBEDTLS_LIBS) $(EVENT_LIBS)
-
-.SECONDARY: $(FUZZ_OBJS)
-
-$(BUILD)/check_mailtlsd: $(BUILD)/tests/fuzz/driver.o
-
-$(BUILD)/tests/fuzz/driver.o: tests/fuzz/driver.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Idaemon -c -o $@ $<
-
-soak: $(BUILD)/mailtlsd
-	$(PYTHON) tests/soak/soak.py --daemon $(abspath $(BUILD)/mailtlsd) \
-		--seconds $(SOAK_SECONDS) --sessions $(SOAK_SESSIONS)
-
 -include $(BUILD)/tests/fuzz/driver.d $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d)
-
-# ---- fault injection (tests/integration/test_faults.py) ----
-# Preloadable shims: one makes the daemon's allocations fail on request
-# (tests/faults/failalloc.c), one swaps a file for a symbolic link right
-# after the daemon opens it (tests/faults/swapfile.c).  Never sanitized:
-# the tests skip them when the daemon is an ASan build, which must come
-# first in the process and replaces malloc itself.
-FAILALLOC_SO	:= build/tests/failalloc.so
-SWAPFILE_SO	:= build/tests/swapfile.so
-
-build/tests/%.so: tests/faults/%.c
-	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -O2 -g -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
-
-integration-check: $(FAILALLOC_SO) $(SWAPFILE_SO)
-# ---- end of fault injection ----
-
-# make valgrind-check: the integration scenarios that do not depend on
-# timing, with the daemon under valgrind memcheck; any memory error or
-# definite leak makes the daemon exit 99, which fails the test.
-VALGRIND_TESTS	:= -k relay.greeting -k relay.server_closes_first \
-		   -k relay.client_ -k relay.ipv6 -k tls. -k upstream.connection \
-		   -k signals.sighup -k starttls.success -k starttls.attack \
-		   -k pool.handout -k resume. -k local_tls.python -k probe.good \
-		   -k hostile.http -k hostile.client_ -k hostile.imap_compress \
-		   -k hostile.max_sessions_per_client
-.PHONY: valgrind-check
-valgrind-check: $(BUILD)/mailtlsd
-	printf '#!/bin/sh\nexec valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite %s "$$@"\n' \
-		"$(abspath $(BUILD)/mailtlsd)" > $(BUILD)/valgrind-mailtlsd
-	chmod +x $(BUILD)/valgrind-mailtlsd
-	MAILTLSD=$(abspath $(BUILD)/valgrind-mailtlsd) $(PYTHON) \
-		tests/integration/run.py $(VALGRIND_TESTS)

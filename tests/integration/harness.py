@@ -1,15 +1,17 @@
-"""The test harness: registry, per-test context, common assertions.
+"""The test harness: test options, per-test context, common assertions.
 
-Tests are functions `test_x(t)` decorated with @case; t is a Ctx that owns a
-temp dir, a block of ports, and everything the test starts (servers, daemons,
-clients), torn down in reverse order.  Tearing a daemon down checks that it
-is still alive, exits 0 on SIGTERM and printed no sanitizer report.
+Tests are functions `test_x(t)` decorated with @case, which conftest.py
+turns into pytest marks and parameters; t is a Ctx (the `t` fixture) that
+owns a temp dir, a block of ports, and everything the test starts (servers,
+daemons, clients), torn down in reverse order.  Tearing a daemon down checks
+that it is still alive, exits 0 on SIGTERM and printed no sanitizer report.
 """
 
 import contextlib
 import socket
 import time
-from dataclasses import dataclass, field
+import unittest
+from dataclasses import dataclass
 
 from client import Client
 from daemon import Daemon, config_text
@@ -20,30 +22,25 @@ PORT_BLOCK = 40                 # ports reserved per test
 PORT_LOW = 20000                # below Linux's ephemeral range (32768-)
 
 
-class Skip(Exception):
-    """Raised by a test that cannot run here (e.g. no IPv6 loopback)."""
+class Skip(unittest.SkipTest):
+    """Raised by a test that cannot run here (e.g. no IPv6 loopback);
+    pytest reports a unittest.SkipTest as a skip."""
 
 
 @dataclass
 class Case:
-    name: str
-    func: object
-    kwargs: dict = field(default_factory=dict)
-    timeout: float = 30
+    timeout: float = 30         # seconds, for setup, test and teardown
     heavy: bool = False         # run alone: CPU/memory heavy or timing-bound
+    params: dict = None         # {label: kwargs}: one test per label
+    valgrind: bool = False      # one of make valgrind-check's tests
 
 
-TESTS = []
-
-
-def case(timeout=30, heavy=False, params=None):
-    """Register a test; params {label: kwargs} makes one test per label."""
+def case(timeout=30, heavy=False, params=None, valgrind=False):
+    """A test's options; conftest.py makes them pytest marks (timeout,
+    heavy, valgrind) and parameters: params {label: kwargs} makes one test
+    per label, with the label as its id."""
     def deco(fn):
-        module = fn.__module__.replace("test_", "")
-        base = "%s.%s" % (module, fn.__name__.replace("test_", "", 1))
-        for label, kw in (params or {None: {}}).items():
-            name = base if label is None else "%s[%s]" % (base, label)
-            TESTS.append(Case(name, fn, kw, timeout, heavy))
+        fn.case = Case(timeout, heavy, params, valgrind)
         return fn
     return deco
 

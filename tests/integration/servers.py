@@ -597,6 +597,7 @@ class TestServer(ThreadedServer):
     starttls=True uses starttls_dialogue() for the protocol.
     """
 
+    __test__ = False            # not a pytest test class
     conn_timeout = 60
     backlog = 1024
 

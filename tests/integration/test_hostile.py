@@ -709,7 +709,7 @@ def refused_per_client(t, svc, protocol):
     check(rest == b"", "more after the refusal: %r", rest[:200])
 
 
-@case(timeout=40)
+@case(timeout=40, valgrind=True)
 def test_max_sessions_per_client(t):
     """max_sessions_per_client = 2 over three services: an IMAP and a POP3
     session held from 127.0.0.1 use it up (services count together); a
@@ -799,7 +799,8 @@ def expect_http_refused(d, c, protocol, rec, mark, before=b""):
 
 
 @case(params={"%s-%s" % (p, m): {"protocol": p, "mode": m}
-              for p in PROTOCOLS for m in ("implicit", "starttls")})
+              for p in PROTOCOLS for m in ("implicit", "starttls")},
+      valgrind=True)
 def test_http_request_ends_session(t, protocol, mode):
     """A browser-like POST (mail commands in its body) as a client's first
     bytes: the error line, the close, "HTTP request" in the log, and not
@@ -819,7 +820,8 @@ HEADER_FIRST = {
 
 
 @case(params={"%s-%s" % (p, h): {"protocol": p, "header": h}
-              for p in PROTOCOLS for h in ("host", "user-agent")})
+              for p in PROTOCOLS for h in ("host", "user-agent")},
+      valgrind=True)
 def test_http_header_ends_session(t, protocol, header):
     """Before login a line that is a common HTTP request header (without
     a request line before it) ends the session like a request line; the
@@ -841,7 +843,7 @@ def test_http_header_ends_session(t, protocol, header):
 
 # --------------------------------------------------- 5. logs, small items
 
-@case(params=PER_PROTOCOL)
+@case(params=PER_PROTOCOL, valgrind=True)
 def test_client_starttls_refusal_logged_once(t, protocol):
     """The client's own STARTTLS/STLS, refused by the daemon three times:
     one info line "client STARTTLS refused" for the session."""
@@ -860,7 +862,7 @@ def test_client_starttls_refusal_logged_once(t, protocol):
     check(n == 1, "%d log lines for three refusals in one session", n)
 
 
-@case(params=PER_PROTOCOL)
+@case(params=PER_PROTOCOL, valgrind=True)
 def test_client_close_logged_as_client(t, protocol):
     """A client that reads the greeting and closes: the session's closed:
     line says the client ended it."""
@@ -875,7 +877,7 @@ def test_client_close_logged_as_client(t, protocol):
           "the client ended the session", line)
 
 
-@case()
+@case(valgrind=True)
 def test_imap_compress_before_login(t):
     """IMAP COMPRESS DEFLATE before login is answered by the daemon (BAD)
     and never reaches the server; the session goes on."""

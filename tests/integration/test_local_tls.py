@@ -289,7 +289,7 @@ def expect_server_saw_login(srv, protocol, upstream):
 
 # ------------------------------------------------------ real clients
 
-@case(params=UPSTREAMS)
+@case(params=UPSTREAMS, valgrind=True)
 def test_python_starttls(t, protocol, upstream):
     """imaplib starttls(), poplib stls(), smtplib starttls() through
     local_tls = starttls, to a STARTTLS or an implicit-TLS server."""
@@ -298,7 +298,7 @@ def test_python_starttls(t, protocol, upstream):
     expect_server_saw_login(srv, protocol, upstream)
 
 
-@case(params=UPSTREAMS)
+@case(params=UPSTREAMS, valgrind=True)
 def test_python_implicit(t, protocol, upstream):
     """IMAP4_SSL, POP3_SSL, SMTP_SSL through local_tls = implicit."""
     srv, svc, d = setup(t, protocol, "implicit", upstream)
@@ -332,7 +332,8 @@ CURL_SCHEME = {("imap", "starttls"): "imap", ("imap", "implicit"): "imaps",
 
 
 @case(params={"%s-%s" % (p, l): {"protocol": p, "local_tls": l}
-              for p in PROTOCOLS for l in ("starttls", "implicit")})
+              for p in PROTOCOLS for l in ("starttls", "implicit")},
+      valgrind=True)
 def test_curl(t, protocol, local_tls):
     """curl --ssl-reqd (STARTTLS) and imaps/pop3s/smtps (implicit)."""
     srv, svc, d = setup(t, protocol, local_tls)
@@ -387,7 +388,8 @@ NOOP = {"imap": (b"n1 NOOP\r\n", b"n1 OK"),
 @case(params=dict(
     {k: dict(v, pool=0) for k, v in UPSTREAMS.items()},
     **{"%s-implicit-pooled" % p: {"protocol": p, "upstream": "implicit",
-                                  "pool": 1} for p in PROTOCOLS}))
+                                  "pool": 1} for p in PROTOCOLS}),
+      valgrind=True)
 def test_no_second_greeting(t, protocol, upstream, pool):
     """After the client's STARTTLS the first line it reads answers its first
     command: neither the server's greeting nor mailtlsd's comes again."""
@@ -407,7 +409,7 @@ def test_no_second_greeting(t, protocol, upstream, pool):
 
 # --------------------------------------------------------------- attacks
 
-@case(params=PER_PROTOCOL)
+@case(params=PER_PROTOCOL, valgrind=True)
 def test_plaintext_login_refused(t, protocol):
     """A login before STARTTLS is answered by mailtlsd and never reaches
     the server; SMTP's EHLO offers no AUTH before TLS."""
@@ -434,7 +436,7 @@ INJECTED = {
 }
 
 
-@case(params=PER_PROTOCOL)
+@case(params=PER_PROTOCOL, valgrind=True)
 def test_injection_same_segment(t, protocol):
     """STARTTLS and a pipelined login in one segment: mailtlsd says go
     ahead, finds bytes before any ClientHello, and closes."""
@@ -451,7 +453,7 @@ def test_injection_same_segment(t, protocol):
     expect_nothing_received(srv)
 
 
-@case(params=PER_PROTOCOL)
+@case(params=PER_PROTOCOL, valgrind=True)
 def test_injection_after_go_ahead(t, protocol):
     """Plaintext where the ClientHello is due: the handshake fails, close."""
     srv, svc, d = setup(t, protocol, "starttls")
@@ -468,7 +470,7 @@ def test_injection_after_go_ahead(t, protocol):
     expect_nothing_received(srv)
 
 
-@case()
+@case(valgrind=True)
 def test_implicit_plaintext_client(t):
     """A plaintext client on an implicit-TLS port gets nothing, not even a
     protocol line, and its login reaches nobody."""
@@ -486,7 +488,7 @@ def test_implicit_plaintext_client(t):
               "starttls-imap": {"local_tls": "starttls", "protocol": "imap"},
               "starttls-pop3": {"local_tls": "starttls", "protocol": "pop3"},
               "starttls-smtp": {"local_tls": "starttls",
-                                "protocol": "smtp"}})
+                                "protocol": "smtp"}}, valgrind=True)
 def test_client_handshake_timeout(t, local_tls, protocol):
     """A client that never does TLS is closed after handshake_timeout; one
     still in the plaintext opening first gets the protocol's error line."""
@@ -506,7 +508,7 @@ def test_client_handshake_timeout(t, local_tls, protocol):
     expect_nothing_received(srv)
 
 
-@case()
+@case(valgrind=True)
 def test_client_distrusts_certificate(t):
     """A client that does not trust the certificate: the log says so."""
     srv, svc, d = setup(t, "imap", "implicit")
@@ -525,7 +527,7 @@ def test_client_distrusts_certificate(t):
 
 # ------------------------------------------------ the generated certificate
 
-@case(timeout=60)
+@case(timeout=60, valgrind=True)
 def test_certificate_persists(t):
     """Generated once (0600 in a 0700 state_dir, fingerprint logged and
     presented), reused after a restart, made again for a new listen
@@ -583,7 +585,7 @@ def test_certificate_persists(t):
             check(tls.recv(100).startswith(b"* OK"), "no greeting")
 
 
-@case()
+@case(valgrind=True)
 def test_configured_certificate(t):
     """local_cert/local_key: the daemon presents them and generates none."""
     srv, svc, d = setup(t, "imap", "implicit", service_opts={
@@ -595,7 +597,7 @@ def test_configured_certificate(t):
     check(not os.path.exists(state_dir(t)), "state_dir was made")
 
 
-@case()
+@case(valgrind=True)
 def test_check_config(t):
     """-t accepts local_tls without writing anything; a bad local_cert is
     an error with its line."""
@@ -613,7 +615,7 @@ def test_check_config(t):
     check(rc == 1 and "local_cert" in err, "-t: %s %s", out, err)
 
 
-@case()
+@case(valgrind=True)
 def test_remote_clients_warning(t):
     """allow_remote_clients with local_tls = none warns at start; with
     local TLS it does not."""
@@ -671,7 +673,7 @@ def owner_and_mode(path):
     return st.st_uid, stat.S_IMODE(st.st_mode)
 
 
-@case(timeout=60)
+@case(timeout=60, valgrind=True)
 def test_user_takes_over_state_dir(t):
     """A certificate made by a start without user = (root's 0700 state_dir,
     0600 files) is given to the user at a start with user = nobody and
@@ -727,7 +729,7 @@ def test_user_takes_over_state_dir(t):
           owner_and_mode(crt))
 
 
-@case(timeout=60)
+@case(timeout=60, valgrind=True)
 def test_state_dir_fifo(t):
     """A FIFO named local.crt is never opened for reading, which would wait
     for a writer for ever: not at start, not in a reload, where it would
@@ -765,7 +767,8 @@ SWAPS = {
 SWAPPED = r"swapfile: (\S+) now links to (\S+) \(after open (\d+)\)"
 
 
-@case(timeout=60, params={k: {"swaps": v} for k, v in SWAPS.items()})
+@case(timeout=60, params={k: {"swaps": v} for k, v in SWAPS.items()},
+      valgrind=True)
 def test_swapped_after_check(t, swaps):
     """The service user owns state_dir and can replace local.crt and
     local.key with symbolic links to any pair root can read, right after
@@ -826,7 +829,7 @@ def expect_start_fails(t, d, phrase):
           p.returncode, text)
 
 
-@case()
+@case(valgrind=True)
 def test_fifo_files_refused(t):
     """A FIFO as local_cert, as client_key or as the configuration file is
     refused with a clear error by -t and at start, without waiting for a
@@ -856,7 +859,7 @@ def test_fifo_files_refused(t):
           "start: %s %s", p.returncode, text)
 
 
-@case()
+@case(valgrind=True)
 def test_state_dir_open_to_others(t):
     """A state_dir others may write to, where anyone could plant a key:
     the start fails, saying so, and nothing is written there."""

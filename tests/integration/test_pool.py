@@ -328,7 +328,7 @@ def app_bytes(rec):
 
 # ------------------------------------------------------------------ tests
 
-@case(params=PER_PROTOCOL)
+@case(params=PER_PROTOCOL, valgrind=True)
 def test_handout(t, protocol):
     """A client gets a pre-established connection's greeting at once; the
     pool refills behind it with exactly one new connection."""
@@ -359,7 +359,7 @@ def test_handout(t, protocol):
               "client's) got bytes", i)
 
 
-@case()
+@case(valgrind=True)
 def test_handout_is_immediate(t):
     """With the pool full, a client is greeted even though the server now
     holds back the greeting of every new connection."""

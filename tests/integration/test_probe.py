@@ -182,7 +182,7 @@ def service(t, remote, protocol="imap", name="svc", **opts):
 
 # ------------------------------------------------------------ good services
 
-@case(params=PER_PROTOCOL)
+@case(params=PER_PROTOCOL, valgrind=True)
 def test_good_implicit(t, protocol):
     """Implicit TLS: exit 0, full report, only the probe's lines sent."""
     srv = server(t, protocol)
@@ -193,7 +193,7 @@ def test_good_implicit(t, protocol):
     expect_only_probe_lines(srv, protocol, "implicit")
 
 
-@case(params=PER_PROTOCOL)
+@case(params=PER_PROTOCOL, valgrind=True)
 def test_good_starttls(t, protocol):
     """STARTTLS: the same, plus the plaintext transcript."""
     srv = server(t, protocol, "starttls")

@@ -36,7 +36,7 @@ def logged_in_client(t, svc, protocol="imap", timeout=30):
     return c
 
 
-@case(params=PROTOCOLS)
+@case(params=PROTOCOLS, valgrind=True)
 def test_greeting_and_commands(t, protocol):
     """The server's greeting and replies reach the client unchanged."""
     _, svc, _ = relay_to(t, protocol=protocol)
@@ -205,7 +205,7 @@ def read_slowly_to_eof(c, piece=32768, pause=0.001, timeout=30):
         time.sleep(pause)
 
 
-@case()
+@case(valgrind=True)
 def test_server_closes_first(t):
     """Server sends a last 6 MiB and closes at once: nothing is lost.
 
@@ -226,7 +226,7 @@ def test_server_closes_first(t):
     check(sha == rec.result["sha256"], "last chunk corrupted")
 
 
-@case()
+@case(valgrind=True)
 def test_client_half_close(t):
     """Client sends its last bytes, then SHUT_WR; the reply still arrives."""
     srv, svc, _ = relay_to(t, "sink")
@@ -240,7 +240,7 @@ def test_client_half_close(t):
     check(c.read_to_eof(10) == b"", "data after the final line")
 
 
-@case()
+@case(valgrind=True)
 def test_client_closes_first(t):
     """When the client closes, the daemon closes the upstream connection."""
     srv, svc, d = relay_to(t)
@@ -266,7 +266,7 @@ def have_ipv6_loopback():
         s.close()
 
 
-@case()
+@case(valgrind=True)
 def test_ipv6_loopback(t):
     """listen = [::1]:PORT relaying to a server on ::1."""
     if not have_ipv6_loopback():

@@ -82,7 +82,7 @@ def expect_resumed(got, want, what):
           "resumed" if want else "a full handshake")
 
 
-@case(params=RESUMPTION)
+@case(params=RESUMPTION, valgrind=True)
 def test_second_handshake_resumes(t, tickets):
     """Connection 1 does a full handshake, 2 and 3 resume it."""
     srv = server(t, context(t, tickets=tickets))
@@ -94,7 +94,7 @@ def test_second_handshake_resumes(t, tickets):
 
 
 @case(params={"server_name": {"other": {"server_name": "other.test"}},
-              "pins": {"other": {"pin_sha256": "PIN"}}})
+              "pins": {"other": {"pin_sha256": "PIN"}}}, valgrind=True)
 def test_other_service_not_resumed(t, other):
     """Service b reaches the same server under another server_name (or the
     same name with pins): its first connection never gets service a's
@@ -111,7 +111,7 @@ def test_other_service_not_resumed(t, other):
     expect_resumed(session(t, d, a, srv, b"a3", "a"), True, "a, third")
 
 
-@case()
+@case(valgrind=True)
 def test_server_refuses_resumption(t):
     """A server that never resumes: every connection is a full handshake
     and works."""
@@ -123,7 +123,7 @@ def test_server_refuses_resumption(t):
                        "connection %d" % i)
 
 
-@case()
+@case(valgrind=True)
 def test_refused_resumption_is_verified(t):
     """When the server does not take the offered session, the certificate
     is verified in full: a wrong name fails even with a session on offer."""
@@ -140,7 +140,7 @@ def test_refused_resumption_is_verified(t):
     expect_resumed(session(t, d, svc, srv, b"third"), False, "third")
 
 
-@case()
+@case(valgrind=True)
 def test_reload_forgets_sessions(t):
     """After SIGHUP the services are new: a session verified under the old
     settings is not offered (the new pin must be checked, and fails), and
@@ -166,7 +166,7 @@ def test_reload_forgets_sessions(t):
                    "second after the reload")
 
 
-@case()
+@case(valgrind=True)
 def test_pool_members_resume(t):
     """Pool members resume the service's session too."""
     srv = server(t, context(t))

@@ -30,7 +30,7 @@ def wait_reloaded(d, mark):
     expect_log(d, "reloaded", since=mark, timeout=10)
 
 
-@case()
+@case(valgrind=True)
 def test_sighup_new_remote(t):
     """A valid new config: new sessions use it, an open one keeps working."""
     a = t.server(greeting=GREETING_A)
@@ -45,7 +45,7 @@ def test_sighup_new_remote(t):
     check(a.count() == 1, "server A got %d connections", a.count())
 
 
-@case()
+@case(valgrind=True)
 def test_sighup_invalid_config(t):
     """An invalid new config is logged and the old one kept."""
     a = t.server(greeting=GREETING_A)
@@ -63,7 +63,7 @@ def test_sighup_invalid_config(t):
     noop(old, "imap", b"old-session")
 
 
-@case()
+@case(valgrind=True)
 def test_sighup_start_settings_named(t):
     """user and pid_file act at start only: a reload that changes them says
     so in the log (not silently ignored) and the daemon goes on serving."""
@@ -82,7 +82,7 @@ def test_sighup_start_settings_named(t):
     check(not os.path.exists(pid_file), "the reload wrote %s", pid_file)
 
 
-@case()
+@case(valgrind=True)
 def test_sighup_listen_added_and_removed(t):
     """listen P1,P2 -> P2,P3: P3 opens, P1 closes, P2 and sessions stay."""
     a = t.server()

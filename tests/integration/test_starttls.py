@@ -324,7 +324,7 @@ def transfer(s, rec):
 # ------------------------------------------------------------ success paths
 
 @case(params={"%s-%s" % (p, m): {"protocol": p, "method": m}
-              for p in PROTOCOLS for m in ("login", "sasl")})
+              for p in PROTOCOLS for m in ("login", "sasl")}, valgrind=True)
 def test_success(t, protocol, method):
     """Daemon greeting, filtered capabilities, login, raw list, transfer."""
     srv, svc, _ = starttls_setup(t, protocol)
@@ -342,7 +342,7 @@ def test_success(t, protocol, method):
     expect_not_shown(s.seen, b"PRETLS")
 
 
-@case()
+@case(valgrind=True)
 def test_ehlo_name(t):
     """SMTP: ehlo_name is what the daemon says in its plaintext EHLO."""
     srv, svc, _ = starttls_setup(t, "smtp",
@@ -387,7 +387,7 @@ NOISE = {
 }
 
 
-@case(params={k: {"kind": k} for k in NOISE})
+@case(params={k: {"kind": k} for k in NOISE}, valgrind=True)
 def test_pretls_noise_not_shown(t, kind):
     """What the server says in plaintext never reaches the client."""
     protocol, scenario, markers = NOISE[kind]
@@ -404,7 +404,8 @@ def test_pretls_noise_not_shown(t, kind):
 MAX_LINE = b"* OK " + b"x" * (16384 - 5)     # 16384 bytes before the CRLF
 
 
-@case(params={k: {"what": k} for k in ("lines", "length", "length-split")})
+@case(params={k: {"what": k} for k in ("lines", "length", "length-split")},
+      valgrind=True)
 def test_limits_not_too_strict(t, what):
     """IMAP: exactly 64 dialogue lines, a line of exactly 16384 bytes: fine.
 
@@ -428,7 +429,7 @@ def test_limits_not_too_strict(t, what):
 
 # ------------------------------------------------------------ real clients
 
-@case()
+@case(valgrind=True)
 def test_python_imaplib(t):
     """imaplib: capabilities without STARTTLS, login, select, fetch."""
     srv, svc, _ = starttls_setup(t, "imap")
@@ -455,7 +456,7 @@ def test_python_imaplib(t):
     expect_record(srv.conn(0).wait_done(10), "imap")
 
 
-@case()
+@case(valgrind=True)
 def test_python_poplib(t):
     """poplib: CAPA without STLS, user/pass_, retr."""
     srv, svc, _ = starttls_setup(t, "pop3")
@@ -479,7 +480,7 @@ def test_python_poplib(t):
     expect_record(srv.conn(0).wait_done(10), "pop3")
 
 
-@case()
+@case(valgrind=True)
 def test_python_smtplib(t):
     """smtplib: EHLO without STARTTLS, login (AUTH PLAIN), sendmail."""
     srv, svc, _ = starttls_setup(t, "smtp")
@@ -516,7 +517,7 @@ CLIENT_STARTTLS_LINES = {
 }
 
 
-@case(params=PER_PROTOCOL)
+@case(params=PER_PROTOCOL, valgrind=True)
 def test_client_starttls_refused(t, protocol):
     """A client's STARTTLS/STLS is answered by the daemon, never forwarded.
 
@@ -592,7 +593,8 @@ def connect_early(t, svc, d, release, data, in_dialogue=True):
 
 
 @case(params={"%s-%s" % (p, w): {"protocol": p, "when": w}
-              for p in PROTOCOLS for w in ("on-connect", "in-dialogue")})
+              for p in PROTOCOLS for w in ("on-connect", "in-dialogue")},
+      valgrind=True)
 def test_login_before_greeting(t, protocol, when):
     """A client that sends its login before it was greeted: the bytes wait
     in the daemon until TLS is verified, then the session works.
@@ -613,7 +615,7 @@ def test_login_before_greeting(t, protocol, when):
     expect_lines(first_post, early, "the server's first lines inside TLS")
 
 
-@case()
+@case(valgrind=True)
 def test_imap_login_literal(t):
     """IMAP literals are honoured before login: a password literal holding
     "STARTTLS" lines is data, not a command the daemon would answer."""
@@ -777,7 +779,7 @@ ATTACKS["imap-tls-self-signed"] = ("imap", "not_trusted", IMAP_SENT,
                                    {"cert": "self_signed"})
 
 
-@case(params={k: {"kind": k} for k in ATTACKS})
+@case(params={k: {"kind": k} for k in ATTACKS}, valgrind=True)
 def test_attack(t, kind):
     """Each attack: the error line, nothing from the client, the reason."""
     protocol, reason, pre, scenario = ATTACKS[kind]
@@ -800,7 +802,7 @@ DRIBBLE = {
 }
 
 
-@case(params=PER_PROTOCOL)
+@case(params=PER_PROTOCOL, valgrind=True)
 def test_dribble(t, protocol):
     """A line (or byte) every 0.2s: the abort still comes after ~1s."""
     scenario, pre = DRIBBLE[protocol]
@@ -821,7 +823,7 @@ SILENCE = {
 
 
 @case(params={"%s-%s" % (p, w): {"protocol": p, "when": w}
-              for p in PROTOCOLS for w in SILENCE})
+              for p in PROTOCOLS for w in SILENCE}, valgrind=True)
 def test_silence(t, protocol, when):
     """A server that stops talking: the abort comes after ~1s."""
     scenario, sent, reason = SILENCE[when]

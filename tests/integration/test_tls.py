@@ -54,7 +54,7 @@ CERT_FAILURES = {
 }
 
 
-@case(params={k: {"kind": k} for k in CERT_FAILURES})
+@case(params={k: {"kind": k} for k in CERT_FAILURES}, valgrind=True)
 def test_refused_server(t, kind):
     """IMAP: each insecure server gives * BYE, forwards nothing, logs why."""
     server_kw, reason = CERT_FAILURES[kind]
@@ -63,7 +63,8 @@ def test_refused_server(t, kind):
 
 @case(params={"%s-%s" % (p, k): {"protocol": p, "kind": k}
               for p in ("pop3", "smtp")
-              for k in ("wrong_name", "self_signed", "plaintext")})
+              for k in ("wrong_name", "self_signed", "plaintext")},
+      valgrind=True)
 def test_refused_server_other_protocols(t, protocol, kind):
     """POP3 and SMTP get their own error line (-ERR [SYS/TEMP], 421 4.7.0)."""
     server_kw, reason = CERT_FAILURES[kind]
@@ -78,7 +79,7 @@ def assert_relays(t, srv, svc, protocol="imap", **daemon_opts):
     return d
 
 
-@case()
+@case(valgrind=True)
 def test_tls12_server_works(t):
     """A good TLS 1.2-only server (ECDHE, AES-GCM) is accepted."""
     srv = t.server(profile="tls12")
@@ -87,14 +88,14 @@ def test_tls12_server_works(t):
           srv.conn(0).tls_version)
 
 
-@case()
+@case(valgrind=True)
 def test_pin_match(t):
     """pin_sha256 of the server's key: the relay works."""
     srv = t.server()
     assert_relays(t, srv, t.service(srv, pin_sha256=t.certs.pin_good))
 
 
-@case()
+@case(valgrind=True)
 def test_pin_one_of_several(t):
     """Repeated pin_sha256: one matching pin is enough."""
     srv = t.server()
@@ -102,7 +103,7 @@ def test_pin_one_of_several(t):
     assert_relays(t, srv, t.service(srv, pin_sha256=pins))
 
 
-@case()
+@case(valgrind=True)
 def test_pin_mismatch(t):
     """A valid chain whose key matches no pin is refused."""
     assert_refused_secure(t, "imap", "pin", {},
@@ -136,14 +137,14 @@ def assert_pin_not_fooled(t, leaf, service_opts):
     expect_log(d, "pin", since=mark)
 
 
-@case()
+@case(valgrind=True)
 def test_pin_verify_no_only_own_key(t):
     """verify = no: a pin matches only the key the server proved it holds,
     not a certificate it merely sent after its own."""
     assert_pin_not_fooled(t, t.certs.self_signed, {"verify": "no"})
 
 
-@case()
+@case(valgrind=True)
 def test_pin_outside_verified_chain(t):
     """A chain that verifies (here through a second trusted CA) with a key
     that is not pinned fails, even with the pinned certificate sent beside
@@ -156,7 +157,7 @@ def test_pin_outside_verified_chain(t):
     assert_pin_not_fooled(t, t.certs.unknown_ca, {"ca_file": both_cas})
 
 
-@case()
+@case(valgrind=True)
 def test_pin_verify_no_match(t):
     """verify = no with the pin of the server's own key relays."""
     srv = t.server(cert="self_signed")
@@ -164,7 +165,7 @@ def test_pin_verify_no_match(t):
                                     pin_sha256=t.certs.pin_other))
 
 
-@case()
+@case(valgrind=True)
 def test_verify_no_accepts_self_signed(t):
     """verify = no: a self-signed server works, with a warning at start."""
     srv = t.server(cert="self_signed")
@@ -173,7 +174,7 @@ def test_verify_no_accepts_self_signed(t):
     expect_log(d, "verify_off")
 
 
-@case()
+@case(valgrind=True)
 def test_client_cert_presented(t):
     """client_cert/client_key: a server requiring a client cert accepts us."""
     srv = t.server(client_ca=t.certs.ca)
@@ -183,7 +184,7 @@ def test_client_cert_presented(t):
     check(srv.conn(0).client_cert, "server saw no client certificate")
 
 
-@case()
+@case(valgrind=True)
 def test_client_cert_missing(t):
     """Without client_cert the same server refuses the handshake."""
     assert_refused_secure(t, "imap", None, {"client_ca": t.certs.ca})

@@ -24,7 +24,7 @@ def fail_and_time(t, svc, protocol="imap"):
     return d, mark, time.monotonic() - t0
 
 
-@case(params=PROTOCOLS)
+@case(params=PROTOCOLS, valgrind=True)
 def test_connection_refused(t, protocol):
     """Nothing listens on the remote port."""
     port = t.ports.take()

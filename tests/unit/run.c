@@ -12,7 +12,9 @@
 static Suite *(*const suites[])(void) = {
 	config_suite,
 	proto_suite,
-	proto_filter_suite,
+	proto_imap_suite,
+	proto_pop3_suite,
+	proto_smtp_suite,
 	proto_local_suite,
 	tls_suite,
 	localcert_suite,

@@ -1,0 +1,76 @@
+/*
+ * check_proto.h - what the protocol unit tests share: check_proto.c has
+ * the common cases and runs these tables, check_proto_imap.c,
+ * check_proto_pop3.c and check_proto_smtp.c hold each protocol's.
+ */
+#ifndef MAILTLSD_CHECK_PROTO_H
+#define MAILTLSD_CHECK_PROTO_H
+
+#include <event2/buffer.h>
+
+#include "proto.h"
+
+
+/*
+ * Dialogues: server lines in, the verdict after the last one, the start of
+ * the reason, everything sent to the server, the final state.
+ */
+struct dialogue_case {
+	enum mail_protocol	 protocol;
+	const char		*lines[10];
+	enum proto_verdict	 verdict;
+	const char		*reason;
+	const char		*sent;
+	const char		*state;
+};
+
+/*
+ * proto_greeting_complete(): what a pooled connection may hold while it
+ * waits (the server's whole greeting and nothing more).
+ */
+struct greeting_case {
+	enum mail_protocol	 protocol;
+	const char		*text;
+	int			 want;
+};
+
+/*
+ * Filter transcripts: what client (C) and server (S) send, in order, and
+ * what each side must receive in the end.
+ */
+struct step {
+	char		 dir;
+	const char	*data;
+};
+
+struct transcript {
+	const char		*name;
+	enum mail_protocol	 protocol;
+	int			 greeting;	/* implicit TLS */
+	struct step		 steps[12];
+	const char		*to_client;
+	const char		*to_server;
+	int			 done;
+	const char		*fail;		/* start of the reason */
+};
+
+#define IMAP_REFUSAL(tag) tag " BAD STARTTLS is not available: " \
+			    "mailtlsd already uses TLS to the server\r\n"
+#define POP3_REFUSAL	"-ERR STLS not available: mailtlsd already uses " \
+			"TLS to the server\r\n"
+#define SMTP_REFUSAL	"454 4.7.0 STARTTLS not available: mailtlsd " \
+			"already uses TLS to the server\r\n"
+
+/* The whole content of buf as a NUL-terminated string (to free). */
+char	*unit_drain_string(struct evbuffer *);
+/* A service of the given protocol, as the configuration would give it. */
+const struct service_config *unit_service(enum mail_protocol);
+
+/* Run one dialogue table entry. */
+void	 check_dialogue_case(const struct dialogue_case *);
+/* Check one greeting_case (number i in its table). */
+void	 check_greeting_case(const struct greeting_case *, int);
+/* One transcript: whole, cut at every byte, and a byte at a time. */
+void	 check_transcript(const struct transcript *);
+
+#endif /* MAILTLSD_CHECK_PROTO_H */
