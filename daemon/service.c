@@ -23,7 +23,7 @@ service_new(const struct service_config *sc, char *err, size_t errlen)
 	}
 	svc->cfg = *sc;
 	svc->refs = 1;
-	if ((svc->tls = tls_ctx_new(sc, err, errlen)) == NULL) {
+	if ((svc->tls = tls_ctx_new_uplink(sc, err, errlen)) == NULL) {
 		free(svc);
 		return NULL;
 	}

@@ -685,7 +685,7 @@ tls_ctx_alloc(int endpoint, enum tls_version min_tls, char *err,
 
 /* Build the shared TLS settings of one service. */
 struct tls_ctx *
-tls_ctx_new(const struct service_config *sc, char *err, size_t errlen)
+tls_ctx_new_uplink(const struct service_config *sc, char *err, size_t errlen)
 {
 	struct tls_ctx	*ctx;
 
@@ -775,7 +775,7 @@ tls_conn_alloc(struct tls_ctx *ctx, struct bufferevent *raw)
 
 /* A new connection to the service's server over raw. */
 struct tls_conn *
-tls_conn_new(struct tls_ctx *ctx, struct bufferevent *raw)
+tls_conn_new_uplink(struct tls_ctx *ctx, struct bufferevent *raw)
 {
 	struct tls_conn	*conn;
 
@@ -1100,7 +1100,7 @@ tls_handshake_step(struct tls_conn *conn)
 
 /* Drive the handshake as far as the buffered input allows. */
 int
-tls_conn_handshake(struct tls_conn *conn)
+tls_conn_handshake_uplink(struct tls_conn *conn)
 {
 	int	ret;
 
@@ -1373,7 +1373,7 @@ tls_conn_handshake_local(struct tls_conn *conn)
  * the probe then applies the session's verdict with
  * tls_conn_verify_result() (the same words as the session's log, through
  * tls_explain_verify()) and sends that server nothing more.  Pins are
- * required by tls_conn_handshake() as always.  A probe context is used for
+ * required by tls_conn_handshake_uplink() as always.  A probe context is used for
  * one connection only: it never offers a session it saved.
  */
 #include <mbedtls/base64.h>
@@ -1384,7 +1384,7 @@ tls_ctx_new_probe(const struct service_config *sc, char *err, size_t errlen)
 {
 	struct tls_ctx	*ctx;
 
-	if ((ctx = tls_ctx_new(sc, err, errlen)) == NULL)
+	if ((ctx = tls_ctx_new_uplink(sc, err, errlen)) == NULL)
 		return NULL;
 	if (ctx->verify)
 		mbedtls_ssl_conf_authmode(&ctx->conf,

@@ -1,11 +1,14 @@
 /*
- * tls.h - mbedTLS over libevent bufferevents, client side.
+ * tls.h - mbedTLS over libevent bufferevents, for both ends of a session,
+ * named by role: the uplink (toward the mail server, where mailtlsd is the
+ * TLS client) and local (toward the mail client with local_tls, where
+ * mailtlsd is the TLS server).
  *
  * A tls_ctx is built once per service and configuration load: the parsed CA
- * chain, the client certificate, the pins and one mbedtls_ssl_config.  A
- * tls_conn is one TLS connection whose records travel through the input and
- * output evbuffers of a plain socket bufferevent; it never touches the
- * socket itself, so nothing here blocks.
+ * chain, the client_cert, the pins and one mbedtls_ssl_config.  A tls_conn
+ * is one TLS connection whose records travel through the input and output
+ * evbuffers of a plain socket bufferevent; it never touches the socket
+ * itself, so nothing here blocks.  Sessions use it through tlsstream.h.
  */
 #ifndef MAILTLSD_TLS_H
 #define MAILTLSD_TLS_H
@@ -44,12 +47,12 @@ int		 tls_library_outdated(unsigned long number, char *buf,
 		    size_t len);
 
 /* Build a service's TLS settings; NULL with a reason in err. */
-struct tls_ctx	*tls_ctx_new(const struct service_config *, char *err,
+struct tls_ctx	*tls_ctx_new_uplink(const struct service_config *, char *err,
 		    size_t errlen);
 void		 tls_ctx_free(struct tls_ctx *);
 
-/* A new client connection over raw, or NULL (out of memory). */
-struct tls_conn	*tls_conn_new(struct tls_ctx *, struct bufferevent *raw);
+/* A new connection toward a mail server over raw, or NULL (memory). */
+struct tls_conn	*tls_conn_new_uplink(struct tls_ctx *, struct bufferevent *raw);
 void		 tls_conn_free(struct tls_conn *);
 
 /* The socket reached end of file: reads no longer wait for more. */
@@ -60,7 +63,7 @@ void		 tls_conn_set_eof(struct tls_conn *);
  * server verified (chain, name and pins), 0 to wait for input, -1 on
  * failure with the reason in tls_conn_error().
  */
-int		 tls_conn_handshake(struct tls_conn *);
+int		 tls_conn_handshake_uplink(struct tls_conn *);
 
 /* Decrypt up to len bytes: a count > 0 or one of TLS_WANT/ERROR/CLOSED/EOF. */
 int		 tls_conn_read(struct tls_conn *, void *buf, size_t len);
@@ -131,11 +134,11 @@ int		 tls_random(void *p_rng, unsigned char *buf, size_t len);
 struct mbedtls_x509_crt;
 
 /*
- * The service's settings (tls_ctx_new) for one probe connection, except
+ * The service's settings (tls_ctx_new_uplink) for one probe connection, except
  * that a chain or name that fails verification does not end the
  * handshake: the probe shows the chain, then judges it with
  * tls_conn_verify_result().  Pins are still required by
- * tls_conn_handshake().  NULL with a reason in err.
+ * tls_conn_handshake_uplink().  NULL with a reason in err.
  */
 struct tls_ctx	*tls_ctx_new_probe(const struct service_config *, char *err,
 		    size_t errlen);

@@ -48,7 +48,7 @@ tls_connect(struct tls_ctx *ctx, struct bufferevent *raw)
 
 	if ((ts = tls_stream_new(raw)) == NULL)
 		return NULL;
-	if ((ts->tls = tls_conn_new(ctx, raw)) == NULL) {
+	if ((ts->tls = tls_conn_new_uplink(ctx, raw)) == NULL) {
 		tls_stream_free(ts);
 		return NULL;
 	}
@@ -90,7 +90,7 @@ int
 tls_stream_handshake(struct tls_stream *ts)
 {
 	return ts->accepted ? tls_conn_handshake_local(ts->tls) :
-	    tls_conn_handshake(ts->tls);
+	    tls_conn_handshake_uplink(ts->tls);
 }
 
 /* The peer's decrypted bytes. */

@@ -998,12 +998,12 @@ pair_setup(struct pair *p, const char *server_name)
 	p->base = event_base_new();
 	p->raw[0] = fake_socket(p->base);
 	p->raw[1] = fake_socket(p->base);
-	p->ctx[0] = tls_ctx_new(&sc, err, sizeof(err));
+	p->ctx[0] = tls_ctx_new_uplink(&sc, err, sizeof(err));
 	ck_assert_msg(p->ctx[0] != NULL, "client ctx: %s", err);
 	p->ctx[1] = tls_ctx_new_local(&sc, localcert_pair(&sc), err,
 	    sizeof(err));
 	ck_assert_msg(p->ctx[1] != NULL, "server ctx: %s", err);
-	p->conn[0] = tls_conn_new(p->ctx[0], p->raw[0]);
+	p->conn[0] = tls_conn_new_uplink(p->ctx[0], p->raw[0]);
 	p->conn[1] = tls_conn_new_local(p->ctx[1], p->raw[1]);
 	ck_assert_ptr_nonnull(p->conn[0]);
 	ck_assert_ptr_nonnull(p->conn[1]);
@@ -1041,7 +1041,7 @@ pair_handshake(struct pair *p, int *client, int *server)
 	*client = *server = 0;
 	for (i = 0; i < 20 && (*client == 0 || *server == 0); i++) {
 		if (*client == 0)
-			*client = tls_conn_handshake(p->conn[0]);
+			*client = tls_conn_handshake_uplink(p->conn[0]);
 		pair_carry(p);
 		if (*server == 0)
 			*server = tls_conn_handshake_local(p->conn[1]);
@@ -1161,12 +1161,12 @@ START_TEST(test_local_ctx_errors)
 	snprintf(sc.client_cert, sizeof(sc.client_cert), "%s",
 	    in_dir(LOCALCERT_CERT_FILE));
 	snprintf(sc.client_key, sizeof(sc.client_key), "%s", key_in(other));
-	ck_assert_ptr_null(tls_ctx_new(&sc, err, sizeof(err)));
+	ck_assert_ptr_null(tls_ctx_new_uplink(&sc, err, sizeof(err)));
 	ck_assert_ptr_nonnull(strstr(err, "client_key"));
 	ck_assert_ptr_nonnull(strstr(err, "is not the key of client_cert"));
 	snprintf(sc.client_key, sizeof(sc.client_key), "%s",
 	    in_dir(LOCALCERT_KEY_FILE));
-	ctx = tls_ctx_new(&sc, err, sizeof(err));
+	ctx = tls_ctx_new_uplink(&sc, err, sizeof(err));
 	ck_assert_msg(ctx != NULL, "%s", err);
 	tls_ctx_free(ctx);
 	unlink(key_in(other));
@@ -1273,7 +1273,7 @@ START_TEST(test_ctx_fifo_refused)
 	snprintf(sc.client_cert, sizeof(sc.client_cert), "%s",
 	    in_dir(LOCALCERT_CERT_FILE));
 	snprintf(sc.client_key, sizeof(sc.client_key), "%s", fifo);
-	ck_assert_ptr_null(tls_ctx_new(&sc, err, sizeof(err)));
+	ck_assert_ptr_null(tls_ctx_new_uplink(&sc, err, sizeof(err)));
 	snprintf(want, sizeof(want), "client_key %s: not a regular file",
 	    fifo);
 	ck_assert_str_eq(err, want);
@@ -1282,7 +1282,7 @@ START_TEST(test_ctx_fifo_refused)
 	sc.verify = 1;
 	sc.client_cert[0] = sc.client_key[0] = '\0';
 	snprintf(sc.ca_file, sizeof(sc.ca_file), "%s", fifo);
-	ck_assert_ptr_null(tls_ctx_new(&sc, err, sizeof(err)));
+	ck_assert_ptr_null(tls_ctx_new_uplink(&sc, err, sizeof(err)));
 	snprintf(want, sizeof(want), "ca_file %s: not a regular file", fifo);
 	ck_assert_str_eq(err, want);
 	memset(&sc, 0, sizeof(sc));

@@ -71,9 +71,9 @@ wire_setup_min(struct wire *w, enum tls_version min_tls)
 	/* Without a socket, let the test play the network. */
 	evbuffer_unfreeze(bufferevent_get_input(w->raw), 0);
 	evbuffer_unfreeze(bufferevent_get_output(w->raw), 1);
-	w->ctx = tls_ctx_new(&sc, err, sizeof(err));
-	ck_assert_msg(w->ctx != NULL, "tls_ctx_new: %s", err);
-	w->conn = tls_conn_new(w->ctx, w->raw);
+	w->ctx = tls_ctx_new_uplink(&sc, err, sizeof(err));
+	ck_assert_msg(w->ctx != NULL, "tls_ctx_new_uplink: %s", err);
+	w->conn = tls_conn_new_uplink(w->ctx, w->raw);
 	ck_assert_ptr_nonnull(w->conn);
 }
 
@@ -115,7 +115,7 @@ START_TEST(test_missing_ca_file)
 	make_service(&sc);
 	sc.verify = 1;
 	snprintf(sc.ca_file, sizeof(sc.ca_file), "/nonexistent/ca.pem");
-	ctx = tls_ctx_new(&sc, err, sizeof(err));
+	ctx = tls_ctx_new_uplink(&sc, err, sizeof(err));
 	ck_assert_ptr_null(ctx);
 	ck_assert_ptr_nonnull(strstr(err, "ca_file /nonexistent/ca.pem"));
 	ck_assert_ptr_nonnull(strstr(err, "No such file"));
@@ -133,7 +133,7 @@ START_TEST(test_ca_file_without_certificates)
 	make_service(&sc);
 	sc.verify = 1;
 	write_temp(sc.ca_file, sizeof(sc.ca_file), "not a certificate\n");
-	ctx = tls_ctx_new(&sc, err, sizeof(err));
+	ctx = tls_ctx_new_uplink(&sc, err, sizeof(err));
 	ck_assert_ptr_null(ctx);
 	ck_assert_ptr_nonnull(strstr(err, "ca_file"));
 	unlink(sc.ca_file);
@@ -153,7 +153,7 @@ START_TEST(test_system_ca_bundle_loads)
 	make_service(&sc);
 	sc.verify = 1;
 	snprintf(sc.ca_file, sizeof(sc.ca_file), "%s", CONFIG_DEFAULT_CA_FILE);
-	ctx = tls_ctx_new(&sc, err, sizeof(err));
+	ctx = tls_ctx_new_uplink(&sc, err, sizeof(err));
 	ck_assert_msg(ctx != NULL, "%s", err);
 	tls_ctx_free(ctx);
 	tls_cleanup();
@@ -170,7 +170,7 @@ START_TEST(test_bad_client_cert)
 	make_service(&sc);
 	write_temp(sc.client_cert, sizeof(sc.client_cert), "garbage\n");
 	write_temp(sc.client_key, sizeof(sc.client_key), "garbage\n");
-	ctx = tls_ctx_new(&sc, err, sizeof(err));
+	ctx = tls_ctx_new_uplink(&sc, err, sizeof(err));
 	ck_assert_ptr_null(ctx);
 	ck_assert_ptr_nonnull(strstr(err, "client_cert"));
 	unlink(sc.client_cert);
@@ -234,7 +234,7 @@ client_hello(struct wire *w, struct hello *h)
 	size_t		 len, pos, end, suites_len, i;
 
 	memset(h, 0, sizeof(*h));
-	ck_assert_int_eq(tls_conn_handshake(w->conn), 0);
+	ck_assert_int_eq(tls_conn_handshake_uplink(w->conn), 0);
 	len = wire_output(w, buf, sizeof(buf));
 	/*
 	 * Record: handshake; message: ClientHello.  Its legacy_version is
@@ -332,9 +332,9 @@ START_TEST(test_protocol_version_alert_min_tls13)
 	struct wire	 w;
 
 	wire_setup_min(&w, TLS_VERSION_1_3);
-	ck_assert_int_eq(tls_conn_handshake(w.conn), 0);
+	ck_assert_int_eq(tls_conn_handshake_uplink(w.conn), 0);
 	evbuffer_add(bufferevent_get_input(w.raw), alert, sizeof(alert));
-	ck_assert_int_eq(tls_conn_handshake(w.conn), -1);
+	ck_assert_int_eq(tls_conn_handshake_uplink(w.conn), -1);
 	ck_assert_ptr_nonnull(strstr(tls_conn_error(w.conn),
 	    "does not support TLS 1.3 or newer"));
 	wire_teardown(&w);
@@ -379,10 +379,10 @@ START_TEST(test_plaintext_server)
 	struct wire	 w;
 
 	wire_setup(&w);
-	ck_assert_int_eq(tls_conn_handshake(w.conn), 0);
+	ck_assert_int_eq(tls_conn_handshake_uplink(w.conn), 0);
 	evbuffer_add_printf(bufferevent_get_input(w.raw),
 	    "* OK IMAP4rev1 ready\r\n");
-	ck_assert_int_eq(tls_conn_handshake(w.conn), -1);
+	ck_assert_int_eq(tls_conn_handshake_uplink(w.conn), -1);
 	ck_assert_ptr_nonnull(strstr(tls_conn_error(w.conn),
 	    "did not answer with TLS"));
 	wire_teardown(&w);
@@ -394,10 +394,10 @@ START_TEST(test_server_closes_during_handshake)
 	struct wire	 w;
 
 	wire_setup(&w);
-	ck_assert_int_eq(tls_conn_handshake(w.conn), 0);
-	ck_assert_int_eq(tls_conn_handshake(w.conn), 0);
+	ck_assert_int_eq(tls_conn_handshake_uplink(w.conn), 0);
+	ck_assert_int_eq(tls_conn_handshake_uplink(w.conn), 0);
 	tls_conn_set_eof(w.conn);
-	ck_assert_int_eq(tls_conn_handshake(w.conn), -1);
+	ck_assert_int_eq(tls_conn_handshake_uplink(w.conn), -1);
 	ck_assert_ptr_nonnull(strstr(tls_conn_error(w.conn),
 	    "closed the connection"));
 	wire_teardown(&w);
@@ -411,9 +411,9 @@ START_TEST(test_protocol_version_alert)
 	struct wire	 w;
 
 	wire_setup(&w);
-	ck_assert_int_eq(tls_conn_handshake(w.conn), 0);
+	ck_assert_int_eq(tls_conn_handshake_uplink(w.conn), 0);
 	evbuffer_add(bufferevent_get_input(w.raw), alert, sizeof(alert));
-	ck_assert_int_eq(tls_conn_handshake(w.conn), -1);
+	ck_assert_int_eq(tls_conn_handshake_uplink(w.conn), -1);
 	ck_assert_ptr_nonnull(strstr(tls_conn_error(w.conn),
 	    "TLS 1.2 or newer"));
 	wire_teardown(&w);
@@ -426,9 +426,9 @@ START_TEST(test_handshake_failure_alert)
 	struct wire	 w;
 
 	wire_setup(&w);
-	ck_assert_int_eq(tls_conn_handshake(w.conn), 0);
+	ck_assert_int_eq(tls_conn_handshake_uplink(w.conn), 0);
 	evbuffer_add(bufferevent_get_input(w.raw), alert, sizeof(alert));
-	ck_assert_int_eq(tls_conn_handshake(w.conn), -1);
+	ck_assert_int_eq(tls_conn_handshake_uplink(w.conn), -1);
 	ck_assert_ptr_nonnull(strstr(tls_conn_error(w.conn), "cipher suite"));
 	wire_teardown(&w);
 }
