@@ -308,7 +308,7 @@ session_deadline(const struct session *s)
 {
 	const struct service_config	*sc = &s->svc->cfg;
 	uint64_t			 deadline = session_client_deadline(s);
-	uint64_t			 idle;
+	uint64_t			 idle, login;
 
 	switch (s->state) {
 	case SESSION_REACHING:
@@ -337,8 +337,8 @@ session_deadline(const struct session *s)
 			deadline = s->state_ms + SESSION_LINGER_MAX_MS;
 		break;
 	}
-	if (session_login_deadline(s) < deadline)
-		deadline = session_login_deadline(s);
+	if ((login = session_login_deadline(s)) < deadline)
+		deadline = login;
 	if (s->drain_ms != 0 && s->drain_ms < deadline)
 		deadline = s->drain_ms;
 	return deadline;

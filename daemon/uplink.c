@@ -51,6 +51,7 @@ struct uplink {
 	struct bufferevent		*bev;
 	struct tls_stream		*tls;
 	struct proto_dialogue		*dialogue;
+	struct evbuffer			*to_send;	/* the dialogue's lines */
 	struct event			*timer;
 	int				 eof;		/* the socket ended */
 	char				 peer[80];
@@ -66,6 +67,8 @@ uplink_free(struct uplink *u)
 	if (u->bev != NULL)
 		bufferevent_free(u->bev);
 	proto_dialogue_free(u->dialogue);
+	if (u->to_send != NULL)
+		evbuffer_free(u->to_send);
 	if (u->timer != NULL)
 		event_free(u->timer);
 	free(u);
@@ -159,19 +162,15 @@ static int
 uplink_dialogue(struct uplink *u)
 {
 	struct evbuffer		*in = bufferevent_get_input(u->bev);
-	struct evbuffer		*out;
+	struct evbuffer		*out = u->to_send;
 	enum proto_verdict	 verdict;
 	size_t			 len;
 	int			 got;
 
 	while ((got = proto_take_line(in, u->line, &len)) > 0) {
 		uplink_trace(u, UPLINK_TRACE_RECEIVED, u->line, len);
-		if ((out = evbuffer_new()) == NULL)
-			return uplink_finish(u, "out of memory");
 		verdict = proto_dialogue_line(u->dialogue, u->line, len, out);
-		got = uplink_send(u, out);
-		evbuffer_free(out);
-		if (got != 0)
+		if (uplink_send(u, out) != 0)
 			return -1;
 		switch (verdict) {
 		case PROTO_MORE:
@@ -293,7 +292,8 @@ uplink_connected_cb(struct bufferevent *bev, const char *text, void *arg)
 		uplink_begin_tls(u);
 		return;
 	}
-	if ((u->dialogue = proto_dialogue_new(u->sc)) == NULL) {
+	if ((u->dialogue = proto_dialogue_new(u->sc)) == NULL ||
+	    (u->to_send = evbuffer_new()) == NULL) {
 		uplink_finish(u, "out of memory");
 		return;
 	}

@@ -6,10 +6,9 @@
  * mailtlsd's own client end, trusting the generated certificate, and its
  * server end presenting it.
  */
-#define _XOPEN_SOURCE 700	/* nftw(), to clean up what tests make */
+#define _XOPEN_SOURCE 700
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,23 +50,11 @@ setup(void)
 	snprintf(dir, sizeof(dir), "%s/state", top);
 }
 
-/* Remove one entry, for nftw(). */
-static int
-remove_entry(const char *path, const struct stat *st, int flag,
-    struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 /* Remove what a test left: links, FIFOs and directories too. */
 static void
 teardown(void)
 {
-	nftw(top, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	unit_remove_tree(top);
 }
 
 /* dir/file into a static buffer. */

@@ -4,11 +4,10 @@
  * FIFOs and directories refused without blocking, symbolic links followed
  * or refused on request, and the error texts.
  */
-#define _XOPEN_SOURCE 700	/* nftw(), to clean up what tests make */
+#define _XOPEN_SOURCE 700
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,23 +27,11 @@ setup(void)
 	ck_assert_ptr_nonnull(mkdtemp(top));
 }
 
-/* Remove one entry, for nftw(). */
-static int
-remove_entry(const char *path, const struct stat *st, int flag,
-    struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 /* Remove what a test left. */
 static void
 teardown(void)
 {
-	nftw(top, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	unit_remove_tree(top);
 }
 
 /* top/name in a static buffer. */

@@ -4,9 +4,32 @@
  * Tests fork by default (CK_FORK=no runs them in-process, e.g. under
  * valgrind) and are run from the top of the source tree.
  */
+#define _XOPEN_SOURCE 700	/* nftw() */
+
+#include <stdio.h>
 #include <stdlib.h>
+#include <ftw.h>
 
 #include "unit.h"
+
+/* Remove one entry, for nftw(). */
+static int
+unit_remove_entry(const char *path, const struct stat *st, int flag,
+    struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Remove a test's temporary tree: files, links, FIFOs and directories. */
+void
+unit_remove_tree(const char *top)
+{
+	nftw(top, unit_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 /* Every suite, in the order they run. */
 static Suite *(*const suites[])(void) = {

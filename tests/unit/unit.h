@@ -18,4 +18,7 @@ Suite	*localcert_suite(void);
 Suite	*safefile_suite(void);
 Suite	*fuzz_suite(void);
 
+/* Remove a test's temporary tree (run.c). */
+void	 unit_remove_tree(const char *top);
+
 #endif /* MAILTLSD_UNIT_H */
