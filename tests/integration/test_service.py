@@ -476,6 +476,44 @@ def test_unit_privileges(t):
 
 
 @case()
+def test_unit_memory_ceiling(t):
+    """mailtlsd.service caps the service's memory: MemoryHigh below
+    MemoryMax, MemoryMax at least 768 MiB (1024 sessions at 0.75 MiB)."""
+    unit = os.path.join(os.path.dirname(__file__), "..", "..", "systemd",
+                        "mailtlsd.service.in")
+    with open(unit, encoding="utf-8") as f:
+        text = f.read()
+    size = {}
+    for key in ("MemoryHigh", "MemoryMax"):
+        m = re.search(r"^%s=(\d+)([MG])$" % key, text, re.M)
+        check(m is not None, "no %s= in the unit", key)
+        size[key] = int(m.group(1)) << (20 if m.group(2) == "M" else 30)
+    check(size["MemoryHigh"] < size["MemoryMax"], "MemoryHigh %d is not "
+          "below MemoryMax %d", size["MemoryHigh"], size["MemoryMax"])
+    check(size["MemoryMax"] >= 768 << 20, "MemoryMax %d is below what "
+          "max_sessions = 1024 may need", size["MemoryMax"])
+
+
+@case()
+def test_root_without_user_warns(t):
+    """Started as root without user = and not by systemd, mailtlsd warns
+    that it runs as root; with INVOCATION_ID, which systemd sets for a
+    service, it does not."""
+    if os.geteuid() != 0:
+        raise Skip("not running as root")
+    if os.environ.get("INVOCATION_ID"):
+        raise Skip("the tests run under systemd")
+    srv = t.server()
+    d = t.daemon(t.service(srv))
+    d.wait_log(r"running as root without user =", what="the warning")
+    quiet = t.daemon(t.service(srv), env={"INVOCATION_ID": "0123abcd"},
+                     name="under-systemd")
+    check(quiet.find_log(r"running as root without user") is None,
+          "warned under systemd: %r",
+          quiet.find_log(r"running as root without user"))
+
+
+@case()
 def test_user_unknown(t):
     """user = a user that does not exist: exit 1 with the reason."""
     srv = t.server()
