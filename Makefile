@@ -71,6 +71,11 @@ endif
 
 EVENT_CFLAGS	:= $(shell $(PKG_CONFIG) --cflags libevent_core libevent_extra 2>/dev/null)
 EVENT_LIBS	:= $(shell $(PKG_CONFIG) --libs libevent_core libevent_extra 2>/dev/null || echo -levent_core -levent_extra)
+# OAuth2: Argon2id and sealing (libsodium), HTTPS to the provider's
+# endpoints (libcurl), its JSON answers (jansson); see README.
+OAUTH2_PKGS	:= libsodium libcurl jansson
+OAUTH2_CFLAGS	:= $(shell $(PKG_CONFIG) --cflags $(OAUTH2_PKGS) 2>/dev/null)
+OAUTH2_LIBS	:= $(shell $(PKG_CONFIG) --libs $(OAUTH2_PKGS) 2>/dev/null || echo -lsodium -lcurl -ljansson) -lpthread
 CHECK_CFLAGS	:= $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS	:= $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
@@ -81,7 +86,7 @@ WARN		:= -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wformat=2 \
 		   -Wmissing-prototypes -Wstrict-prototypes
 ALL_CFLAGS	:= -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
 		   -DMAILTLSD_VERSION='"$(VERSION)"' $(WARN) $(CPPFLAGS) $(CFLAGS) \
-		   $(SAN_FLAGS) $(MBEDTLS_CFLAGS) $(EVENT_CFLAGS) -MMD -MP
+		   $(SAN_FLAGS) $(MBEDTLS_CFLAGS) $(EVENT_CFLAGS) $(OAUTH2_CFLAGS) -MMD -MP
 ALL_LDFLAGS	:= $(LDFLAGS) $(SAN_FLAGS)
 
 DAEMON_SRCS	:= $(sort $(wildcard daemon/*.c))
@@ -105,7 +110,7 @@ FUZZ_TARGETS	:= config imap pop3 smtp
 FUZZ_SAN	:= -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CFLAGS	:= -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
 		   $(filter-out -Werror,$(WARN)) -Idaemon -Itests/fuzz \
-		   $(MBEDTLS_CFLAGS) $(EVENT_CFLAGS) -MMD -MP
+		   $(MBEDTLS_CFLAGS) $(EVENT_CFLAGS) $(OAUTH2_CFLAGS) -MMD -MP
 FUZZ_OBJS	:= $(patsubst %.c,$(FUZZ_DIR)/%.o,daemon/addr.c daemon/config.c \
 		   daemon/log.c daemon/safefile.c \
 		   daemon/proto.c daemon/proto_imap.c daemon/proto_pop3.c \
@@ -139,7 +144,7 @@ UNIT_SED	= sed -e 's|@SBINDIR@|$(SBINDIR)|g' \
 all: $(BUILD)/mailtlsd
 
 $(BUILD)/mailtlsd: $(DAEMON_OBJS)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(MBEDTLS_LIBS) $(EVENT_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(MBEDTLS_LIBS) $(EVENT_LIBS) $(OAUTH2_LIBS)
 
 $(BUILD)/daemon/%.o: daemon/%.c
 	@mkdir -p $(dir $@)
@@ -170,7 +175,7 @@ $(BUILD)/tests/fuzz/driver.o: tests/fuzz/driver.c
 	$(CC) $(ALL_CFLAGS) -Idaemon -c -o $@ $<
 
 $(BUILD)/check_mailtlsd: $(UNIT_OBJS) $(LIB_OBJS) $(BUILD)/tests/fuzz/driver.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(MBEDTLS_LIBS) $(EVENT_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(MBEDTLS_LIBS) $(EVENT_LIBS) $(OAUTH2_LIBS)
 
 # pytest's summary line ("N passed, N skipped in Xs") ends the output.
 integration-check: $(BUILD)/mailtlsd $(FAILALLOC_SO) $(SWAPFILE_SO)
@@ -202,7 +207,7 @@ bench: $(BUILD)/mailtlsd $(BUILD)/bench/aead_speed $(BUILD)/bench/ssl_mem
 
 $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(MBEDTLS_LIBS) $(EVENT_LIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(MBEDTLS_LIBS) $(EVENT_LIBS) $(OAUTH2_LIBS)
 
 fuzz: $(FUZZ_BINS)
 	tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
@@ -217,7 +222,7 @@ $(FUZZ_DIR)/%.o: %.c
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Werror $(FUZZ_SAN) \
 		-fsanitize=fuzzer,address,undefined -o $@ \
-		$(filter %.c %.o,$^) $(MBEDTLS_LIBS) $(EVENT_LIBS)
+		$(filter %.c %.o,$^) $(MBEDTLS_LIBS) $(EVENT_LIBS) $(OAUTH2_LIBS)
 
 .SECONDARY: $(FUZZ_OBJS)
 

@@ -57,6 +57,21 @@ enum local_tls_mode {
 	LOCAL_TLS_IMPLICIT
 };
 
+/* OAuth2 ([oauth2:NAME] sections, see oauth2.h). */
+enum oauth2_provider {
+	OAUTH2_PROVIDER_NONE = 0,
+	OAUTH2_PROVIDER_MICROSOFT,	/* Microsoft 365, Outlook.com */
+	OAUTH2_PROVIDER_GOOGLE,		/* Gmail, Google Workspace */
+	OAUTH2_PROVIDER_GENERIC		/* every URL and the scope given */
+};
+
+enum oauth2_flow {
+	OAUTH2_FLOW_NONE = 0,
+	OAUTH2_FLOW_DEVICE,		/* RFC 8628 device authorisation */
+	OAUTH2_FLOW_BROWSER,		/* code + PKCE, loopback redirect */
+	OAUTH2_FLOW_CLIENT_CREDENTIALS	/* the app's own grant, no user */
+};
+
 enum tls_version {
 	TLS_VERSION_1_2 = 12,
 	TLS_VERSION_1_3 = 13
@@ -69,6 +84,36 @@ struct listen_addr {
 	char			text[80];	/* normalised "ADDR:PORT" */
 	int			is_loopback;
 	int			line;		/* where it was configured */
+};
+
+#define CONFIG_URL_MAX		1024	/* an endpoint URL + NUL */
+#define CONFIG_SCOPE_MAX	1024	/* space-separated scopes + NUL */
+#define CONFIG_SECRET_MAX	512	/* a client secret + NUL */
+#define CONFIG_MAX_OAUTH2	32	/* [oauth2:NAME] sections */
+
+/*
+ * One [oauth2:NAME] section: an app registration at a provider.  After
+ * load every URL is filled in (provider defaults, tenant applied), and
+ * scope holds what the services that name the section need together.
+ */
+struct oauth2_config {
+	char			name[CONFIG_NAME_MAX];	/* NAME of the header */
+	int			line;
+	enum oauth2_provider	provider;
+	enum oauth2_flow	flow;
+	char			client_id[CONFIG_HOST_MAX];
+	char			tenant[CONFIG_HOST_MAX];	/* microsoft */
+	char			client_secret[CONFIG_SECRET_MAX]; /* "" none */
+	char			client_secret_file[CONFIG_PATH_MAX];
+	char			authorize_url[CONFIG_URL_MAX];
+	char			token_url[CONFIG_URL_MAX];
+	char			device_url[CONFIG_URL_MAX];
+	char			scope[CONFIG_SCOPE_MAX];
+	struct listen_addr	redirect_listen;	/* browser flow */
+	char			ca_file[CONFIG_PATH_MAX];	/* HTTPS trust */
+	unsigned		http_timeout;		/* seconds */
+	unsigned		kdf_memory;		/* Argon2id, KiB */
+	unsigned		kdf_passes;		/* Argon2id opslimit */
 };
 
 /* Everything one [service] section says, with defaults filled in. */
@@ -107,6 +152,9 @@ struct service_config {
 	char			local_key[CONFIG_PATH_MAX];
 
 	int			allow_remote_clients;	/* 0 = no (default) */
+
+	/* [oauth2:NAME] this service logs in with; "" = pass logins on. */
+	char			oauth2[CONFIG_NAME_MAX];
 };
 
 /* The whole file. */
@@ -129,6 +177,9 @@ struct config {
 	struct service_config	*services;
 	int			n_services;
 
+	struct oauth2_config	*oauth2;	/* [oauth2:NAME] sections */
+	int			n_oauth2;
+
 	/* Settings that are valid but have no effect as combined. */
 	struct config_errors	warnings;
 };
@@ -145,6 +196,10 @@ void		 config_free(struct config *);
 
 /* Find a service by name, or NULL. */
 const struct service_config *config_find_service(const struct config *,
+		    const char *name);
+
+/* Find an [oauth2:NAME] section by NAME, or NULL. */
+const struct oauth2_config *config_find_oauth2(const struct config *,
 		    const char *name);
 
 /* Append one formatted error. */

@@ -158,6 +158,68 @@ int		 proto_filter_client(struct proto_filter *,
 		    struct evbuffer *from_client, struct evbuffer *to_server,
 		    struct evbuffer *to_client);
 
+/*
+ * OAuth2 (a service with oauth2 = NAME).  Call right after
+ * proto_filter_new(): the filter then takes the client's login itself
+ * instead of passing it on -- IMAP LOGIN (atoms, quoted strings, literals
+ * including {n+}, answering "+" itself) and AUTHENTICATE PLAIN (SASL-IR or
+ * continuation); POP3 USER/PASS and AUTH PLAIN; SMTP AUTH PLAIN and AUTH
+ * LOGIN -- and waits for proto_filter_login_token().  Toward the client,
+ * capability lists offer the plain mechanisms (IMAP AUTH=PLAIN, POP3 USER
+ * and SASL PLAIN, SMTP AUTH PLAIN LOGIN) and hide XOAUTH2 and OAUTHBEARER;
+ * the filter remembers which of the two the server offers.
+ */
+void		 proto_filter_use_oauth2(struct proto_filter *);
+
+enum proto_login {
+	PROTO_LOGIN_NONE = 0,	/* no login under way */
+	PROTO_LOGIN_WANTED,	/* user and password taken: want a token */
+	PROTO_LOGIN_SENT,	/* token sent: waiting for the server */
+	PROTO_LOGIN_REJECTED	/* the server refused the token:
+				 * proto_filter_login_error() */
+};
+
+enum proto_login proto_filter_login(const struct proto_filter *);
+
+/*
+ * PROTO_LOGIN_WANTED: the user name and password the client gave, NUL
+ * terminated (a password may also hold NUL: pwlen), owned by the filter,
+ * wiped once the login ends.
+ */
+void		 proto_filter_login_credentials(const struct proto_filter *,
+		    const char **user, const char **password, size_t *pwlen);
+
+/*
+ * Log in to the server with an access token (from PROTO_LOGIN_WANTED, or
+ * once more after PROTO_LOGIN_REJECTED): appends to to_server the SASL
+ * exchange -- XOAUTH2, or OAUTHBEARER (RFC 7628) when the server offers
+ * only that, with an initial response where the server takes one; first
+ * the filter's own capability request when the server's mechanisms are
+ * not known yet.  A server's error challenge is answered as the mechanism
+ * requires.  Success reaches the client as the server's success line (with
+ * the client's IMAP tag) and the filter is done; failure becomes
+ * PROTO_LOGIN_REJECTED and nothing reaches the client yet.  0, or -1 (no
+ * memory, or a token that cannot be sent).
+ */
+int		 proto_filter_login_token(struct proto_filter *,
+		    const char *token, struct evbuffer *to_server);
+
+/*
+ * End the login under way without success: appends the protocol's failure
+ * line carrying text to to_client (IMAP "TAG NO [ALERT] text" when alert,
+ * else "TAG NO [AUTHENTICATIONFAILED] text"; POP3 "-ERR [AUTH] text"; SMTP
+ * "454 4.7.0 text" when temporary, else "535 5.7.8 text") and takes the
+ * client's next command.  0 or -1 (no memory).
+ */
+int		 proto_filter_login_refuse(struct proto_filter *, int temporary,
+		    int alert, const char *text, struct evbuffer *to_client);
+
+/*
+ * PROTO_LOGIN_REJECTED: what the server said, in words for the log and to
+ * pick a translation (the XOAUTH2 error's status, "535 5.7.139 ...").
+ */
+const char	*proto_filter_login_error(const struct proto_filter *);
+
 /* Whether the client has logged in: from now on the relay is a plain copy. */
 int		 proto_filter_done(const struct proto_filter *);
 
