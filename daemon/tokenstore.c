@@ -731,7 +731,15 @@ ts_file_read(struct tokenstore_job *job, int dirfd, unsigned char **buf,
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return 1;
-		ts_fail(job, TOKENSTORE_ERROR, "%s %s", job->shown, why);
+		if (errno == ELOOP)
+			ts_fail(job, TOKENSTORE_ERROR, "%s is a symbolic link",
+			    job->shown);
+		else if (errno == EINVAL)
+			ts_fail(job, TOKENSTORE_ERROR, "%s is not a regular "
+			    "file", job->shown);
+		else
+			ts_fail(job, TOKENSTORE_ERROR, "%s: %s", job->shown,
+			    why);
 		return -1;
 	}
 	if (!ts_file_trusted(job, &st)) {
@@ -1280,7 +1288,8 @@ ts_job_new(struct tokenstore *ts, enum ts_kind kind, const char *section,
 	memset(job->sec, 0, sizeof(*job->sec));
 	job->sec->alloc = alloc;
 	job->sec->pwlen = copy;
-	memcpy(job->sec + 1, password, copy);
+	if (copy > 0)
+		memcpy(job->sec + 1, password, copy);
 	crypto_generichash(job->sec->verifier, TS_VERIFIER_LEN,
 	    (const unsigned char *)password, copy, ts->vkey, TS_KEY_LEN);
 	if (!named)

@@ -16,7 +16,9 @@
  * symbolic links, in directories only that user can write.
  *
  * Everything here is called from the event loop's thread; the module
- * logs nothing and gives reasons instead (none holds a secret).
+ * logs nothing and gives reasons instead (none holds a secret).  Make the
+ * store after detaching and after the privilege drop: its thread does not
+ * survive fork(), and its files belong to the user it runs as.
  */
 #ifndef MAILTLSD_TOKENSTORE_H
 #define MAILTLSD_TOKENSTORE_H
@@ -128,7 +130,10 @@ struct tokenstore_account {
 	time_t		 access_expires;	/* 0: unknown */
 };
 
-/* Call fn for each account the cache holds unlocked, newest use first. */
+/*
+ * Call fn for each account the cache holds unlocked, most recently used
+ * first; fn must not call the store.
+ */
 void		 tokenstore_foreach(const struct tokenstore *,
 		    void (*fn)(const struct tokenstore_account *, void *),
 		    void *arg);
