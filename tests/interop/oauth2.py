@@ -1056,6 +1056,15 @@ class OAuth2Suite:
             logs = {p: _read_bytes(p) for p in self.st.mailtlsd_logs()}
             if not logs or not any(logs.values()):
                 raise Failed("no mailtlsd log to check")
+            # only worth something if mailtlsd had each kind of secret
+            issued = {e["grant"] for e in self.events(
+                self.mailtlsd_since, type="token")}
+            missing = {"device_code", "authorization_code",
+                       "client_credentials", "refresh_token"} - issued
+            if missing:
+                raise Failed("mailtlsd obtained no token with %s: too "
+                             "little to look for" % ", ".join(sorted(
+                                 missing)))
             needles = []
             for kind, values in sorted(secrets.items()):
                 for v in values:
@@ -1078,6 +1087,7 @@ class OAuth2Suite:
 
     def run(self):
         self.stack_rows()
+        self.mailtlsd_since = self.st.last_event()
         if not self.mailtlsd_up:
             try:
                 self.st.start_mailtlsd()
