@@ -56,8 +56,9 @@ INSTRUCTIONS = {
 # Dovecot and Postfix logging a login, and with what mechanism.
 DOVECOT_LOGIN = re.compile(r"(imap|pop3)-login: Info: Login: user=<([^>]*)>, "
                            r"method=([^,]+), .*\bTLS\b")
-DOVECOT_FAILED = re.compile(r"auth: Info: oauth2\(([^,]+),.*\): oauth2 "
-                            r"failed: (.*)$")
+# One failed SASL exchange (auth_debug): whatever the passdbs said, one line.
+DOVECOT_FAILED = re.compile(r"auth: Debug: client passdb out: FAIL\t\d+\t"
+                            r"user=([^\t]+)")
 POSTFIX_LOGIN = re.compile(r"postfix/(submissions?)/smtpd\[\d+\]: \w+: "
                            r"client=\S+, sasl_method=([^,]+), "
                            r"sasl_username=(\S+)")
@@ -307,15 +308,18 @@ class OAuth2Suite:
         return self.st.events(since, **match)["events"]
 
     # -- token files ---------------------------------------------------------
-    def wait_saved(self, before, why):
+    def wait_saved(self, before, why, flow, user):
+        """Waits for mailtlsd to write (or rewrite) user's token file of
+        flow's section, state_dir/oauth2/SECTION/USER."""
+        key = "%s/%s" % (O.SECTIONS[flow], user)
         deadline = time.monotonic() + SAVE_TIMEOUT
         while time.monotonic() < deadline:
             now = self.st.token_files()
-            if now != before:
+            if now.get(key) not in (None, before.get(key)):
                 return now
             time.sleep(0.05)
-        raise Failed("mailtlsd wrote no token file in %s within %d s of %s"
-                     % (self.st.token_dir, SAVE_TIMEOUT, why))
+        raise Failed("mailtlsd did not write %s/%s within %d s of %s"
+                     % (self.st.token_dir, key, SAVE_TIMEOUT, why))
 
     # -- the servers' evidence -----------------------------------------------
     def server_login(self, mark, proto, mode, user):
@@ -348,7 +352,8 @@ class OAuth2Suite:
         return "server: %s over TLS" % want
 
     def server_failures(self, mark, user):
-        return [m.group(2) for m in map(DOVECOT_FAILED.search,
+        """How many times Dovecot refused user's token since mark."""
+        return [m.group(0) for m in map(DOVECOT_FAILED.search,
                                         mark.lines(self.st.dovecot_log))
                 if m and m.group(1) == user]
 
@@ -426,14 +431,18 @@ class OAuth2Suite:
                                      "user": user})
         self.wait_event(mark, "device_code grant for " + user,
                         type="token", grant="device_code", user=user)
-        self.wait_saved(before, "the device_code grant")
+        self.wait_saved(before, "the device_code grant", "device",
+                        user)
         polls = self.events(since, type="device_poll",
                             user_code=d["user_code"])
         return "code %s approved; %d pending poll(s) before it" % (
             d["user_code"], len(polls))
 
     def complete_browser(self, since, text, user):
-        urls = [u for u in re.findall(r"https://\S+", text)
+        # as a person copies it: without punctuation that ends a sentence
+        urls = [u.rstrip(".,;:)>'\"") for u in re.findall(r"https://\S+",
+                                                          text)]
+        urls = [u for u in urls
                 if u.startswith(self.st.idp_url + "/authorize?")]
         if len(urls) != 1:
             raise Failed("no single authorize URL in %r" % text)
@@ -469,7 +478,8 @@ class OAuth2Suite:
             raise Failed("the browser ended at %s" % where)
         self.wait_event(mark, "authorization_code grant for " + user,
                         type="token", grant="authorization_code", user=user)
-        self.wait_saved(before, "the authorization_code grant")
+        self.wait_saved(before, "the authorization_code grant",
+                        "browser", user)
         return "browser signed in, redirect answered %d" % status
 
     def authorise(self, flow, proto, mode, user, password, t):
@@ -577,6 +587,7 @@ class OAuth2Suite:
             mechs = ["OAUTHBEARER"]
         t = self.transcript("stack-%s-%s" % (proto, mode))
         seen = []
+        mark = self.marks()
         bad = {"XOAUTH2": ("an expired token", expired),
                "OAUTHBEARER": ("not a token", "not.a.token")}
         try:
@@ -594,6 +605,11 @@ class OAuth2Suite:
                                                          chal))
         finally:
             self.dump(t)
+        # what the rejected-token check counts
+        fails = self.server_failures(mark, user)
+        if len(fails) != len(mechs):
+            raise Failed("Dovecot logged %d failed exchanges for %d bad "
+                         "tokens" % (len(fails), len(mechs)))
         offered = ", ".join(mechs)
         if proto == "smtp":
             auth = {ln for d, ln in t.lines if d == "<" and
@@ -691,7 +707,8 @@ class OAuth2Suite:
                         raise Failed("login %d presented refresh token "
                                      "#%d, the newest is #%d" % (
                                          n, ev["presented"]["gen"], n - 1))
-                    self.wait_saved(before, "the rotation")
+                    self.wait_saved(before, "the rotation", "device",
+                                    user)
                     gens.append("#%d->#%d" % (ev["presented"]["gen"],
                                               ev["issued"]["gen"]))
                 return ("expires_in 1: each later login refreshed with the "

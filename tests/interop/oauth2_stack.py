@@ -413,19 +413,21 @@ class OAuth2Stack(S.Stack):
 
     # -- evidence ----------------------------------------------------------------
     def token_files(self):
-        """{name: sha256 of the bytes} of every file in state_dir/oauth2."""
+        """{SECTION/USER: sha256 of the bytes} of every token file under
+        state_dir/oauth2 (mailtlsd's temporary files, ".tmp.*", left
+        out)."""
         out = {}
-        try:
-            names = os.listdir(self.token_dir)
-        except OSError:
-            return out
-        for n in names:
-            p = os.path.join(self.token_dir, n)
-            try:
-                with open(p, "rb") as f:
-                    out[n] = hashlib.sha256(f.read()).hexdigest()
-            except OSError:
-                pass
+        for d, _dirs, names in os.walk(self.token_dir):
+            for n in names:
+                if n.startswith(".tmp."):
+                    continue
+                p = os.path.join(d, n)
+                try:
+                    with open(p, "rb") as f:
+                        out[os.path.relpath(p, self.token_dir)] = \
+                            hashlib.sha256(f.read()).hexdigest()
+                except OSError:
+                    pass
         return out
 
     def mailbox_count(self, user, mailbox="INBOX", query=("ALL",)):
