@@ -61,7 +61,7 @@ const settings = new Map(); // user (or "app:CLIENT") -> overrides
 const failures = [];        // queued errors: {grant, status, body, count}
 const secrets = {
 	access_tokens: [], id_tokens: [], refresh_tokens: [], device_codes: [],
-	codes: [], code_verifiers: [], client_secrets: [],
+	codes: [], code_verifiers: [], client_secrets: [],	// the configured
 };
 for (const c of Object.values(conf.clients))
 	if (c.secret) secrets.client_secrets.push(c.secret);
@@ -298,8 +298,6 @@ function tokenRequest(req, res, next, text) {
 	const auth = clientAuth(req, form);
 	if (auth.error)
 		return oauthError(res, 401, 'invalid_client', auth.error);
-	if (auth.secret !== undefined)
-		secrets.client_secrets.push(auth.secret);
 	const client = conf.clients[auth.id];
 	if (!client)
 		return oauthError(res, 401, 'invalid_client',

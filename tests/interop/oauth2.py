@@ -42,7 +42,7 @@ import clients as C        # noqa: E402
 import oauth2_stack as O   # noqa: E402
 import stack as S          # noqa: E402
 
-IO_TIMEOUT = 60            # one reply from mailtlsd
+IO_TIMEOUT = 30            # one reply from mailtlsd
 EVENT_TIMEOUT = 30         # the authorisation server seeing a request
 SAVE_TIMEOUT = 15          # mailtlsd writing the token file
 
@@ -439,48 +439,70 @@ class OAuth2Suite:
             d["user_code"], len(polls))
 
     def complete_browser(self, since, text, user):
+        """The person opens the URL of the instructions in a browser: the
+        authorize URL itself, or a link on redirect_listen that leads to
+        it. The browser follows every redirect: to the authorisation
+        server, which signs the user in at once, and back to mailtlsd's
+        listener with the code."""
         # as a person copies it: without punctuation that ends a sentence
-        urls = [u.rstrip(".,;:)>'\"") for u in re.findall(r"https://\S+",
+        urls = [u.rstrip(".,;:)>'\"") for u in re.findall(r"https?://\S+",
                                                           text)]
+        link = "http://127.0.0.1:%d" % self.st.ports["REDIRECT_PORT"]
         urls = [u for u in urls
-                if u.startswith(self.st.idp_url + "/authorize?")]
+                if u.startswith(self.st.idp_url + "/authorize?") or
+                u.startswith(link + "/") or u == link]
         if len(urls) != 1:
-            raise Failed("no single authorize URL in %r" % text)
-        q = urllib.parse.parse_qs(urllib.parse.urlsplit(urls[0]).query)
+            raise Failed("no single authorize URL or link on "
+                         "redirect_listen in %r" % text)
+        before = self.st.token_files()
+        mark = self.st.last_event()
+        chain = [urls[0]]
+
+        class Recorder(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, req, fp, code, msg, headers, newurl):
+                chain.append(newurl)
+                return super().redirect_request(req, fp, code, msg, headers,
+                                                newurl)
+        opener = urllib.request.build_opener(
+            Recorder, urllib.request.HTTPSHandler(context=self.idp_ssl()),
+            urllib.request.ProxyHandler({}))
+        req = urllib.request.Request(urls[0], headers={
+            "X-Interop-User": user})
+        try:
+            with opener.open(req, timeout=20) as r:
+                status, body = r.status, r.read(300)
+        except urllib.error.HTTPError as e:
+            raise Failed("the browser got HTTP %d from %s: %s (went %s)" % (
+                e.code, e.geturl(), e.read()[:200], " -> ".join(chain)))
+        except urllib.error.URLError as e:
+            raise Failed("the browser could not follow %s: %s"
+                         % (" -> ".join(chain), e.reason))
+        auth = [u for u in chain
+                if u.startswith(self.st.idp_url + "/authorize?")]
+        if len(auth) != 1:
+            raise Failed("the browser never reached the authorize URL: %s"
+                         % " -> ".join(chain))
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(auth[0]).query)
         want = {"client_id": O.CLIENT_IDS["browser"], "response_type": "code",
                 "code_challenge_method": "S256", "scope": O.USER_SCOPE}
         bad = {k: q.get(k) for k, v in want.items() if q.get(k) != [v]}
         if bad:
             raise Failed("the authorize URL has %r" % bad)
         redirect = q.get("redirect_uri", [""])[0]
-        if not redirect.startswith("http://127.0.0.1:%d"
-                                   % self.st.ports["REDIRECT_PORT"]):
-            raise Failed("redirect_uri %r is not redirect_listen" % redirect)
+        if not (redirect == link or redirect.startswith(link + "/")):
+            raise Failed("redirect_uri %r is not on redirect_listen"
+                         % redirect)
         if not q.get("state") or not q.get("code_challenge"):
             raise Failed("the authorize URL has no state or code_challenge")
-        before = self.st.token_files()
-        mark = self.st.last_event()
-        # the person's browser: the IdP signs them in and redirects to
-        # mailtlsd's loopback listener
-        req = urllib.request.Request(urls[0], headers={
-            "X-Interop-User": user})
-        try:
-            with urllib.request.urlopen(req, context=self.idp_ssl(),
-                                        timeout=20) as r:
-                status, where = r.status, r.geturl()
-        except urllib.error.HTTPError as e:
-            raise Failed("the browser got HTTP %d from %s: %s" % (
-                e.code, e.geturl(), e.read()[:200]))
-        except urllib.error.URLError as e:
-            raise Failed("the browser could not follow the redirect: %s"
-                         % e.reason)
-        if not where.startswith(redirect):
-            raise Failed("the browser ended at %s" % where)
+        if not chain[-1].startswith(redirect):
+            raise Failed("the browser ended at %s" % chain[-1])
         self.wait_event(mark, "authorization_code grant for " + user,
                         type="token", grant="authorization_code", user=user)
         self.wait_saved(before, "the authorization_code grant",
                         "browser", user)
-        return "browser signed in, redirect answered %d" % status
+        return "browser: %s; mailtlsd's page: %d %r" % (
+            " -> ".join(_url_path(u) for u in chain), status,
+            body.decode("utf-8", "replace").strip()[:60])
 
     def authorise(self, flow, proto, mode, user, password, t):
         """The first login, then the flow to its end: a description."""
@@ -657,6 +679,9 @@ class OAuth2Suite:
         def fn():
             try:
                 first = self.authorise(flow, proto, mode, user, password, t)
+                if flow in ("browser", "app") and proto == "imap":
+                    self.restart_users.append((flow, proto, mode, user,
+                                               password))
                 if flow == "app":
                     second = self.must_succeed(flow, proto, mode, user,
                                                password, t, "the next login")
@@ -678,13 +703,14 @@ class OAuth2Suite:
     def rotation_row(self):
         user, pw = address("rotation"), new_password("rot")
         t = self.transcript("rotation")
-        self.restart_users.append(("device", "imap", "implicit", user, pw))
 
         def fn():
             try:
                 self.st.control("/settings", {"user": user,
                                               "access_expires_in": 1})
                 self.authorise("device", "imap", "implicit", user, pw, t)
+                self.restart_users.append(("device", "imap", "implicit",
+                                           user, pw))
                 gens = []
                 for n in (2, 3):
                     wait_expiry()
@@ -819,11 +845,12 @@ class OAuth2Suite:
         user, pw = address("wrongpw"), new_password("right")
         wrong = new_password("wrong")
         t = self.transcript("wrong-password")
-        self.restart_users.append(("device", "pop3", "starttls", user, pw))
 
         def fn():
             try:
                 self.authorise("device", "pop3", "starttls", user, pw, t)
+                self.restart_users.append(("device", "pop3", "starttls",
+                                           user, pw))
                 files = self.st.token_files()
                 since = self.st.last_event()
                 for n in (1, 2):
@@ -877,11 +904,12 @@ class OAuth2Suite:
 
     def restart_row(self):
         t = self.transcript("restart")
-        for key in (("browser", "imap", "starttls"), ("app", "imap", "starttls")):
-            self.restart_users.append(key + self.users[key])
 
         def fn():
             try:
+                if not self.restart_users:
+                    raise Failed("no user was authorised before the "
+                                 "restart")
                 self.st.restart_mailtlsd()
                 since = self.st.last_event()
                 done = []
@@ -895,6 +923,12 @@ class OAuth2Suite:
                 if flows:
                     raise Failed("a flow started after the restart: %r"
                                  % flows)
+                what = ("mailtlsd restarted; %s logged in with their stored "
+                        "tokens, no flow" % ", ".join(done))
+                if address("rotation") not in done:
+                    return what
+                # expires_in 1: this login refreshed, with the newest
+                # refresh token from before the restart
                 rot = [e for e in talk if e["type"] == "token" and
                        e["user"] == address("rotation")]
                 newest = max(e["issued"]["gen"] for e in self.events(
@@ -905,10 +939,8 @@ class OAuth2Suite:
                                  "token before was #%d" % (
                                      [e["presented"] for e in rot],
                                      newest - 1))
-                return ("mailtlsd restarted; %s logged in with their stored "
-                        "tokens, no flow; the rotated refresh token #%d "
-                        "was the one presented" % (
-                            ", ".join(done), newest - 1))
+                return "%s; the rotated refresh token #%d was presented" % (
+                    what, newest - 1)
             finally:
                 self.dump(t)
         self.row("raw", "-", "-", "restart keeps tokens", fn)
@@ -1127,6 +1159,11 @@ class OAuth2Suite:
         self.clients_rows()
         self.restart_row()
         self.secrets_row()
+
+
+def _url_path(url):
+    """A URL without its query (which holds the state and challenge)."""
+    return url.split("?", 1)[0]
 
 
 def _short(text, n=110):
