@@ -578,8 +578,12 @@ function controlHandler(req, res) {
 		waiters.push(w);
 		return;
 	}
-	if (req.method === 'GET' && u.pathname === '/secrets')
-		return sendJson(res, 200, secrets);
+	if (req.method === 'GET' && u.pathname === '/secrets') {
+		const out = {};
+		for (const k of Object.keys(secrets))
+			out[k] = Array.from(new Set(secrets[k]));
+		return sendJson(res, 200, out);
+	}
 	if (req.method === 'GET' && u.pathname === '/refresh-tokens') {
 		const out = [];
 		for (const r of refresh.values())

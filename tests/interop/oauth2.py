@@ -351,11 +351,17 @@ class OAuth2Suite:
                          % ("/".join(mechs), want))
         return "server: %s over TLS" % want
 
-    def server_failures(self, mark, user):
-        """How many times Dovecot refused user's token since mark."""
-        return [m.group(0) for m in map(DOVECOT_FAILED.search,
-                                        mark.lines(self.st.dovecot_log))
-                if m and m.group(1) == user]
+    def server_failures(self, mark, user, want=0):
+        """Dovecot's refusals of user's token since mark; waits up to 5 s
+        for want of them (its log is written a little after the answer)."""
+        deadline = time.monotonic() + 5
+        while True:
+            found = [m.group(0) for m in map(DOVECOT_FAILED.search,
+                                             mark.lines(self.st.dovecot_log))
+                     if m and m.group(1) == user]
+            if len(found) >= want or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
 
     def wait_delivered(self, user, token):
         deadline = time.monotonic() + 60
@@ -628,7 +634,7 @@ class OAuth2Suite:
         finally:
             self.dump(t)
         # what the rejected-token check counts
-        fails = self.server_failures(mark, user)
+        fails = self.server_failures(mark, user, len(mechs))
         if len(fails) != len(mechs):
             raise Failed("Dovecot logged %d failed exchanges for %d bad "
                          "tokens" % (len(fails), len(mechs)))
@@ -761,7 +767,7 @@ class OAuth2Suite:
                                          pw, t)
                 n = len(self.events(since, type="token",
                                     grant="refresh_token", user=user))
-                fails = self.server_failures(mark, user)
+                fails = self.server_failures(mark, user, 2)
                 if ok:
                     raise Failed("login 2 succeeded with two tokens the "
                                  "server rejects")
@@ -777,7 +783,7 @@ class OAuth2Suite:
                                            user, pw, t, "login 3")
                 n3 = len(self.events(since, type="token",
                                      grant="refresh_token", user=user))
-                fails3 = self.server_failures(mark, user)
+                fails3 = self.server_failures(mark, user, 1)
                 if n3 != 1:
                     raise Failed("login 3: %d refreshes, expected 1" % n3)
                 return ("rejected token -> one refresh, one retry: login 2 "
