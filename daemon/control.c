@@ -28,6 +28,7 @@ struct control_client {
 	struct bufferevent	*bev;
 	struct control_client	*next;
 	int			 answered;
+	int			 shut;		/* the answer went out, FIN sent */
 };
 
 struct control {
@@ -191,7 +192,6 @@ control_client_answer(struct control_client *cl, const char *request)
 	struct evbuffer	*answer, *out = bufferevent_get_output(cl->bev);
 
 	cl->answered = 1;
-	bufferevent_disable(cl->bev, EV_READ);
 	if ((answer = evbuffer_new()) == NULL) {
 		evbuffer_add_printf(out, "error: out of memory\n");
 		return;
@@ -218,12 +218,17 @@ control_client_read_cb(struct bufferevent *bev, void *arg)
 	char			 line[CONTROL_REQUEST_MAX + 1];
 	size_t			 len;
 
+	if (cl->answered) {
+		/* One request per connection: the rest is discarded. */
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
 	eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
 	if (eol.pos < 0 || eol.pos >= CONTROL_REQUEST_MAX) {
 		if (eol.pos < 0 && evbuffer_get_length(in) < CONTROL_REQUEST_MAX)
 			return;		/* the rest of the line is coming */
 		cl->answered = 1;
-		bufferevent_disable(bev, EV_READ);
+		evbuffer_drain(in, evbuffer_get_length(in));
 		evbuffer_add_printf(bufferevent_get_output(bev), "error: "
 		    "request longer than %d bytes\n", CONTROL_REQUEST_MAX - 1);
 		return;
@@ -236,14 +241,21 @@ control_client_read_cb(struct bufferevent *bev, void *arg)
 	control_client_answer(cl, line);
 }
 
-/* The answer left: close. */
+/*
+ * The answer left: send FIN and wait (within the timeout) for the
+ * client's, so that bytes it sent beyond its request do not turn the
+ * close into a reset that could cost it the answer.
+ */
 static void
 control_client_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct control_client	*cl = arg;
 
-	if (cl->answered &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	if (!cl->answered || cl->shut ||
+	    evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		return;
+	cl->shut = 1;
+	if (shutdown(bufferevent_getfd(bev), SHUT_WR) != 0)
 		control_client_free(cl);
 }
 
@@ -270,10 +282,15 @@ control_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	(void)l;
 	(void)sa;
 	(void)salen;
-	if (c->n_clients >= CONTROL_CLIENTS_MAX ||
-	    (cl = calloc(1, sizeof(*cl))) == NULL) {
-		log_debug("control: %u clients already, one more closed",
+	if (c->n_clients >= CONTROL_CLIENTS_MAX) {
+		/* The newest list first: the oldest, likely stalled, goes. */
+		for (cl = c->clients; cl->next != NULL; cl = cl->next)
+			;
+		log_debug("control: %u clients at once; the oldest is closed",
 		    c->n_clients);
+		control_client_free(cl);
+	}
+	if ((cl = calloc(1, sizeof(*cl))) == NULL) {
 		close(fd);
 		return;
 	}

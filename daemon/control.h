@@ -13,8 +13,8 @@
  * CONTROL_TIMEOUT seconds to send its request and as long again to read
  * the answer, which is held in one bounded buffer: a client that stalls
  * costs the daemon that buffer until its timeout, never the event loop.
- * At most CONTROL_CLIENTS_MAX clients are served at once; more are closed
- * at once.
+ * At most CONTROL_CLIENTS_MAX clients are served at once: one more closes
+ * the oldest, so clients that stall cannot lock `mailtlsd -s` out.
  */
 #ifndef MAILTLSD_CONTROL_H
 #define MAILTLSD_CONTROL_H
