@@ -43,6 +43,7 @@ static Suite *(*const suites[])(void) = {
 	localcert_suite,
 	safefile_suite,
 	status_suite,
+	tokenstore_suite,
 	fuzz_suite,
 };
 
