@@ -74,7 +74,11 @@ void	status_add_oauth2_account(const struct oauth2_account_status *,
  */
 void	status_clear(struct status *);
 
-/* The renderings, appended to out; 0, or -1 when out of memory. */
+/*
+ * The renderings, appended to out.  status_json() returns -1 when out of
+ * memory (nothing is appended); the others return 0, their output cut
+ * short if memory runs out.
+ */
 int	status_text(const struct status *, struct evbuffer *out);
 int	status_json(const struct status *, struct evbuffer *out);
 int	status_prometheus(const struct status *, struct evbuffer *out);
