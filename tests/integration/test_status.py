@@ -657,15 +657,17 @@ def test_status_line_follows_counts(t):
     next_status("serving 1 service, 1 session, 0 failing")
     c.close()
     next_status("serving 1 service, 0 sessions, 0 failing")
+    # 12 changes in a burst: at most one line a second while it lasts
+    # (lines are counted, not timed on arrival: they may wait unread).
     clients = []
+    t0 = time.monotonic()
     for _ in range(12):
         c = t.connect(svc)
         c.expect_line(GREETING["imap"])
         clients.append(c)
     seen = next_status("serving 1 service, 12 sessions, 0 failing")
-    times = [when for when, _ in seen]
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    check(all(g >= 0.8 for g in gaps), "status lines %.2fs apart: %r",
-          min(gaps) if gaps else 0, seen)
+    took = time.monotonic() - t0
+    check(len(seen) <= took + 1.5, "%d status lines in %.2fs: %r",
+          len(seen), took, seen)
     for c in clients:
         c.close()
