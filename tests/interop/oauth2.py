@@ -847,6 +847,52 @@ class OAuth2Suite:
                 self.dump(t)
         self.row("raw", "SMTP", "implicit", "revoked refresh token", fn)
 
+    def provider_error_row(self):
+        user, pw = address("transient"), new_password("tmp")
+        t = self.transcript("provider-error")
+
+        def fn():
+            try:
+                self.st.control("/settings", {"user": user,
+                                              "access_expires_in": 1})
+                self.authorise("device", "smtp", "starttls", user, pw, t)
+                self.st.control("/fail", {
+                    "grant": "refresh_token", "status": 503, "count": 1,
+                    "error": "temporarily_unavailable",
+                    "error_description": "AADSTS90033: A transient error "
+                    "has occurred. Please try again."})
+                wait_expiry()
+                files = self.st.token_files()
+                since = self.st.last_event()
+                ok, line, _ = self.login("device", "smtp", "starttls", user,
+                                         pw, t)
+                if ok:
+                    raise Failed("the login succeeded although the refresh "
+                                 "failed")
+                if "mailtlsd:" not in line or INSTRUCTIONS["smtp"].match(
+                        line) and "visit" in line:
+                    raise Failed("answered %r" % line)
+                if not self.events(since, type="error", grant="refresh_token"):
+                    raise Failed("no refresh was tried")
+                if self.st.token_files() != files:
+                    raise Failed("the token file changed after the "
+                                 "provider's error")
+                since = self.st.last_event()
+                detail = self.must_succeed("device", "smtp", "starttls",
+                                           user, pw, t, "the next login")
+                ref = self.events(since, type="token", grant="refresh_token",
+                                  user=user)
+                if len(ref) != 1 or ref[0]["presented"]["gen"] != 1:
+                    raise Failed("the next login's refresh: %r" % ref)
+                return ("refresh answered 503 temporarily_unavailable "
+                        "(AADSTS90033): login refused with %r, token file "
+                        "unchanged; next login refreshed with the same "
+                        "refresh token: %s" % (_short(line), detail))
+            finally:
+                self.dump(t)
+        self.row("raw", "SMTP", "starttls", "provider error, tokens kept",
+                 fn)
+
     def wrong_password_row(self):
         user, pw = address("wrongpw"), new_password("right")
         wrong = new_password("wrong")
@@ -1160,6 +1206,7 @@ class OAuth2Suite:
         self.rotation_row()
         self.rejected_row()
         self.revoked_row()
+        self.provider_error_row()
         self.wrong_password_row()
         self.shared_row()
         self.clients_rows()
@@ -1299,10 +1346,11 @@ def node_dir():
 
 
 def run_part(mailtlsd, port_base, mail_user, reporter, keep=False,
-             verbose=False):
+             verbose=False, extra_global=()):
     """The whole OAuth2 part: the stack up, the checks, the teardown.
     Reports through reporter.report()."""
-    st = O.OAuth2Stack(mailtlsd, port_base, mail_user, node_dir(), keep=keep)
+    st = O.OAuth2Stack(mailtlsd, port_base, mail_user, node_dir(), keep=keep,
+                       extra_global=extra_global)
     suite = OAuth2Suite(st, reporter, verbose)
     failed_before = reporter.failed
     started = time.monotonic()
@@ -1360,7 +1408,9 @@ def main():
         signal.signal(sig, _abort)
     rep = Reporter()
     try:
-        run_part(mailtlsd, port_base, mail_user, rep, args.keep, args.verbose)
+        run_part(mailtlsd, port_base, mail_user, rep, args.keep, args.verbose,
+                 [kv.strip() for kv in os.environ.get(
+                     "INTEROP_MAILTLSD_GLOBAL", "").split(";") if kv.strip()])
     except KeyboardInterrupt as e:
         print("aborted: %s" % e)
         rep.failed += 1

@@ -55,9 +55,9 @@ SERVER_PORT = {("imap", "implicit"): "IMAPS_PORT",
 
 class OAuth2Stack(S.Stack):
     def __init__(self, mailtlsd, port_base, mail_user, node_dir,
-                 keep=False):
+                 keep=False, extra_global=()):
         super().__init__(mailtlsd, port_base, mail_user, log_level="debug",
-                         keep=keep)
+                         keep=keep, extra_global=extra_global)
         b = port_base + 30
         self.node_dir = node_dir
         self.ports = {
@@ -322,7 +322,7 @@ class OAuth2Stack(S.Stack):
                "ca_file   = %s" % self.path("pki", "ca.crt"),
                "state_dir = %s" % self.path("state"),
                "log_level = %s" % self.log_level,
-               "shutdown_timeout = 10", ""]
+               "shutdown_timeout = 10"] + self.extra_global + [""]
         common = ["provider  = generic", "ca_file   = %s" % ca,
                   "token_url = %s/token" % idp, "kdf_memory = 8",
                   "kdf_passes = 1", "http_timeout = 10"]

@@ -658,7 +658,7 @@ def main():
         rep = O2.Reporter()
         try:
             O2.run_part(mailtlsd, port_base, mail_user, rep, args.keep,
-                        args.verbose)
+                        args.verbose, extra)
         except Aborted as e:
             print("aborted: %s" % e, flush=True)
             rep.failed += 1
