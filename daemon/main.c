@@ -22,6 +22,7 @@
 
 #include "activation.h"
 #include "config.h"
+#include "http.h"
 #include "localcert.h"
 #include "log.h"
 #include "notify.h"
@@ -358,6 +359,9 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	log_init(log_stderr_is_journal() ? LOG_TO_JOURNAL : LOG_TO_STDERR,
 	    LOG_LEVEL_INFO);
+	/* Before any thread: libcurl's global state is not thread-safe. */
+	if (http_global_init() != 0)
+		fatalx("cannot initialise libcurl");
 	if ((cfg = load_config(opts.config_path)) == NULL)
 		return 1;
 	log_set_level(log_level_raise(cfg->log_level, opts.verbose));

@@ -43,6 +43,7 @@ static Suite *(*const suites[])(void) = {
 	localcert_suite,
 	safefile_suite,
 	fuzz_suite,
+	http_suite,
 };
 
 /* Run all suites and report. */

@@ -17,6 +17,7 @@ Suite	*tls_suite(void);
 Suite	*localcert_suite(void);
 Suite	*safefile_suite(void);
 Suite	*fuzz_suite(void);
+Suite	*http_suite(void);
 
 /* Remove a test's temporary tree (run.c). */
 void	 unit_remove_tree(const char *top);
