@@ -74,10 +74,10 @@ def new_tokens(with_refresh=True):
     """A fresh access token (and refresh token) answer."""
     STATE["serial"] += 1
     n = STATE["serial"]
-    body = {"access_token": "at-%d" % n, "token_type": "Bearer",
+    body = {"access_token": "at-SECRET-%d" % n, "token_type": "Bearer",
             "expires_in": CONTROL["expires_in"], "scope": "s1 s2"}
     if with_refresh:
-        rt = "rt-%d" % n
+        rt = "rt-SECRET-%d" % n
         STATE["valid_refresh"].add(rt)
         body["refresh_token"] = rt
     return body
@@ -116,7 +116,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.reply(404, {"error": "not_found"})
             return
         q = dict(urllib.parse.parse_qsl(url.query))
-        code = "code-%d" % len(STATE["codes"])
+        code = "code-SECRET-%d" % len(STATE["codes"])
         with LOCK:
             STATE["codes"][code] = (q.get("code_challenge"),
                                     q.get("redirect_uri"), q)
@@ -178,7 +178,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             STATE["device_codes_issued"] += 1
             n = STATE["device_codes_issued"]
         self.reply(200, {
-            "device_code": "dc-secret-%d" % n,
+            "device_code": "dc-SECRET-%d" % n,
             "user_code": "UC-%04d" % n,
             CONTROL["device_verification_key"]: "https://example.test/device",
             "expires_in": CONTROL["device_expires_in"],

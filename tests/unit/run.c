@@ -45,6 +45,7 @@ static Suite *(*const suites[])(void) = {
 	tokenstore_suite,
 	fuzz_suite,
 	http_suite,
+	oauth2_suite,
 };
 
 /* Run all suites and report. */

@@ -19,6 +19,7 @@ Suite	*safefile_suite(void);
 Suite	*tokenstore_suite(void);
 Suite	*fuzz_suite(void);
 Suite	*http_suite(void);
+Suite	*oauth2_suite(void);
 
 /* Remove a test's temporary tree (run.c). */
 void	 unit_remove_tree(const char *top);
