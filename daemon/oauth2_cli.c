@@ -86,15 +86,17 @@ o2_cli_ask(int tty, const char *prompt, size_t *lenp)
 	quiet = saved;
 	quiet.c_lflag &= ~(tcflag_t)ECHO;
 	quiet.c_lflag |= ECHONL;
-	o2_cli_say(tty, prompt);
+	/* Echo off before the prompt (what was typed before it, and echoed,
+	 * is dropped): a password typed at the prompt never shows. */
 	tcsetattr(tty, TCSAFLUSH, &quiet);
+	o2_cli_say(tty, prompt);
 	while (!o2_cli_interrupted && (n = read(tty, &c, 1)) == 1 && c != '\n') {
 		if (len < TOKENSTORE_PASSWORD_MAX)
 			pw[len++] = c;
 		else
 			toolong = 1;
 	}
-	tcsetattr(tty, TCSAFLUSH, &saved);
+	tcsetattr(tty, TCSADRAIN, &saved);
 	for (i = 0; i < 4; i++)
 		sigaction(sigs[i], &old[i], NULL);
 	pw[len] = '\0';

@@ -986,6 +986,107 @@ START_TEST(test_browser_state_mismatch)
 }
 END_TEST
 
+/* ---- configuration: reload and client secrets --------------------------- */
+
+/* A reload keeps the waiting flow; a removed section ends its accounts. */
+START_TEST(test_reload)
+{
+	struct config	*next, *none;
+	struct login	 l;
+	char		 err[256];
+
+	login(&l, "a@example.com", "pw1", 0);
+	ck_assert_ptr_nonnull(strstr(l.text, "UC-0001"));
+	next = make_config(OAUTH2_FLOW_DEVICE);
+	ck_assert_int_eq(oauth2_reload(o, next, err, sizeof(err)), 0);
+	free_config(cfg);
+	cfg = next;
+	login(&l, "a@example.com", "pw1", 0);
+	ck_assert_int_eq(l.result, OAUTH2_AUTHORISE);
+	ck_assert_ptr_nonnull(strstr(l.text, "UC-0001"));
+	wait_authorised("a@example.com", 20);
+
+	none = make_config(OAUTH2_FLOW_DEVICE);
+	none->n_oauth2 = 0;
+	ck_assert_int_eq(oauth2_reload(o, none, err, sizeof(err)), 0);
+	free_config(cfg);
+	cfg = none;
+	ck_assert(!account("a@example.com").found);
+	login(&l, "a@example.com", "pw1", 0);
+	ck_assert_int_eq(l.result, OAUTH2_TEMPORARY);
+	ck_assert_str_eq(l.text, "mailtlsd: [oauth2:t] is not configured any "
+	    "more; try again later");
+}
+END_TEST
+
+/* Write text to state_dir/name; its path. */
+static const char *
+write_secret(const char *name, const char *text)
+{
+	static char	path[128];
+	FILE		*f;
+
+	snprintf(path, sizeof(path), "%s/%s", state_dir, name);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+/* A configuration whose secret is in a file; NULL and err if refused. */
+static struct oauth2 *
+new_with_secret_file(const char *path, struct config **c, char *err,
+    size_t errlen)
+{
+	*c = make_config(OAUTH2_FLOW_CLIENT_CREDENTIALS);
+	(*c)->oauth2[0].client_secret[0] = '\0';
+	snprintf((*c)->oauth2[0].client_secret_file,
+	    sizeof((*c)->oauth2[0].client_secret_file), "%s", path);
+	return oauth2_new(base, *c, err, errlen);
+}
+
+/* client_secret_file: one line, trimmed; empty, two lines, missing. */
+START_TEST(test_secret_file)
+{
+	struct config	*c;
+	struct oauth2	*other;
+	struct login	 l;
+	char		 err[512];
+
+	provider_control(&prov, base, client,
+	    "{\"client_secret\":\"cs-SECRET\"}");
+	oauth2_free(o);
+	free_config(cfg);
+	o = new_with_secret_file(write_secret("good", "  cs-SECRET \n"), &cfg,
+	    err, sizeof(err));
+	ck_assert_msg(o != NULL, "%s", err);
+	login(&l, "box@example.com", "pw1", 0);
+	ck_assert_int_eq(l.result, OAUTH2_TOKEN);
+
+	other = new_with_secret_file(write_secret("empty", " \n"), &c, err,
+	    sizeof(err));
+	ck_assert_ptr_null(other);
+	ck_assert_ptr_nonnull(strstr(err, "is empty"));
+	free_config(c);
+	other = new_with_secret_file(write_secret("two", "a\nb\n"), &c, err,
+	    sizeof(err));
+	ck_assert_ptr_null(other);
+	ck_assert_ptr_nonnull(strstr(err, "more than one line"));
+	free_config(c);
+	other = new_with_secret_file("/nonexistent/secret", &c, err,
+	    sizeof(err));
+	ck_assert_ptr_null(other);
+	ck_assert_msg(strstr(err, "[oauth2:t] client_secret_file "
+	    "/nonexistent/secret: ") != NULL, "%s", err);
+	/* A reload that cannot read the secret keeps the running one. */
+	ck_assert_int_eq(oauth2_reload(o, c, err, sizeof(err)), -1);
+	free_config(c);
+	login(&l, "box@example.com", "pw1", 1);
+	ck_assert_int_eq(l.result, OAUTH2_TOKEN);
+}
+END_TEST
+
 /* ---- the log ------------------------------------------------------------- */
 
 /* Flows, refreshes and failures at debug level: no secret in the log. */
@@ -1056,6 +1157,7 @@ oauth2_suite(void)
 	tcase_add_test(device, test_device_denied);
 	tcase_add_test(device, test_other_password_waits);
 	tcase_add_test(device, test_no_secret_in_log);
+	tcase_add_test(device, test_reload);
 	suite_add_tcase(s, device);
 
 	tcase_add_checked_fixture(refresh, start_device, stop);
@@ -1071,6 +1173,7 @@ oauth2_suite(void)
 	tcase_add_test(app, test_client_credentials);
 	tcase_add_test(app, test_client_credentials_refused);
 	tcase_add_test(app, test_client_credentials_race);
+	tcase_add_test(app, test_secret_file);
 	suite_add_tcase(s, app);
 
 	tcase_add_checked_fixture(browser, start_browser, stop);
