@@ -261,6 +261,14 @@ o2_account_get(struct o2_section *sec, const char *user, int create)
 	return acct;
 }
 
+/* Whether the account's flow has its tokens, or is about to. */
+static int
+o2_flow_finishing(const struct o2_account *acct)
+{
+	return acct->flow != NULL && (acct->flow->state == O2_FLOW_EXCHANGING ||
+	    acct->flow->state == O2_FLOW_SAVING);
+}
+
 /*
  * Something the account waited for ended: logins waiting for a seal open
  * the account again once nothing writes it any more, and an account that
@@ -272,8 +280,7 @@ o2_account_release(struct o2_account *acct)
 	struct oauth2_request	*req, *next;
 	int			 writing;
 
-	writing = acct->renew != NULL || (acct->flow != NULL &&
-	    acct->flow->state == O2_FLOW_SAVING);
+	writing = acct->renew != NULL || o2_flow_finishing(acct);
 	for (req = TAILQ_FIRST(&acct->requests); req != NULL && !writing;
 	    req = next) {
 		next = TAILQ_NEXT(req, entry);
@@ -669,8 +676,7 @@ o2_on_absent(struct oauth2_request *req)
 {
 	struct o2_account	*acct = req->acct;
 
-	if (acct->renew != NULL || (acct->flow != NULL &&
-	    acct->flow->state == O2_FLOW_SAVING)) {
+	if (acct->renew != NULL || o2_flow_finishing(acct)) {
 		/* Being sealed right now: look again when that is done. */
 		req->state = O2_REQ_REOPEN;
 		return;
@@ -713,6 +719,11 @@ o2_on_unlocked(struct oauth2_request *req, const struct token_set *set)
 		acct->resave = tokenstore_save(sec->o->store, sec->cfg->name,
 		    acct->user, req->password, req->pwlen, &acct->tokens,
 		    o2_resave_cb, acct);
+	}
+	if (o2_flow_finishing(acct)) {
+		/* Its tokens are on their way: open again once sealed. */
+		req->state = O2_REQ_REOPEN;
+		return;
 	}
 	if (acct->flow != NULL) {
 		o2_need_authorisation(req);

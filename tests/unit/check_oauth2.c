@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <event2/event.h>
@@ -35,6 +36,7 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "notify.h"
 #include "oauth2.h"
 #include "oauth2_impl.h"
 #include "provider.h"
@@ -986,6 +988,70 @@ START_TEST(test_browser_state_mismatch)
 }
 END_TEST
 
+/* ---- systemd's status line ------------------------------------------------- */
+
+static void
+notify_readable_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	*(int *)arg = 1;
+}
+
+/* The next datagram on fd, the loop running meanwhile (10 s at most). */
+static void
+notify_recv(int fd, char *buf, size_t len)
+{
+	struct event	*ev;
+	int		 readable = 0;
+	ssize_t		 n;
+
+	ev = event_new(base, fd, EV_READ, notify_readable_cb, &readable);
+	event_add(ev, NULL);
+	ck_assert_msg(provider_run(base, &readable, 10), "no notification");
+	event_free(ev);
+	n = recv(fd, buf, len - 1, MSG_DONTWAIT);
+	ck_assert_int_gt(n, 0);
+	buf[n] = '\0';
+}
+
+/* While a flow waits, STATUS= shows its instructions; then the status. */
+START_TEST(test_status_line)
+{
+	struct sockaddr_un	sun = { .sun_family = AF_UNIX };
+	struct login		l;
+	char			msg[1024];
+	int			fd;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/notify", state_dir);
+	fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	setenv("NOTIFY_SOCKET", sun.sun_path, 1);
+	ck_assert_int_eq(notify_init(), 0);
+	notify_ready("serving 1 service(s) on 1 address(es)");
+	notify_recv(fd, msg, sizeof(msg));
+	ck_assert_str_eq(msg, "READY=1\nSTATUS=serving 1 service(s) on 1 "
+	    "address(es)");
+
+	login(&l, "a@example.com", "pw1", 0);
+	ck_assert_int_eq(l.result, OAUTH2_AUTHORISE);
+	notify_recv(fd, msg, sizeof(msg));
+	ck_assert_str_eq(msg, "STATUS=mailtlsd: to authorise a@example.com "
+	    "visit https://example.test/device and enter UC-0001, then log in "
+	    "again");
+	/* A reload's READY=1 keeps showing what a person must do. */
+	notify_ready("serving 2 service(s) on 2 address(es)");
+	notify_recv(fd, msg, sizeof(msg));
+	ck_assert_ptr_nonnull(strstr(msg, "STATUS=mailtlsd: to authorise"));
+	wait_authorised("a@example.com", 20);
+	notify_recv(fd, msg, sizeof(msg));
+	ck_assert_str_eq(msg, "STATUS=serving 2 service(s) on 2 address(es)");
+	notify_close();
+	close(fd);
+}
+END_TEST
+
 /* ---- configuration: reload and client secrets --------------------------- */
 
 /* A reload keeps the waiting flow; a removed section ends its accounts. */
@@ -1158,6 +1224,7 @@ oauth2_suite(void)
 	tcase_add_test(device, test_other_password_waits);
 	tcase_add_test(device, test_no_secret_in_log);
 	tcase_add_test(device, test_reload);
+	tcase_add_test(device, test_status_line);
 	suite_add_tcase(s, device);
 
 	tcase_add_checked_fixture(refresh, start_device, stop);
