@@ -308,8 +308,8 @@ o2_account_take_tokens(struct o2_account *acct, const struct o2_answer *a,
 	from.access_token = a->access_token;
 	from.refresh_token = a->refresh_token != NULL ? a->refresh_token :
 	    replace || !acct->have_tokens ? "" : acct->tokens.refresh_token;
-	from.scope = a->scope != NULL ? a->scope : replace || !acct->have_tokens ?
-	    "" : acct->tokens.scope;
+	from.scope = a->scope != NULL ? a->scope :
+	    replace || !acct->have_tokens ? "" : acct->tokens.scope;
 	from.access_expires = now + a->expires_in;
 	from.updated = now;
 	memset(&next, 0, sizeof(next));
@@ -420,8 +420,8 @@ o2_renew_saved_cb(enum tokenstore_result result, const struct token_set *set,
 	if (result == TOKENSTORE_OK) {
 		acct->dirty = 0;
 		if (rn->seal)
-			log_info("[oauth2:%s] %s is sealed with the password of "
-			    "its first login (client credentials)", name,
+			log_info("[oauth2:%s] %s is sealed with the password "
+			    "of its first login (client credentials)", name,
 			    acct->user);
 		snprintf(log, sizeof(log), "[oauth2:%s] new access token for "
 		    "%s", name, acct->user);
@@ -504,10 +504,10 @@ o2_renew_http_cb(int status, const char *body, size_t len, const char *error,
 		    strcmp(a.refresh_token, acct->tokens.refresh_token) != 0);
 		o2_account_take_tokens(acct, &a, 0);
 		o2_answer_clear(&a);
-		log_info("[oauth2:%s] new access token for %s, valid for %ld s%s",
-		    cfg->name, acct->user, (long)(acct->tokens.access_expires -
-		    time(NULL)), rotated && !rn->app ? "; new refresh token" :
-		    "");
+		log_info("[oauth2:%s] new access token for %s, valid for %ld "
+		    "s%s", cfg->name, acct->user,
+		    (long)(acct->tokens.access_expires - time(NULL)),
+		    rotated && !rn->app ? "; new refresh token" : "");
 		rn->save = tokenstore_save(acct->sec->o->store, cfg->name,
 		    acct->user, rn->password, rn->pwlen, &acct->tokens,
 		    o2_renew_saved_cb, rn);
@@ -518,8 +518,8 @@ o2_renew_http_cb(int status, const char *body, size_t len, const char *error,
 	}
 	snprintf(what, sizeof(what), "%s for %s", rn->app ? "the client "
 	    "credentials grant" : "refreshing the access token", acct->user);
-	verdict = o2_explain(cfg, what, &a, client, sizeof(client), log,
-	    sizeof(log));
+	verdict = o2_explain(cfg, rn->app ? O2_STEP_APP : O2_STEP_REFRESH,
+	    what, &a, client, sizeof(client), log, sizeof(log));
 	log_warnx("%s", log);
 	snprintf(acct->last_error, sizeof(acct->last_error), "%s", client);
 	if (verdict == O2_REAUTHORISE && !rn->app && rn->cli_done == NULL) {
@@ -597,7 +597,7 @@ o2_join_renew(struct oauth2_request *req, int seal)
 	req->state = O2_REQ_RENEW;
 }
 
-/* ---- logins ---------------------------------------------------------------- */
+/* ---- logins ---------------------------------------------------------- */
 
 /*
  * The account needs a person: start the section's flow, or answer with
@@ -650,7 +650,8 @@ o2_need_authorisation(struct oauth2_request *req)
 		if (f == NULL) {
 			snprintf(log, sizeof(log), "[oauth2:%s] cannot start "
 			    "the %s flow for %s: %s", acct->sec->cfg->name,
-			    o2_flow_name(acct->sec->cfg->flow), acct->user, why);
+			    o2_flow_name(acct->sec->cfg->flow), acct->user,
+			    why);
 			log_errorx("%s", log);
 			snprintf(client, sizeof(client), "mailtlsd: cannot "
 			    "start the authorisation of %s (see mailtlsd's "
@@ -1019,7 +1020,8 @@ o2_take_config(struct oauth2 *o, const struct config *cfg,
 		next = TAILQ_NEXT(sec, entry);
 		found = 0;
 		for (i = 0; i < cfg->n_oauth2; i++)
-			found |= strcmp(cfg->oauth2[i].name, sec->cfg->name) == 0;
+			found |= strcmp(cfg->oauth2[i].name,
+			    sec->cfg->name) == 0;
 		if (!found) {
 			log_info("[oauth2:%s] removed: its accounts and "
 			    "authorisations end", sec->cfg->name);

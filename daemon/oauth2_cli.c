@@ -90,7 +90,8 @@ o2_cli_ask(int tty, const char *prompt, size_t *lenp)
 	 * is dropped): a password typed at the prompt never shows. */
 	tcsetattr(tty, TCSAFLUSH, &quiet);
 	o2_cli_say(tty, prompt);
-	while (!o2_cli_interrupted && (n = read(tty, &c, 1)) == 1 && c != '\n') {
+	while (!o2_cli_interrupted && (n = read(tty, &c, 1)) == 1 &&
+	    c != '\n') {
 		if (len < TOKENSTORE_PASSWORD_MAX)
 			pw[len++] = c;
 		else
@@ -140,8 +141,8 @@ o2_cli_flow_text(struct o2_flow *f)
 	struct o2_cli	*cli = f->cli;
 
 	if (f->kind == OAUTH2_FLOW_DEVICE)
-		printf("\nTo authorise %s, visit\n\n    %s\n\nand enter the code "
-		    "%s\n", cli->acct->user, f->go_to, f->user_code);
+		printf("\nTo authorise %s, visit\n\n    %s\n\nand enter the "
+		    "code %s\n", cli->acct->user, f->go_to, f->user_code);
 	else
 		printf("\nTo authorise %s, open in a browser on this host (or "
 		    "through ssh -L %s)\n\n    %s\n\nwhich leads to\n\n    "
@@ -253,8 +254,9 @@ o2_cli_run(struct o2_cli *cli, const char *pw, size_t pwlen)
 		return 1;
 	}
 	if (cfg->flow == OAUTH2_FLOW_CLIENT_CREDENTIALS)
-		printf("The provider granted [oauth2:%s] an access token; %s is "
-		    "sealed with the password given.\n", cfg->name, acct->user);
+		printf("The provider granted [oauth2:%s] an access token; %s "
+		    "is sealed with the password given.\n", cfg->name,
+		    acct->user);
 	else
 		printf("%s is authorised; its tokens are sealed in %s with the "
 		    "password given.\n", acct->user, cli->o->store_dir);
@@ -311,8 +313,8 @@ oauth2_authorise_cli(const struct config *cfg, const char *section,
 		return 1;
 	}
 	if (!o2_user_ok(user)) {
-		fprintf(stderr, "mailtlsd: the user name must be 1 to 255 bytes "
-		    "without spaces or control characters\n");
+		fprintf(stderr, "mailtlsd: the user name must be 1 to 255 "
+		    "bytes without spaces or control characters\n");
 		return 1;
 	}
 	if ((tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {

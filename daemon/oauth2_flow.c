@@ -84,9 +84,15 @@ o2_random_b64(size_t bytes, char *out, size_t outlen)
 static unsigned
 o2_listen_port(const struct listen_addr *la)
 {
-	if (la->addr.ss_family == AF_INET6)
-		return ntohs(((const struct sockaddr_in6 *)&la->addr)->sin6_port);
-	return ntohs(((const struct sockaddr_in *)&la->addr)->sin_port);
+	const struct sockaddr_in6	*sin6;
+	const struct sockaddr_in	*sin;
+
+	if (la->addr.ss_family == AF_INET6) {
+		sin6 = (const struct sockaddr_in6 *)&la->addr;
+		return ntohs(sin6->sin6_port);
+	}
+	sin = (const struct sockaddr_in *)&la->addr;
+	return ntohs(sin->sin_port);
 }
 
 /*
@@ -216,8 +222,8 @@ o2_flow_announce(struct o2_flow *f)
 	/* The text without its "mailtlsd: ": the log says who speaks. */
 	log_info("[oauth2:%s] %s", sec->cfg->name, f->text + 10);
 	if (f->authorize_url != NULL)
-		log_info("[oauth2:%s] authorisation of %s: the link leads to %s",
-		    sec->cfg->name, f->acct->user, f->authorize_url);
+		log_info("[oauth2:%s] authorisation of %s: the link leads to "
+		    "%s", sec->cfg->name, f->acct->user, f->authorize_url);
 	o2_flow_status(sec->o);
 	if (f->cli_text != NULL)
 		f->cli_text(f);
@@ -254,9 +260,10 @@ o2_page(struct evhttp_request *req, int status, const char *reason,
     const char *message)
 {
 	struct evbuffer		*body = evbuffer_new();
-	struct evkeyvalq	*headers = evhttp_request_get_output_headers(req);
+	struct evkeyvalq	*headers;
 	char			 escaped[O2_PAGE_MAX];
 
+	headers = evhttp_request_get_output_headers(req);
 	o2_html_escape(message, escaped, sizeof(escaped));
 	evhttp_add_header(headers, "Content-Type", "text/html; charset=utf-8");
 	evhttp_add_header(headers, "Cache-Control", "no-store");
@@ -400,8 +407,9 @@ o2_flow_failed(struct o2_flow *f, const char *what, const struct o2_answer *a)
 {
 	char	client[O2_TEXT_MAX], log[O2_LOG_MAX];
 
-	o2_explain(f->acct->sec->cfg, what, a, client, sizeof(client), log,
-	    sizeof(log));
+	o2_explain(f->acct->sec->cfg, f->kind == OAUTH2_FLOW_DEVICE ?
+	    O2_STEP_DEVICE_POLL : O2_STEP_CODE, what, a, client,
+	    sizeof(client), log, sizeof(log));
 	log_warnx("%s", log);
 	if (f->browser != NULL) {
 		o2_page(f->browser, 400, "Bad Request", client);
@@ -455,8 +463,8 @@ o2_device_poll_cb(int status, const char *body, size_t len,
 	}
 	snprintf(what, sizeof(what), "the device authorisation of %s",
 	    f->acct->user);
-	switch (o2_explain(f->acct->sec->cfg, what, &a, client,
-	    sizeof(client), log, sizeof(log))) {
+	switch (o2_explain(f->acct->sec->cfg, O2_STEP_DEVICE_POLL, what, &a,
+	    client, sizeof(client), log, sizeof(log))) {
 	case O2_SLOW_DOWN:
 		if (f->interval < 2 * O2_DEVICE_INTERVAL_MAX)
 			f->interval += O2_SLOW_DOWN_STEP;
@@ -524,8 +532,8 @@ o2_device_started_cb(int status, const char *body, size_t len,
 		}
 		snprintf(what, sizeof(what), "asking for a device code for %s",
 		    f->acct->user);
-		o2_explain(f->acct->sec->cfg, what, &err, client,
-		    sizeof(client), log, sizeof(log));
+		o2_explain(f->acct->sec->cfg, O2_STEP_DEVICE_START, what, &err,
+		    client, sizeof(client), log, sizeof(log));
 		log_warnx("%s", log);
 		o2_flow_answer_waiting(f, err.failure[0] != '\0' ||
 		    err.status >= 500 ? OAUTH2_TEMPORARY : OAUTH2_REFUSED,
@@ -668,10 +676,11 @@ static void
 o2_redirect_cb(struct evhttp_request *req, void *arg)
 {
 	struct o2_redirect		*r = arg;
-	const struct evhttp_uri		*uri = evhttp_request_get_evhttp_uri(req);
+	const struct evhttp_uri		*uri;
 	const char			*path;
 	struct o2_flow			*f;
 
+	uri = evhttp_request_get_evhttp_uri(req);
 	if (uri == NULL || (path = evhttp_uri_get_path(uri)) == NULL) {
 		o2_page(req, 400, "Bad Request", "mailtlsd: bad request.");
 		return;

@@ -36,7 +36,7 @@ struct http_request;
 #define O2_EXPIRY_MARGIN	60		/* seconds */
 #define O2_DEFAULT_EXPIRES_IN	3600		/* when the answer omits it */
 #define O2_BROWSER_WAIT		900		/* a browser flow waits, s */
-#define O2_DEVICE_WAIT_MAX	1800		/* cap on a device code's life */
+#define O2_DEVICE_WAIT_MAX	1800		/* a device code's life, s */
 #define O2_DEVICE_INTERVAL	5		/* RFC 8628's default, s */
 #define O2_DEVICE_INTERVAL_MAX	60
 #define O2_SLOW_DOWN_STEP	5		/* RFC 8628 3.5: +5 s */
@@ -113,7 +113,7 @@ struct o2_renew {
 	struct o2_account	*acct;
 	int			 app;		/* client credentials */
 	int			 seal;		/* first login: seal it */
-	char			*password;	/* of the login that started it */
+	char			*password;	/* of the login that began */
 	size_t			 pwlen;
 	struct http_request	*http;
 	struct tokenstore_job	*save;
@@ -184,7 +184,7 @@ struct oauth2 {
 	TAILQ_HEAD(, o2_redirect)	 redirects;
 	int				 n_accounts;
 	int				 n_flows;
-	int				 cli;	/* mailtlsd -a: no status line */
+	int				 cli;	/* mailtlsd -a */
 };
 
 /* What a token endpoint answered. */
@@ -208,6 +208,15 @@ enum o2_verdict {
 	O2_REAUTHORISE,		/* the grant is gone: a new flow */
 	O2_PENDING,		/* device: nobody entered the code yet */
 	O2_SLOW_DOWN		/* device: poll less often */
+};
+
+/* The step an answer belongs to: the same error means different things. */
+enum o2_step {
+	O2_STEP_REFRESH,	/* refresh_token grant */
+	O2_STEP_APP,		/* client_credentials grant */
+	O2_STEP_DEVICE_START,	/* device authorisation request */
+	O2_STEP_DEVICE_POLL,	/* device_code grant */
+	O2_STEP_CODE		/* the browser's redirect, authorization_code */
 };
 
 /* A device authorisation answer. */
@@ -262,9 +271,9 @@ void	o2_answer_clear(struct o2_answer *);
 int	o2_parse_device(int status, const char *body, size_t len,
 	    struct o2_device *, struct o2_answer *err);
 void	o2_device_clear(struct o2_device *);
-enum o2_verdict o2_explain(const struct oauth2_config *, const char *what,
-	    const struct o2_answer *, char *client, size_t clientlen,
-	    char *log, size_t loglen);
+enum o2_verdict o2_explain(const struct oauth2_config *, enum o2_step,
+	    const char *what, const struct o2_answer *, char *client,
+	    size_t clientlen, char *log, size_t loglen);
 int	o2_user_ok(const char *user);
 
 #endif /* MAILTLSD_OAUTH2_IMPL_H */

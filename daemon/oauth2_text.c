@@ -362,19 +362,27 @@ o2_explain_aadsts(const struct oauth2_config *cfg, long code, char *words,
 
 /* Words for the standard error codes (RFC 6749 5.2, RFC 8628 3.5). */
 static enum o2_verdict
-o2_explain_code(const struct oauth2_config *cfg, const struct o2_answer *a,
-    char *words, size_t len)
+o2_explain_code(const struct oauth2_config *cfg, enum o2_step step,
+    const struct o2_answer *a, char *words, size_t len)
 {
 	int	google = cfg->provider == OAUTH2_PROVIDER_GOOGLE;
 	int	ms = cfg->provider == OAUTH2_PROVIDER_MICROSOFT;
 
+	if (strcmp(a->error, "invalid_grant") == 0 && (step == O2_STEP_CODE ||
+	    step == O2_STEP_DEVICE_POLL)) {
+		snprintf(words, len, "the provider refused the authorisation "
+		    "(invalid_grant): its code expired or was used already; "
+		    "log in again to start a new one");
+		return O2_REAUTHORISE;
+	}
 	if (strcmp(a->error, "invalid_grant") == 0) {
 		if (google)
 			snprintf(words, len, "Google refused the grant "
 			    "(invalid_grant): it was revoked, or it expired as "
-			    "it does after 7 days for apps whose consent screen "
-			    "is in Testing status (publish the app: OAuth "
-			    "consent screen, Publish app); authorise again");
+			    "it does after 7 days for apps whose consent "
+			    "screen is in Testing status (publish the app: "
+			    "OAuth consent screen, Publish app); authorise "
+			    "again");
 		else
 			snprintf(words, len, "the provider refused the grant "
 			    "(invalid_grant): it was revoked or expired; "
@@ -401,9 +409,15 @@ o2_explain_code(const struct oauth2_config *cfg, const struct o2_answer *a,
 		    "(invalid_scope): check scope in [oauth2:%s]", cfg->name);
 		return O2_REFUSED;
 	}
-	if (strcmp(a->error, "access_denied") == 0) {
-		snprintf(words, len, "the authorisation was declined "
-		    "(access_denied): log in again to start a new one");
+	if (strcmp(a->error, "access_denied") == 0 ||
+	    strcmp(a->error, "authorization_declined") == 0) {
+		snprintf(words, len, "the authorisation was declined (%s): log "
+		    "in again to start a new one", a->error);
+		return O2_REAUTHORISE;
+	}
+	if (strcmp(a->error, "bad_verification_code") == 0) {
+		snprintf(words, len, "the provider does not know the device "
+		    "code (bad_verification_code): log in again for a new one");
 		return O2_REAUTHORISE;
 	}
 	if (strcmp(a->error, "expired_token") == 0) {
@@ -433,9 +447,9 @@ o2_explain_code(const struct oauth2_config *cfg, const struct o2_answer *a,
  * what names the step ("refreshing the token of user@example.com").
  */
 enum o2_verdict
-o2_explain(const struct oauth2_config *cfg, const char *what,
-    const struct o2_answer *a, char *client, size_t clientlen, char *log,
-    size_t loglen)
+o2_explain(const struct oauth2_config *cfg, enum o2_step step,
+    const char *what, const struct o2_answer *a, char *client,
+    size_t clientlen, char *log, size_t loglen)
 {
 	char		words[O2_TEXT_MAX];
 	enum o2_verdict	verdict;
@@ -461,7 +475,7 @@ o2_explain(const struct oauth2_config *cfg, const char *what,
 	    words, sizeof(words))) >= 0)
 		verdict = (enum o2_verdict)v;
 	else
-		verdict = o2_explain_code(cfg, a, words, sizeof(words));
+		verdict = o2_explain_code(cfg, step, a, words, sizeof(words));
 	snprintf(client, clientlen, "mailtlsd: %s", words);
 	if (a->status == 0)
 		snprintf(log, loglen, "[oauth2:%s] %s: %s", cfg->name, what,

@@ -102,8 +102,8 @@ expect_error(const struct answer *a, const char *want)
 START_TEST(test_post_form)
 {
 	const char *const	 fields[] = { "grant_type", "refresh_token",
-				    "odd", "a b&c=d+e/\xc3\xa9~-._", "empty", "",
-				    NULL };
+				    "odd", "a b&c=d+e/\xc3\xa9~-._",
+				    "empty", "", NULL };
 	struct answer		 a;
 	json_t			*j;
 	json_error_t		 jerr;

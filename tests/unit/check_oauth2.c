@@ -49,7 +49,7 @@ static struct config	*cfg;
 static struct oauth2	*o;
 static char		 state_dir[64];
 
-/* ---- fixtures -------------------------------------------------------- */
+/* ---- fixtures ---------------------------------------------------- */
 
 /* A free loopback port (a race no test here loses in practice). */
 static unsigned
@@ -176,7 +176,7 @@ stop(void)
 	http_global_cleanup();
 }
 
-/* ---- logins ------------------------------------------------------------ */
+/* ---- logins ------------------------------------------------------ */
 
 /* The answer to one login. */
 struct login {
@@ -332,7 +332,7 @@ authorise_device(const char *user, const char *pw)
 	wait_authorised(user, 20);
 }
 
-/* ---- pure parts --------------------------------------------------------- */
+/* ---- pure parts -------------------------------------------------- */
 
 /* RFC 7636 appendix B: the S256 challenge of the example verifier. */
 START_TEST(test_pkce_rfc7636)
@@ -370,7 +370,8 @@ pure_config(struct oauth2_config *oc, enum oauth2_provider provider)
 	    "99999999-8888-7777-6666-555555555555");
 	snprintf(oc->authorize_url, sizeof(oc->authorize_url),
 	    "https://login.example/authorize");
-	snprintf(oc->scope, sizeof(oc->scope), "https://mail.example/ offline_access");
+	snprintf(oc->scope, sizeof(oc->scope),
+	    "https://mail.example/ offline_access");
 	ck_assert_int_eq(config_parse_listen("127.0.0.1:8400",
 	    &oc->redirect_listen, err, sizeof(err)), 0);
 }
@@ -420,8 +421,8 @@ START_TEST(test_parse_token)
 				    "\"3599\",\"token_type\":\"Bearer\"}";
 	const char		*ms = "{\"error\":\"invalid_grant\","
 				    "\"error_description\":\"AADSTS70043: The "
-				    "refresh token has expired\\r\\nTrace ID: x\","
-				    "\"error_codes\":[70043]}";
+				    "refresh token has expired\\r\\nTrace ID: "
+				    "x\",\"error_codes\":[70043]}";
 
 	ck_assert_int_eq(o2_parse_token(200, ok, strlen(ok), NULL, &a), 0);
 	ck_assert(a.ok);
@@ -455,12 +456,13 @@ START_TEST(test_parse_device)
 				    "\"ABCD-EFGH\",\"verification_uri\":"
 				    "\"https://microsoft.com/devicelogin\","
 				    "\"expires_in\":900,\"interval\":5}";
-	const char		*google = "{\"device_code\":\"D\",\"user_code\":"
-				    "\"X\",\"verification_url\":"
+	const char		*google = "{\"device_code\":\"D\","
+				    "\"user_code\":\"X\",\"verification_url\":"
 				    "\"https://www.google.com/device\","
 				    "\"expires_in\":99999,\"interval\":0}";
 	const char		*bad = "{\"device_code\":\"D\",\"user_code\":"
-				    "\"A B\",\"verification_uri\":\"https://x\"}";
+				    "\"A B\",\"verification_uri\":"
+				    "\"https://x\"}";
 
 	ck_assert(o2_parse_device(200, ms, strlen(ms), &d, &e));
 	ck_assert_str_eq(d.user_code, "ABCD-EFGH");
@@ -496,8 +498,8 @@ expect_aadsts(long code, enum o2_verdict verdict, const char *words)
 	a.aadsts = code;
 	snprintf(a.error, sizeof(a.error), "invalid_grant");
 	snprintf(a.description, sizeof(a.description), "AADSTS%ld: x", code);
-	ck_assert_int_eq(o2_explain(&oc, "refreshing", &a, text,
-	    sizeof(text), log, sizeof(log)), verdict);
+	ck_assert_int_eq(o2_explain(&oc, O2_STEP_REFRESH, "refreshing", &a,
+	    text, sizeof(text), log, sizeof(log)), verdict);
 	snprintf(tag, sizeof(tag), "(AADSTS%ld)", code);
 	ck_assert_msg(strncmp(text, "mailtlsd: ", 10) == 0, "%s", text);
 	ck_assert_msg(strstr(text, tag) != NULL, "%s", text);
@@ -524,43 +526,65 @@ START_TEST(test_aadsts)
 }
 END_TEST
 
+/* o2_explain() into words (O2_TEXT_MAX), the log text dropped. */
+static enum o2_verdict
+explain(const struct oauth2_config *oc, enum o2_step step,
+    const struct o2_answer *a, char *words)
+{
+	char	log[O2_LOG_MAX];
+
+	return o2_explain(oc, step, "x", a, words, O2_TEXT_MAX, log,
+	    sizeof(log));
+}
+
 /* The standard codes, Google's invalid_grant, network and 5xx. */
 START_TEST(test_explain_codes)
 {
 	struct oauth2_config	oc;
 	struct o2_answer	a;
-	char			words[O2_TEXT_MAX], log[O2_LOG_MAX];
+	char			words[O2_TEXT_MAX];
 
 	pure_config(&oc, OAUTH2_PROVIDER_GOOGLE);
 	memset(&a, 0, sizeof(a));
 	a.status = 400;
 	snprintf(a.error, sizeof(a.error), "invalid_grant");
-	ck_assert_int_eq(o2_explain(&oc, "x", &a, words, sizeof(words), log,
-	    sizeof(log)), O2_REAUTHORISE);
+	ck_assert_int_eq(explain(&oc, O2_STEP_REFRESH, &a, words),
+	    O2_REAUTHORISE);
 	ck_assert_ptr_nonnull(strstr(words, "7 days"));
 	ck_assert_ptr_nonnull(strstr(words, "Testing"));
 	ck_assert_ptr_nonnull(strstr(words, "Publish app"));
+	/* The same error for a code: the code, not the grant. */
+	ck_assert_int_eq(explain(&oc, O2_STEP_CODE, &a, words),
+	    O2_REAUTHORISE);
+	ck_assert_ptr_nonnull(strstr(words, "expired or was used already"));
+	ck_assert_ptr_null(strstr(words, "7 days"));
+	/* Microsoft's device flow says authorization_declined. */
+	snprintf(a.error, sizeof(a.error), "authorization_declined");
+	ck_assert_int_eq(explain(&oc, O2_STEP_DEVICE_POLL, &a, words),
+	    O2_REAUTHORISE);
+	ck_assert_ptr_nonnull(strstr(words, "declined"));
+	snprintf(a.error, sizeof(a.error), "invalid_grant");
 	snprintf(a.error, sizeof(a.error), "invalid_client");
-	ck_assert_int_eq(o2_explain(&oc, "x", &a, words, sizeof(words), log,
-	    sizeof(log)), O2_REFUSED);
+	ck_assert_int_eq(explain(&oc, O2_STEP_REFRESH, &a, words),
+	    O2_REFUSED);
 	ck_assert_ptr_nonnull(strstr(words, "check client_id"));
 	snprintf(a.error, sizeof(a.error), "authorization_pending");
-	ck_assert_int_eq(o2_explain(&oc, "x", &a, words, sizeof(words), log,
-	    sizeof(log)), O2_PENDING);
+	ck_assert_int_eq(explain(&oc, O2_STEP_REFRESH, &a, words),
+	    O2_PENDING);
 	snprintf(a.error, sizeof(a.error), "slow_down");
-	ck_assert_int_eq(o2_explain(&oc, "x", &a, words, sizeof(words), log,
-	    sizeof(log)), O2_SLOW_DOWN);
+	ck_assert_int_eq(explain(&oc, O2_STEP_REFRESH, &a, words),
+	    O2_SLOW_DOWN);
 	snprintf(a.error, sizeof(a.error), "access_denied");
-	ck_assert_int_eq(o2_explain(&oc, "x", &a, words, sizeof(words), log,
-	    sizeof(log)), O2_REAUTHORISE);
+	ck_assert_int_eq(explain(&oc, O2_STEP_REFRESH, &a, words),
+	    O2_REAUTHORISE);
 	ck_assert_ptr_nonnull(strstr(words, "declined"));
 	a.status = 503;
-	ck_assert_int_eq(o2_explain(&oc, "x", &a, words, sizeof(words), log,
-	    sizeof(log)), O2_TEMPORARY);
+	ck_assert_int_eq(explain(&oc, O2_STEP_REFRESH, &a, words),
+	    O2_TEMPORARY);
 	memset(&a, 0, sizeof(a));
 	snprintf(a.failure, sizeof(a.failure), "could not resolve host x");
-	ck_assert_int_eq(o2_explain(&oc, "x", &a, words, sizeof(words), log,
-	    sizeof(log)), O2_TEMPORARY);
+	ck_assert_int_eq(explain(&oc, O2_STEP_REFRESH, &a, words),
+	    O2_TEMPORARY);
 	ck_assert_str_eq(words, "mailtlsd: cannot reach the provider (could "
 	    "not resolve host x); try again later");
 }
@@ -594,7 +618,7 @@ START_TEST(test_server_errors)
 }
 END_TEST
 
-/* ---- device flow ---------------------------------------------------------- */
+/* ---- device flow ------------------------------------------------- */
 
 /* Instructions, tokens sealed in the background, then a token. */
 START_TEST(test_device_flow)
@@ -706,7 +730,7 @@ START_TEST(test_other_password_waits)
 }
 END_TEST
 
-/* ---- refresh ---------------------------------------------------------------- */
+/* ---- refresh ----------------------------------------------------- */
 
 /* Concurrent logins share one refresh; rotated tokens are stored. */
 START_TEST(test_refresh_shared_rotated)
@@ -804,7 +828,7 @@ START_TEST(test_refresh_unreachable)
 }
 END_TEST
 
-/* ---- client credentials --------------------------------------------------- */
+/* ---- client credentials ------------------------------------------ */
 
 /* The first login seals its password; the token is reused while fresh. */
 START_TEST(test_client_credentials)
@@ -864,7 +888,7 @@ START_TEST(test_client_credentials_race)
 }
 END_TEST
 
-/* ---- browser flow ---------------------------------------------------------- */
+/* ---- browser flow ------------------------------------------------ */
 
 /* Run fake_browser.py on url while the loop runs; its output. */
 struct browser {
@@ -988,7 +1012,7 @@ START_TEST(test_browser_state_mismatch)
 }
 END_TEST
 
-/* ---- systemd's status line ------------------------------------------------- */
+/* ---- systemd's status line --------------------------------------- */
 
 static void
 notify_readable_cb(evutil_socket_t fd, short what, void *arg)
@@ -1052,7 +1076,7 @@ START_TEST(test_status_line)
 }
 END_TEST
 
-/* ---- configuration: reload and client secrets --------------------------- */
+/* ---- configuration: reload and client secrets -------------------- */
 
 /* A reload keeps the waiting flow; a removed section ends its accounts. */
 START_TEST(test_reload)
@@ -1153,7 +1177,7 @@ START_TEST(test_secret_file)
 }
 END_TEST
 
-/* ---- the log ------------------------------------------------------------- */
+/* ---- the log ----------------------------------------------------- */
 
 /* Flows, refreshes and failures at debug level: no secret in the log. */
 START_TEST(test_no_secret_in_log)
