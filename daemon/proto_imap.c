@@ -31,7 +31,6 @@
 #define IMAP_DIALOGUE_TAG	"M1"
 #define IMAP_TAG_MAX		64	/* tags the filter must remember */
 #define IMAP_AUTH_TAGS		8	/* LOGIN/AUTHENTICATE in flight */
-#define IMAP_CAPA_TAGS		8	/* OAuth2: CAPABILITY in flight */
 #define IMAP_OWN_TAG		"mailtlsd"	/* its capability request */
 
 #define IMAP_STARTTLS_REFUSAL	" BAD STARTTLS is not available: " \
@@ -113,8 +112,8 @@ struct imap_filter {
 	int			 login_arg;	/* 0 user, 1 password, 2 both */
 	int			 login_over;	/* an argument over its bound */
 	struct imap_tag		 own_tag;	/* of its CAPABILITY */
-	uint64_t		 capa[IMAP_CAPA_TAGS]; /* the client's */
-	int			 n_capa;		/* CAPABILITY in flight */
+	uint8_t			 sent_capa[PROTO_PIPELINE_MAX]; /* which of
+						   sent are CAPABILITY */
 };
 
 /* Whether line begins with an untagged "* ". */
@@ -373,13 +372,10 @@ imap_server_tagged(struct imap_filter *im, const char *tag, size_t len,
 {
 	int	i;
 
-	if ((i = imap_sent_find(im, imap_tag_hash(tag, len))) >= 0)
+	if ((i = imap_sent_find(im, imap_tag_hash(tag, len))) >= 0) {
 		im->sent[i] = im->sent[--im->n_sent];
-	for (i = 0; i < im->n_capa; i++)
-		if (im->capa[i] == imap_tag_hash(tag, len)) {
-			im->capa[i] = im->capa[--im->n_capa];
-			break;
-		}
+		im->sent_capa[i] = im->sent_capa[im->n_sent];
+	}
 
 	/* A refused synchronizing literal or a finished AUTHENTICATE. */
 	if ((im->cli == IMAP_CLI_WAIT_LITERAL ||
@@ -729,6 +725,7 @@ imap_client_tag_sent(struct proto_filter *f, struct imap_filter *im,
 	if (im->n_sent == PROTO_PIPELINE_MAX)
 		return proto_filter_fail(f, "too many pipelined commands "
 		    "before login");
+	im->sent_capa[im->n_sent] = 0;
 	im->sent[im->n_sent++] = hash;
 	return 0;
 }
@@ -1098,13 +1095,6 @@ imap_oauth2_command(struct proto_filter *f, struct imap_filter *im,
 	return imap_login_taken(f, im, cred, to_client);
 }
 
-/* OAuth2: note a CAPABILITY of the client, whose answer names mechanisms. */
-static void
-imap_client_capability(struct imap_filter *im, const char *tag, size_t len)
-{
-	if (im->n_capa < IMAP_CAPA_TAGS)
-		im->capa[im->n_capa++] = imap_tag_hash(tag, len);
-}
 
 /*
  * The first line of a client command: 1 when it was answered
@@ -1167,8 +1157,8 @@ imap_client_command(struct proto_filter *f, struct imap_filter *im,
 	if (imap_client_tag_sent(f, im, p, tag, proto_word_is(c, cmd,
 	    "AUTHENTICATE") || proto_word_is(c, cmd, "LOGIN")) != 0)
 		return -1;
-	if (f->oauth2 != NULL && proto_word_is(c, cmd, "CAPABILITY"))
-		imap_client_capability(im, p, tag);
+	/* OAuth2: its answer names the server's mechanisms. */
+	im->sent_capa[im->n_sent - 1] = proto_word_is(c, cmd, "CAPABILITY");
 	if (proto_word_is(c, cmd, "AUTHENTICATE"))
 		im->cli_authenticate = 1;
 	else if (!proto_word_is(c, cmd, "LOGIN"))
@@ -1262,8 +1252,12 @@ static int
 imap_oauth2_caps_due(struct proto_filter *f)
 {
 	struct imap_filter	*im = f->impl;
+	int			 i;
 
-	return im->n_capa > 0;
+	for (i = 0; i < im->n_sent; i++)
+		if (im->sent_capa[i])
+			return 1;
+	return 0;
 }
 
 /* OAuth2: ask the server's capabilities under a tag of the filter's own. */

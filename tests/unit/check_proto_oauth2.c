@@ -681,6 +681,343 @@ static const struct transcript smtp_transcripts[] = {
 	    "bytes\r\n", "EHLO c\r\n", 0, NULL },
 };
 
+/* A filter that logs in with OAuth2, and the buffers a session holds. */
+struct login {
+	struct proto_filter	*f;
+	struct evbuffer		*from_client, *from_server;
+	struct evbuffer		*to_client, *to_server;
+};
+
+static void
+login_start(struct login *l, enum mail_protocol protocol)
+{
+	l->f = proto_filter_new(protocol);
+	ck_assert_ptr_nonnull(l->f);
+	ck_assert_int_eq(proto_filter_use_oauth2(l->f), 0);
+	l->from_client = evbuffer_new();
+	l->from_server = evbuffer_new();
+	l->to_client = evbuffer_new();
+	l->to_server = evbuffer_new();
+}
+
+/* Feed the client's bytes (len: with NUL bytes) through the filter. */
+static void
+login_client(struct login *l, const char *text, size_t len)
+{
+	evbuffer_add(l->from_client, text, len);
+	ck_assert_int_eq(proto_filter_client(l->f, l->from_client,
+	    l->to_server, l->to_client), 0);
+}
+
+static void
+login_server(struct login *l, const char *text)
+{
+	evbuffer_add(l->from_server, text, strlen(text));
+	ck_assert_int_eq(proto_filter_server(l->f, l->from_server,
+	    l->to_client), 0);
+}
+
+/* What one of the outputs got, as a string (to free). */
+static char *
+login_take(struct evbuffer *buf)
+{
+	return unit_drain_string(buf);
+}
+
+static void
+login_end(struct login *l)
+{
+	proto_filter_free(l->f);
+	evbuffer_free(l->from_client);
+	evbuffer_free(l->from_server);
+	evbuffer_free(l->to_client);
+	evbuffer_free(l->to_server);
+}
+
+/* Strict base64: every padding, and what is refused. */
+START_TEST(test_base64_strict)
+{
+	static const struct {
+		const char	*b64;
+		const char	*password;	/* NULL: refused */
+	} c[] = {
+		{ "AGJvYgBwdw==", "pw" },
+		{ "AGJvYgBwd2Q=", "pwd" },
+		{ "AGJvYgBwd2R4", "pwdx" },
+		{ "AGJvYgBwdw", NULL },		/* padding left out */
+		{ "AGJvYgBwdw=", NULL },
+		{ "AGJvYgBwdw===", NULL },
+		{ "AGJvYgBwdx==", NULL },	/* bits after the end */
+		{ "AGJvYgBwd2R=", NULL },
+		{ "AGJv YgBwdw==", NULL },	/* a space */
+		{ "AGJvYgBw\tdw==", NULL },
+		{ "AGJvYgBwdw==AGJv", NULL },	/* padding inside */
+		{ "AG=vYgBwdw==", NULL },
+		{ "=GJvYgBwdw==", NULL },
+		{ "AGJvYgBw-w==", NULL },	/* base64url */
+		{ "AGJvYgBw_w==", NULL },
+		{ "AGJvYgBw\xc3\xa9w=", NULL },
+	};
+	struct login	 l;
+	const char	*user, *password;
+	size_t		 i, pwlen;
+	char		 line[128], *got;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		login_start(&l, MAIL_PROTO_IMAP);
+		login_client(&l, "a AUTHENTICATE PLAIN\r\n", 22);
+		got = login_take(l.to_client);
+		ck_assert_str_eq(got, "+ \r\n");
+		free(got);
+		snprintf(line, sizeof(line), "%s\r\n", c[i].b64);
+		login_client(&l, line, strlen(line));
+		got = login_take(l.to_client);
+		proto_filter_login_credentials(l.f, &user, &password, &pwlen);
+		if (c[i].password != NULL) {
+			ck_assert_msg(proto_filter_login(l.f) ==
+			    PROTO_LOGIN_WANTED, "%s: %s", c[i].b64, got);
+			ck_assert_str_eq(got, "");
+			ck_assert_str_eq(user, "bob");
+			ck_assert_str_eq(password, c[i].password);
+		} else {
+			ck_assert_msg(strcmp(got, "a BAD mailtlsd: the PLAIN "
+			    "response is not valid base64\r\n") == 0,
+			    "%s: %s", c[i].b64, got);
+			ck_assert_int_eq(proto_filter_login(l.f),
+			    PROTO_LOGIN_NONE);
+		}
+		free(got);
+		ck_assert_uint_eq(evbuffer_get_length(l.to_server), 0);
+		login_end(&l);
+	}
+}
+END_TEST
+
+/* Token and refusal only where a login waits for them. */
+START_TEST(test_login_states)
+{
+	struct login	 l;
+	const char	*user, *password;
+	size_t		 pwlen;
+	char		*got;
+
+	/* A filter without OAuth2 never has a login. */
+	l.f = proto_filter_new(MAIL_PROTO_SMTP);
+	l.to_server = evbuffer_new();
+	ck_assert_int_eq(proto_filter_login(l.f), PROTO_LOGIN_NONE);
+	ck_assert_int_eq(proto_filter_login_token(l.f, TOKEN, l.to_server),
+	    -1);
+	ck_assert_int_eq(proto_filter_login_refuse(l.f, 0, 0, "x",
+	    l.to_server), -1);
+	ck_assert_str_eq(proto_filter_login_error(l.f), "");
+	proto_filter_login_credentials(l.f, &user, &password, &pwlen);
+	ck_assert_str_eq(user, "");
+	ck_assert_uint_eq(pwlen, 0);
+	ck_assert_uint_eq(evbuffer_get_length(l.to_server), 0);
+	proto_filter_free(l.f);
+	evbuffer_free(l.to_server);
+
+	login_start(&l, MAIL_PROTO_IMAP);
+	/* Called twice, it is the same filter. */
+	ck_assert_int_eq(proto_filter_use_oauth2(l.f), 0);
+	ck_assert_int_eq(proto_filter_login_token(l.f, TOKEN, l.to_server),
+	    -1);
+	ck_assert_int_eq(proto_filter_login_refuse(l.f, 0, 0, "x",
+	    l.to_client), -1);
+	login_client(&l, "a LOGIN bob pw\r\n", 16);
+	ck_assert_int_eq(proto_filter_login(l.f), PROTO_LOGIN_WANTED);
+	ck_assert_int_eq(proto_filter_login_token(l.f, TOKEN, l.to_server),
+	    0);
+	ck_assert_int_eq(proto_filter_login(l.f), PROTO_LOGIN_SENT);
+	/* The exchange is the server's now. */
+	ck_assert_int_eq(proto_filter_login_refuse(l.f, 0, 0, "x",
+	    l.to_client), -1);
+	ck_assert_int_eq(proto_filter_login_token(l.f, TOKEN, l.to_server),
+	    -1);
+	ck_assert_uint_eq(evbuffer_get_length(l.to_client), 0);
+	/* The credentials stay until the login ends... */
+	proto_filter_login_credentials(l.f, &user, &password, &pwlen);
+	ck_assert_str_eq(user, "bob");
+	ck_assert_str_eq(password, "pw");
+	login_server(&l, "* CAPABILITY IMAP4rev1 AUTH=XOAUTH2\r\n"
+	    "mailtlsd0 OK\r\n+ \r\na NO [AUTHENTICATIONFAILED] no\r\n");
+	ck_assert_int_eq(proto_filter_login(l.f), PROTO_LOGIN_REJECTED);
+	proto_filter_login_credentials(l.f, &user, &password, &pwlen);
+	ck_assert_str_eq(password, "pw");
+	ck_assert_int_eq(proto_filter_login_refuse(l.f, 0, 0, "x",
+	    l.to_client), 0);
+	/* ... and not after. */
+	proto_filter_login_credentials(l.f, &user, &password, &pwlen);
+	ck_assert_str_eq(user, "");
+	ck_assert_str_eq(password, "");
+	ck_assert_uint_eq(pwlen, 0);
+	ck_assert_str_eq(proto_filter_login_error(l.f), "");
+	got = login_take(l.to_client);
+	ck_assert_str_eq(got, "a NO [AUTHENTICATIONFAILED] x\r\n");
+	free(got);
+	ck_assert_int_eq(proto_filter_login_refuse(l.f, 0, 0, "x",
+	    l.to_client), -1);
+	login_end(&l);
+
+	/* A failed filter takes nothing more. */
+	login_start(&l, MAIL_PROTO_IMAP);
+	login_client(&l, "a LOGIN bob pw\r\n", 16);
+	evbuffer_add_printf(l.from_server, "* 1 FETCH {99999999999}\r\n");
+	ck_assert_int_eq(proto_filter_server(l.f, l.from_server, l.to_client),
+	    -1);
+	ck_assert_int_eq(proto_filter_login_token(l.f, TOKEN, l.to_server),
+	    -1);
+	ck_assert_int_eq(proto_filter_login_refuse(l.f, 1, 0, "x",
+	    l.to_client), -1);
+	ck_assert_uint_eq(evbuffer_get_length(l.to_server), 0);
+	login_end(&l);
+}
+END_TEST
+
+/* The text of a refusal becomes one safe line of bounded length. */
+START_TEST(test_refusal_text)
+{
+	struct login	 l;
+	char		 text[700], *got;
+	size_t		 i;
+
+	login_start(&l, MAIL_PROTO_SMTP);
+	login_client(&l, "EHLO c\r\n", 8);
+	login_server(&l, "250 mail\r\n");
+	evbuffer_drain(l.to_client, evbuffer_get_length(l.to_client));
+	login_client(&l, "AUTH PLAIN " PLAIN_B64 "\r\n", 13 +
+	    strlen(PLAIN_B64));
+	ck_assert_int_eq(proto_filter_login_refuse(l.f, 0, 0,
+	    "line\r\nbreak\001\x7f\xc3\xa9!", l.to_client), 0);
+	got = login_take(l.to_client);
+	ck_assert_str_eq(got, "535 5.7.8 line  break  ?" "?!\r\n");
+	free(got);
+
+	login_client(&l, "AUTH PLAIN " PLAIN_B64 "\r\n", 13 +
+	    strlen(PLAIN_B64));
+	ck_assert_int_eq(proto_filter_login_refuse(l.f, 1, 1, NULL,
+	    l.to_client), 0);
+	got = login_take(l.to_client);
+	ck_assert_str_eq(got, "454 4.7.0 mailtlsd: login failed\r\n");
+	free(got);
+
+	for (i = 0; i < sizeof(text) - 1; i++)
+		text[i] = 'a' + i % 26;
+	text[i] = '\0';
+	login_client(&l, "AUTH PLAIN " PLAIN_B64 "\r\n", 13 +
+	    strlen(PLAIN_B64));
+	ck_assert_int_eq(proto_filter_login_refuse(l.f, 0, 0, text,
+	    l.to_client), 0);
+	got = login_take(l.to_client);
+	ck_assert_uint_eq(strlen(got), strlen("535 5.7.8 \r\n") + 400);
+	ck_assert_int_eq(strncmp(got + 10, text, 400), 0);
+	free(got);
+	login_end(&l);
+}
+END_TEST
+
+/* The server's failure text is kept, bounded and printable. */
+START_TEST(test_error_text)
+{
+	struct login	 l;
+	const char	*e;
+	char		 line[3000];
+	size_t		 i;
+
+	login_start(&l, MAIL_PROTO_POP3);
+	login_client(&l, "USER bob\r\nPASS pw\r\n", 19);
+	ck_assert_int_eq(proto_filter_login_token(l.f, TOKEN, l.to_server),
+	    0);
+	login_server(&l, "-ERR no\r\n");	/* to the filter's CAPA */
+	memcpy(line, "-ERR ", 5);
+	for (i = 5; i < 2000; i++)
+		line[i] = "ab\033\x7f\xff"[i % 5];
+	memcpy(line + i, "\r\n", 3);
+	login_server(&l, line);
+	ck_assert_int_eq(proto_filter_login(l.f), PROTO_LOGIN_REJECTED);
+	e = proto_filter_login_error(l.f);
+	ck_assert_uint_gt(strlen(e), 100);
+	ck_assert_uint_lt(strlen(e), 256);
+	ck_assert_int_eq(strncmp(e, "-ERR ab???ab", 12), 0);
+	for (i = 0; e[i] != '\0'; i++)
+		ck_assert((unsigned char)e[i] >= ' ' &&
+		    (unsigned char)e[i] < 0x7f);
+	login_end(&l);
+}
+END_TEST
+
+/* POP3: an initial response only when AUTH fits in 255 octets. */
+START_TEST(test_pop3_initial_response)
+{
+	struct login	 l;
+	char		 token[200], *got;
+	size_t		 n;
+
+	for (n = 145; n <= 146; n++) {
+		login_start(&l, MAIL_PROTO_POP3);
+		login_client(&l, "CAPA\r\n", 6);
+		login_server(&l, "+OK\r\nSASL XOAUTH2\r\n.\r\n");
+		evbuffer_drain(l.to_server, evbuffer_get_length(l.to_server));
+		login_client(&l, "USER " USER "\r\nPASS pw\r\n",
+		    strlen("USER " USER "\r\nPASS pw\r\n"));
+		memset(token, 't', n);
+		token[n] = '\0';
+		ck_assert_int_eq(proto_filter_login_token(l.f, token,
+		    l.to_server), 0);
+		got = login_take(l.to_server);
+		if (n == 145) {
+			ck_assert_uint_eq(strlen(got), 255);
+			ck_assert_int_eq(strncmp(got, "AUTH XOAUTH2 dXNlcj1", 20),
+			    0);
+		} else
+			ck_assert_str_eq(got, "AUTH XOAUTH2\r\n");
+		free(got);
+		login_end(&l);
+	}
+}
+END_TEST
+
+/* A password read from an IMAP literal may hold a NUL byte. */
+START_TEST(test_password_with_nul)
+{
+	static const char	 cmd[] = "a LOGIN bob {3+}\r\nx\0y\r\n";
+	struct login		 l;
+	const char		*user, *password;
+	size_t			 pwlen;
+
+	login_start(&l, MAIL_PROTO_IMAP);
+	login_client(&l, cmd, sizeof(cmd) - 1);
+	ck_assert_int_eq(proto_filter_login(l.f), PROTO_LOGIN_WANTED);
+	proto_filter_login_credentials(l.f, &user, &password, &pwlen);
+	ck_assert_str_eq(user, "bob");
+	ck_assert_uint_eq(pwlen, 3);
+	ck_assert_int_eq(memcmp(password, "x\0y", 4), 0);
+	login_end(&l);
+}
+END_TEST
+
+/* A user name with a comma or "=" is escaped in OAUTHBEARER's header. */
+START_TEST(test_oauthbearer_escapes)
+{
+	struct login	 l;
+	char		*got;
+
+	login_start(&l, MAIL_PROTO_SMTP);
+	login_client(&l, "EHLO c\r\n", 8);
+	login_server(&l, "250-mail\r\n250 AUTH OAUTHBEARER\r\n");
+	/* "\0a=b,c\0pw" */
+	login_client(&l, "AUTH PLAIN AGE9YixjAHB3\r\n", 25);
+	ck_assert_int_eq(proto_filter_login_token(l.f, TOKEN, l.to_server),
+	    0);
+	got = login_take(l.to_server);
+	/* "n,a=a=3Db=2Cc,\1auth=Bearer ya29.tok\1\1" */
+	ck_assert_str_eq(got, "EHLO c\r\nAUTH OAUTHBEARER "
+	    "bixhPWE9M0RiPTJDYywBYXV0aD1CZWFyZXIgeWEyOS50b2sBAQ==\r\n");
+	free(got);
+	login_end(&l);
+}
+END_TEST
+
 START_TEST(test_imap_transcript)
 {
 	check_transcript_oauth2(&imap_transcripts[_i]);
@@ -714,6 +1051,16 @@ proto_oauth2_suite(void)
 	    sizeof(pop3_transcripts) / sizeof(pop3_transcripts[0]));
 	tcase_add_loop_test(tc, test_smtp_transcript, 0,
 	    sizeof(smtp_transcripts) / sizeof(smtp_transcripts[0]));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("login");
+	tcase_add_test(tc, test_base64_strict);
+	tcase_add_test(tc, test_login_states);
+	tcase_add_test(tc, test_refusal_text);
+	tcase_add_test(tc, test_error_text);
+	tcase_add_test(tc, test_pop3_initial_response);
+	tcase_add_test(tc, test_password_with_nul);
+	tcase_add_test(tc, test_oauthbearer_escapes);
 	suite_add_tcase(s, tc);
 	return s;
 }
