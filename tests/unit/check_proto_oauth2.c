@@ -187,6 +187,18 @@ static const struct transcript imap_transcripts[] = {
 	    "again\r\n"
 	    "a4 NO [UNAVAILABLE] mailtlsd: the provider cannot be reached\r\n",
 	    "a1 AUTHENTICATE XOAUTH2 " XOAUTH2_B64 "\r\na2 NOOP\r\n", 0, NULL },
+	{ "imap refused before a token, then a second login", MAIL_PROTO_IMAP,
+	    1, {
+	    { 'S', IMAP_GREETING_IN },
+	    { 'C', "a1 LOGIN " USER " wrong\r\na2 LOGIN " USER " secret\r\n" },
+	    { 'P', "wrong" },
+	    { 'R', "mailtlsd: wrong password" },
+	    { 'L', "WANTED" }, { 'P', "secret" },
+	    { 'T', TOKEN },
+	    { 'S', "a2 OK in\r\n" } },
+	    IMAP_GREETING_OUT "a1 NO [AUTHENTICATIONFAILED] mailtlsd: wrong "
+	    "password\r\na2 OK in\r\n",
+	    "a2 AUTHENTICATE XOAUTH2 " XOAUTH2_B64 "\r\n", 1, NULL },
 	{ "imap oauthbearer when only it is offered", MAIL_PROTO_IMAP, 1, {
 	    { 'S', "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=OAUTHBEARER] "
 		"hi\r\n" },
@@ -636,6 +648,23 @@ static const struct transcript smtp_transcripts[] = {
 	    "250-mail\r\n250 AUTH PLAIN LOGIN\r\n235 2.7.0 OK\r\n",
 	    "EHLO c\r\nAUTH OAUTHBEARER " BEARER_B64 "\r\nAQ==\r\n"
 	    "AUTH OAUTHBEARER " BEARER_B64 "\r\n", 1, NULL },
+	{ "smtp refused, then a second login", MAIL_PROTO_SMTP, 0, {
+	    { 'C', "EHLO c\r\n" },
+	    { 'S', "250-mail\r\n250 AUTH XOAUTH2\r\n" },
+	    { 'C', "AUTH PLAIN " PLAIN_B64 "\r\n" },
+	    { 'A', "mailtlsd: to authorise " USER " visit https://example.com "
+		"and enter ABCD-EFGH, then log in again" },
+	    { 'L', "NONE" },
+	    { 'C', "AUTH LOGIN\r\n" USER_B64 "\r\n" SECRET_B64 "\r\n" },
+	    { 'L', "WANTED" }, { 'U', USER }, { 'P', "secret" },
+	    { 'T', TOKEN },
+	    { 'S', "235 2.7.0 Authentication successful\r\n" } },
+	    "250-mail\r\n250 AUTH PLAIN LOGIN\r\n"
+	    "535 5.7.8 mailtlsd: to authorise " USER " visit https://example.com "
+	    "and enter ABCD-EFGH, then log in again\r\n"
+	    "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n"
+	    "235 2.7.0 Authentication successful\r\n",
+	    "EHLO c\r\nAUTH XOAUTH2 " XOAUTH2_B64 "\r\n", 1, NULL },
 	{ "smtp no mechanism offered: xoauth2 is tried", MAIL_PROTO_SMTP, 0, {
 	    { 'C', "EHLO c\r\n" },
 	    { 'S', "250 mail\r\n" },
