@@ -1287,7 +1287,9 @@ imap_oauth2_auth(struct proto_filter *f, struct evbuffer *to_server,
     const char *mech, const char *b64, size_t len)
 {
 	struct imap_filter	*im = f->impl;
-	int			 ir = (f->oauth2->mechs & PROTO_MECH_SASL_IR) != 0;
+	int			 ir;
+
+	ir = (f->oauth2->mechs & PROTO_MECH_SASL_IR) != 0;
 
 	if (evbuffer_add(to_server, im->login_tag.text, im->login_tag.len) !=
 	    0 || evbuffer_add_printf(to_server, " AUTHENTICATE %s%s", mech,

@@ -57,11 +57,11 @@ struct proto_dialogue {
 enum proto_oauth2_phase {
 	OA_IDLE = 0,		/* no login under way: commands pass */
 	OA_WANTED,		/* credentials taken: waiting for a token */
-	OA_CAPS_WAIT,		/* token given: the server's mechanisms are due */
+	OA_CAPS_WAIT,		/* token given: the mechanisms are due */
 	OA_CAPS_SENT,		/* the filter's own capability request is out */
 	OA_AUTH_SENT,		/* AUTH without initial response: "+" is due */
 	OA_RESPONSE_SENT,	/* the response is out: the result is due */
-	OA_ERROR_ANSWERED,	/* error challenge answered: the failure is due */
+	OA_ERROR_ANSWERED,	/* error challenge answered: failure due */
 	OA_REJECTED,		/* the server refused the token */
 	OA_REFUSING		/* POP3, SMTP: the refusal waits for its turn */
 };
@@ -78,7 +78,7 @@ struct proto_oauth2 {
 	size_t			 user_len;
 	char			 password[PROTO_PASSWORD_MAX + 1];
 	size_t			 password_len;
-	char			*token;		/* until a mechanism is chosen */
+	char			*token;		/* until the AUTH is sent */
 	size_t			 token_len;
 	char			*response;	/* base64, until it is sent */
 	size_t			 response_len;

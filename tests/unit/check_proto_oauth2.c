@@ -183,7 +183,8 @@ static const struct transcript imap_transcripts[] = {
 	    "a1 NO [AUTHENTICATIONFAILED] mailtlsd: the server refused the "
 	    "login\r\na2 OK NOOP completed\r\n"
 	    "a3 NO [ALERT] mailtlsd: to authorise " USER " visit "
-	    "https://microsoft.com/devicelogin and enter ABCD-EFGH, then log in "
+	    "https://microsoft.com/devicelogin and enter ABCD-EFGH, then log "
+	    "in "
 	    "again\r\n"
 	    "a4 NO [UNAVAILABLE] mailtlsd: the provider cannot be reached\r\n",
 	    "a1 AUTHENTICATE XOAUTH2 " XOAUTH2_B64 "\r\na2 NOOP\r\n", 0, NULL },
@@ -355,7 +356,8 @@ static const struct transcript imap_transcripts[] = {
 	    { 'S', "a1 OK in\r\n" } },
 	    IMAP_GREETING_OUT "a1 OK in\r\n",
 	    "a1 AUTHENTICATE XOAUTH2 " XOAUTH2_B64 "\r\n", 1, NULL },
-	{ "imap login with the tag of a command in flight", MAIL_PROTO_IMAP, 0, {
+	{ "imap login with the tag of a command in flight", MAIL_PROTO_IMAP,
+	    0, {
 	    { 'C', "a1 NOOP\r\na1 LOGIN bob pw\r\n" } },
 	    "", "a1 NOOP\r\n", 0, "IMAP client gave a LOGIN or AUTHENTICATE "
 	    "the tag of another command in progress" },
@@ -487,7 +489,8 @@ static const struct transcript pop3_transcripts[] = {
 	    "+OK\r\n-ERR mailtlsd: malformed command\r\n"
 	    "-ERR mailtlsd: USER first\r\n"
 	    "+ \r\n-ERR [AUTH] mailtlsd: wrong password\r\n", "", 0, NULL },
-	{ "pop3 a refusal waits for the answers before it", MAIL_PROTO_POP3, 0, {
+	{ "pop3 a refusal waits for the answers before it", MAIL_PROTO_POP3,
+	    0, {
 	    { 'C', "CAPA\r\nUSER " USER "\r\nPASS secret\r\nNOOP\r\n" },
 	    { 'L', "WANTED" },
 	    { 'R', "mailtlsd: wrong password" },
@@ -660,7 +663,8 @@ static const struct transcript smtp_transcripts[] = {
 	    { 'T', TOKEN },
 	    { 'S', "235 2.7.0 Authentication successful\r\n" } },
 	    "250-mail\r\n250 AUTH PLAIN LOGIN\r\n"
-	    "535 5.7.8 mailtlsd: to authorise " USER " visit https://example.com "
+	    "535 5.7.8 mailtlsd: to authorise " USER " visit "
+	    "https://example.com "
 	    "and enter ABCD-EFGH, then log in again\r\n"
 	    "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n"
 	    "235 2.7.0 Authentication successful\r\n",
@@ -681,7 +685,8 @@ static const struct transcript smtp_transcripts[] = {
 	    { 'S', "250 mail\r\n" },
 	    { 'C', "AUTH LOGIN " USER_B64 "\r\n" },
 	    /* base64 of 1025 'x': one byte too many */
-	    { 'C', "eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4"
+	    { 'C', "eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4"
+		"eHh4"
 		"eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4"
 		"eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4"
 		"eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4"
@@ -996,8 +1001,8 @@ START_TEST(test_pop3_initial_response)
 		got = login_take(l.to_server);
 		if (n == 145) {
 			ck_assert_uint_eq(strlen(got), 255);
-			ck_assert_int_eq(strncmp(got, "AUTH XOAUTH2 dXNlcj1", 20),
-			    0);
+			ck_assert_int_eq(strncmp(got,
+			    "AUTH XOAUTH2 dXNlcj1", 20), 0);
 		} else
 			ck_assert_str_eq(got, "AUTH XOAUTH2\r\n");
 		free(got);
