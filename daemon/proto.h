@@ -172,7 +172,8 @@ int		 proto_filter_client(struct proto_filter *,
  * Toward the client, capability lists offer the plain mechanisms (IMAP
  * AUTH=PLAIN, POP3 USER and SASL PLAIN, SMTP AUTH PLAIN LOGIN) and no
  * other; the filter remembers which of XOAUTH2 and OAUTHBEARER (and IMAP
- * SASL-IR) the server offers.  0, or -1 (no memory).
+ * SASL-IR) the server offers.  0, or -1 (no memory: the filter failed,
+ * proto_filter_reason(), and takes no more bytes).
  */
 int		 proto_filter_use_oauth2(struct proto_filter *);
 

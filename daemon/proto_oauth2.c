@@ -609,13 +609,17 @@ proto_oauth2_succeeded(struct proto_filter *f)
 	proto_oauth2_forget(f);
 }
 
-/* Log in with OAuth2 instead of passing the client's login on. */
+/*
+ * Log in with OAuth2 instead of passing the client's login on.  Without
+ * memory the filter fails, so that a caller that does not look cannot
+ * pass a password on.
+ */
 int
 proto_filter_use_oauth2(struct proto_filter *f)
 {
 	if (f->oauth2 == NULL && (f->oauth2 = calloc(1,
 	    sizeof(*f->oauth2))) == NULL)
-		return -1;
+		return proto_filter_fail(f, "out of memory");
 	return 0;
 }
 
