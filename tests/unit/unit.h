@@ -12,6 +12,7 @@ Suite	*proto_suite(void);
 Suite	*proto_imap_suite(void);
 Suite	*proto_pop3_suite(void);
 Suite	*proto_smtp_suite(void);
+Suite	*proto_oauth2_suite(void);
 Suite	*proto_local_suite(void);
 Suite	*tls_suite(void);
 Suite	*localcert_suite(void);
