@@ -81,7 +81,7 @@ def new_password(tag):
     return "pw-%s-%s" % (tag, os.urandom(6).hex())
 
 
-# ---- a mail client, line by line ----------------------------------------------
+# ---- a mail client, line by line --------------------------------------------
 class Raw:
     """A mail client talking plaintext to a mailtlsd service, line by line,
     as a legacy client does: IMAP LOGIN, POP3 USER/PASS, SMTP AUTH PLAIN.
@@ -221,16 +221,7 @@ def imap_quote(s):
     return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def first_login(st, proto, port, user, password, t):
-    """One connection, one login: (success, last line)."""
-    c = Raw(proto, port, t)
-    try:
-        return c.login(user, password)
-    finally:
-        c.close()
-
-
-# ---- the suite -------------------------------------------------------------------
+# ---- the suite --------------------------------------------------------------
 class LogMark:
     def __init__(self, *paths):
         self.offsets = {p: _size(p) for p in paths}
@@ -545,7 +536,7 @@ class OAuth2Suite:
             how = self.complete_browser(since, text, user)
         return "instructions %r; %s" % (_short(text), how)
 
-    # ===== the checks ==============================================================
+    # ===== the checks ========================================================
     def stack_rows(self):
         """The stack without mailtlsd: its parts work together and fail
         the way the checks through mailtlsd expect."""
@@ -679,10 +670,12 @@ class OAuth2Suite:
         self._expired = r["access_token"]
         return self._expired
 
-    # -- through mailtlsd ------------------------------------------------------
-    FLOW_ROWS = (("device", "imap", "implicit"), ("device", "pop3", "starttls"),
+    # -- through mailtlsd -----------------------------------------------------
+    FLOW_ROWS = (("device", "imap", "implicit"),
+                 ("device", "pop3", "starttls"),
                  ("device", "smtp", "implicit"),
-                 ("browser", "imap", "starttls"), ("browser", "pop3", "implicit"),
+                 ("browser", "imap", "starttls"),
+                 ("browser", "pop3", "implicit"),
                  ("browser", "smtp", "starttls"),
                  ("app", "imap", "starttls"), ("app", "pop3", "implicit"),
                  ("app", "smtp", "starttls"))
@@ -702,8 +695,8 @@ class OAuth2Suite:
                     self.restart_users.append((flow, proto, mode, user,
                                                password))
                 if flow == "app":
-                    second = self.must_succeed(flow, proto, mode, user,
-                                               password, t, "the next login")
+                    self.must_succeed(flow, proto, mode, user, password, t,
+                                      "the next login")
                     return "%s; next login OK" % first
                 since = self.st.last_event()
                 second = self.must_succeed(flow, proto, mode, user, password,
@@ -1338,7 +1331,7 @@ def direct_auth(st, proto, mode, port, mech, user, token, t):
         sock.close()
 
 
-# ---- running alone -------------------------------------------------------------
+# ---- running alone ----------------------------------------------------------
 class Reporter:
     def __init__(self):
         self.passed = 0

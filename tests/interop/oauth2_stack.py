@@ -287,7 +287,7 @@ class OAuth2Stack(S.Stack):
     def last_event(self):
         return self.events()["last"]
 
-    # -- Dovecot and Postfix ---------------------------------------------------
+    # -- Dovecot and Postfix --------------------------------------------------
     def start_dovecot(self):
         self.render("dovecot-oauth2-user.conf.ext.in",
                     self.path("dovecot", "oauth2-user.conf.ext"))
@@ -313,7 +313,7 @@ class OAuth2Stack(S.Stack):
         for name in ("SUBMISSION_PORT", "SUBMISSIONS_PORT"):
             S.wait_port(S.SERVER_ADDR, self.ports[name], what="Postfix")
 
-    # -- mailtlsd ----------------------------------------------------------------
+    # -- mailtlsd -------------------------------------------------------------
     def mailtlsd_conf_text(self):
         idp, ca = self.idp_url, self.idp_ca
         out = ["# mailtlsd for the OAuth2 part of the interop suite "
@@ -400,7 +400,7 @@ class OAuth2Stack(S.Stack):
         self.mailtlsd_proc = None
         self.start_mailtlsd()
 
-    # -- teardown ----------------------------------------------------------------
+    # -- teardown -------------------------------------------------------------
     def stop(self):
         steps = {"mailtlsd": self.stop_mailtlsd, "postfix": self.stop_postfix,
                  "dovecot": self.stop_dovecot, "idp": self.stop_idp}
@@ -411,7 +411,7 @@ class OAuth2Stack(S.Stack):
                 self.teardown_problems.append("stopping %s: %s" % (name, e))
         self.started = []
 
-    # -- evidence ----------------------------------------------------------------
+    # -- evidence -------------------------------------------------------------
     def token_files(self):
         """{SECTION/USER: sha256 of the bytes} of every token file under
         state_dir/oauth2 (mailtlsd's temporary files, ".tmp.*", left
