@@ -332,7 +332,8 @@ run_daemon(struct config *cfg, const struct options *opts)
 		if (daemonize(rt, &ready_fd) != 0)
 			goto done;
 	}
-	if (drop_privileges(runtime_config(rt)->user) != 0)
+	if (drop_privileges(runtime_config(rt)->user) != 0 ||
+	    runtime_start_oauth2(rt) != 0)
 		goto done;
 	runtime_ready(rt);
 	detach_done(ready_fd);

@@ -73,8 +73,15 @@ struct oauth2_request *oauth2_login(struct oauth2 *, const char *section,
 		    const char *user, const char *password, size_t pwlen,
 		    int refresh, oauth2_login_cb *, void *arg);
 
-/* The session went away: cb will not be called. */
+/* The session went away: cb will not be called.  NULL is fine. */
 void		 oauth2_cancel(struct oauth2_request *);
+
+/*
+ * A server's refusal of a token login (what proto_filter_login_error()
+ * gives, e.g. "535 5.7.139 Authentication unsuccessful, ...") in words
+ * that say what to do; server_text itself when it is not a known case.
+ */
+const char	*oauth2_explain_server_error(const char *server_text);
 
 /*
  * mailtlsd -a SECTION USER: authorise one account interactively in a

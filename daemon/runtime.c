@@ -29,6 +29,7 @@
 #include "localcert.h"
 #include "log.h"
 #include "notify.h"
+#include "oauth2.h"
 #include "peers.h"
 #include "pool.h"
 #include "runtime.h"
@@ -54,6 +55,7 @@ struct runtime {
 	 * (0: none is in use), and the daily look at the clock for it. */
 	time_t			 local_cert_renew;
 	struct event		*local_cert_timer;
+	int			 oauth2_started; /* runtime_start_oauth2() ran */
 };
 
 static void	runtime_session_ended(void *);
@@ -427,6 +429,39 @@ runtime_keep_start_settings(const struct config *running, struct config *cfg)
 	    running->pid_file);
 }
 
+/*
+ * Give OAuth2 accounts the configuration cfg (creating them at the first
+ * section); 0, or -1 after logging why (the running accounts are kept).
+ */
+static int
+runtime_update_oauth2(struct runtime *rt, const struct config *cfg)
+{
+	char	err[256];
+
+	if (!rt->oauth2_started)
+		return 0;
+	if (rt->host.oauth2 != NULL) {
+		if (oauth2_reload(rt->host.oauth2, cfg, err, sizeof(err)) == 0)
+			return 0;
+	} else if (cfg->n_oauth2 == 0 || (rt->host.oauth2 = oauth2_new(
+	    rt->host.base, cfg, err, sizeof(err))) != NULL)
+		return 0;
+	log_errorx("oauth2: %s", err);
+	return -1;
+}
+
+/*
+ * OAuth2 accounts start once privileges are dropped and -d has forked:
+ * their token files belong to the daemon's user, and their worker thread
+ * to the process that runs.
+ */
+int
+runtime_start_oauth2(struct runtime *rt)
+{
+	rt->oauth2_started = 1;
+	return runtime_update_oauth2(rt, rt->config);
+}
+
 /* Load the file again and switch to it; -1 (running one kept) on error. */
 static int
 runtime_reload_config(struct runtime *rt)
@@ -449,7 +484,8 @@ runtime_reload_config(struct runtime *rt)
 	runtime_keep_start_settings(rt->config, cfg);
 	if (runtime_prepare_local_cert(cfg, &renew_at) != 0 ||
 	    runtime_build_services(cfg, &set) != 0 ||
-	    runtime_build_listeners(rt, cfg, &set, &reused) != 0) {
+	    runtime_build_listeners(rt, cfg, &set, &reused) != 0 ||
+	    runtime_update_oauth2(rt, cfg) != 0) {
 		runtime_return_listeners(rt, &set);
 		runtime_set_free(&set);
 		config_free(cfg);
@@ -611,6 +647,7 @@ runtime_free(struct runtime *rt)
 	set.listeners = rt->listeners;
 	set.n_listeners = rt->n_listeners;
 	runtime_set_free(&set);
+	oauth2_free(rt->host.oauth2);
 	peers_free(rt->host.peers);
 	if (rt->sig_term != NULL)
 		event_free(rt->sig_term);

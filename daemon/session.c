@@ -46,6 +46,7 @@
 
 #include "addr.h"
 #include "log.h"
+#include "oauth2.h"
 #include "peers.h"
 #include "proto.h"
 #include "proto_local.h"
@@ -110,6 +111,7 @@ struct session {
 	struct proto_local	*local;		/* local STARTTLS opening */
 	struct event		*timer;
 	struct proto_filter	*filter;	/* until the client logged in */
+	struct oauth2_request	*login_req;	/* oauth2: a token on its way */
 	struct evbuffer		*down_plain;	/* server bytes for the filter */
 	struct evbuffer		*up_plain;	/* filtered client bytes */
 	struct session_pool_cb	 pool;		/* its pool's callbacks */
@@ -127,6 +129,7 @@ struct session {
 	unsigned		 pool_ready : 1;	/* parked, greeted */
 	unsigned		 pool_aged : 1;		/* reached pool_max_age */
 	unsigned		 starttls_logged : 1;	/* a refusal was logged */
+	unsigned		 login_retried : 1;	/* oauth2: one refresh */
 
 	unsigned long long	 bytes_up;
 	unsigned long long	 bytes_down;
@@ -139,6 +142,8 @@ static int	session_close(struct session *, enum log_level, const char *);
 static int	session_client_close(struct session *, enum log_level,
 		    const char *);
 static int	session_pump_up(struct session *);
+static int	session_login_step(struct session *);
+static int	session_client_flush(struct session *);
 static int	session_relay(struct session *);
 static int	session_park(struct session *);
 static void	session_arm_timer(struct session *);
@@ -246,6 +251,7 @@ session_free(struct session *s)
 	    LOG_LEVEL_DEBUG, "closed: %s (%llu bytes up, %llu down, %.1fs)",
 	    s->reason, s->bytes_up, s->bytes_down, seconds);
 	uplink_cancel(s->uplink);
+	oauth2_cancel(s->login_req);
 	tls_stream_free(s->server.tls);
 	tls_stream_free(s->client.tls);
 	proto_local_free(s->local);
@@ -483,6 +489,8 @@ session_close(struct session *s, enum log_level level, const char *reason)
 		session_log(s, level, "ending: %s", reason);
 	uplink_cancel(s->uplink);
 	s->uplink = NULL;
+	oauth2_cancel(s->login_req);
+	s->login_req = NULL;
 	if (s->server.bev != NULL && s->server.broken) {
 		/* Nothing can be flushed there any more. */
 		tls_stream_free(s->server.tls);
@@ -549,6 +557,114 @@ session_server_finished(struct session *s, int how)
 	    "server closed the connection without close_notify");
 }
 
+/* ---- OAuth2 logins (services with oauth2 = NAME) ------------------------ */
+
+/*
+ * The filter takes the client's login itself; a token comes from oauth2.c
+ * (which may unlock the token file, refresh, or start an authorisation)
+ * and goes to the server as XOAUTH2 or OAUTHBEARER.  A server that refuses
+ * a token gets one refreshed token within the same login.
+ */
+
+/* The end of an oauth2_login(): send the token, or answer the client. */
+static void
+session_login_cb(enum oauth2_result result, const char *token,
+    const char *client_text, const char *log_text, void *arg)
+{
+	struct session	*s = arg;
+	int		 temporary = 0, alert = 0;
+	enum log_level	 level = LOG_LEVEL_INFO;
+
+	s->login_req = NULL;
+	if (s->state != SESSION_RELAYING || s->filter == NULL)
+		session_bad_state(s, "oauth2 login answer");
+	switch (result) {
+	case OAUTH2_TOKEN:
+		session_log(s, LOG_LEVEL_DEBUG, "oauth2: access token ready, "
+		    "logging in to the server");
+		if (proto_filter_login_token(s->filter, token, s->up_plain) != 0) {
+			session_close(s, LOG_LEVEL_ERROR, "out of memory");
+			return;
+		}
+		session_pump_up(s);
+		return;
+	case OAUTH2_AUTHORISE:
+		temporary = alert = 1;		/* try again once authorised */
+		break;
+	case OAUTH2_REFUSED:
+		alert = 1;
+		level = LOG_LEVEL_WARN;
+		break;
+	case OAUTH2_TEMPORARY:
+		temporary = 1;
+		level = LOG_LEVEL_WARN;
+		break;
+	case OAUTH2_WRONG_PASSWORD:
+		level = LOG_LEVEL_WARN;
+		break;
+	}
+	session_log(s, level, "login refused: %s", log_text);
+	if (proto_filter_login_refuse(s->filter, temporary, alert, client_text,
+	    session_client_out(s)) != 0) {
+		session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		return;
+	}
+	/* The client may try again, or have sent its next command. */
+	session_pump_up(s);
+}
+
+/* Ask oauth2.c for a token for the login the filter holds; 0 or -1. */
+static int
+session_login_request(struct session *s, int refresh)
+{
+	const char	*user, *password;
+	size_t		 pwlen;
+
+	if (s->host->oauth2 == NULL)
+		session_bad_state(s, "oauth2 login without accounts");
+	proto_filter_login_credentials(s->filter, &user, &password, &pwlen);
+	s->login_req = oauth2_login(s->host->oauth2, s->svc->cfg.oauth2, user,
+	    password, pwlen, refresh, session_login_cb, s);
+	if (s->login_req == NULL)
+		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
+	return 0;
+}
+
+/* What the filter's login needs next; 0, or -1 when the session ended. */
+static int
+session_login_step(struct session *s)
+{
+	char	text[512];
+
+	if (s->login_req != NULL)
+		return 0;		/* waiting for oauth2.c */
+	switch (proto_filter_login(s->filter)) {
+	case PROTO_LOGIN_WANTED:
+		s->login_retried = 0;
+		return session_login_request(s, 0);
+	case PROTO_LOGIN_REJECTED:
+		if (!s->login_retried) {
+			s->login_retried = 1;
+			session_log(s, LOG_LEVEL_INFO, "oauth2: the server "
+			    "refused the access token (%s): refreshing it once",
+			    proto_filter_login_error(s->filter));
+			return session_login_request(s, 1);
+		}
+		snprintf(text, sizeof(text), "mailtlsd: the server refused "
+		    "the login: %s", oauth2_explain_server_error(
+		    proto_filter_login_error(s->filter)));
+		session_log(s, LOG_LEVEL_WARN, "login refused by the server: "
+		    "%s", proto_filter_login_error(s->filter));
+		if (proto_filter_login_refuse(s->filter, 0, 1, text,
+		    session_client_out(s)) != 0)
+			return session_close(s, LOG_LEVEL_ERROR,
+			    "out of memory");
+		return session_client_flush(s);
+	default:
+		return 0;
+	}
+}
+
 /* The client has logged in: the relay becomes a plain copy. */
 static void
 session_filter_done(struct session *s)
@@ -585,6 +701,8 @@ session_filter_down(struct session *s)
 		return session_filter_failed(s);
 	if (proto_filter_done(s->filter))
 		session_filter_done(s);
+	else if (session_login_step(s) != 0)
+		return -1;
 	/* The filter holds client bytes whose meaning waited for this. */
 	if (s->client.bev != NULL && evbuffer_get_length(session_client_in(s)) > 0)
 		return session_pump_up(s);
@@ -674,6 +792,8 @@ session_filter_up(struct session *s)
 	}
 	if (proto_filter_done(s->filter))
 		session_filter_done(s);
+	else if (session_login_step(s) != 0)
+		return -1;
 	return 0;
 }
 
@@ -860,6 +980,8 @@ session_start_relay(struct session *s)
 	if (s->filter == NULL || s->down_plain == NULL || s->up_plain == NULL)
 		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
 	/* After the local STARTTLS the client has had its greeting. */
+	if (sc->oauth2[0] != '\0')
+		proto_filter_use_oauth2(s->filter);
 	if (sc->tls == TLS_MODE_IMPLICIT && s->client.bev != NULL &&
 	    sc->local_tls == LOCAL_TLS_STARTTLS)
 		proto_filter_drop_greeting(s->filter);
