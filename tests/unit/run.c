@@ -42,6 +42,8 @@ static Suite *(*const suites[])(void) = {
 	tls_suite,
 	localcert_suite,
 	safefile_suite,
+	status_suite,
+	tokenstore_suite,
 	fuzz_suite,
 };
 
