@@ -77,13 +77,6 @@ struct oauth2_request *oauth2_login(struct oauth2 *, const char *section,
 void		 oauth2_cancel(struct oauth2_request *);
 
 /*
- * A server's refusal of a token login (what proto_filter_login_error()
- * gives, e.g. "535 5.7.139 Authentication unsuccessful, ...") in words
- * that say what to do; server_text itself when it is not a known case.
- */
-const char	*oauth2_explain_server_error(const char *server_text);
-
-/*
  * mailtlsd -a SECTION USER: authorise one account interactively in a
  * terminal (asks for the password twice without echo, prints the
  * instructions, waits for the flow, stores the tokens).  Runs its own

@@ -273,6 +273,9 @@ unsigned	 proto_filter_refused(const struct proto_filter *);
 /* Why the filter failed. */
 const char	*proto_filter_reason(const struct proto_filter *);
 
+/* Whether the filter failed (and takes no more bytes). */
+int		 proto_filter_failed(const struct proto_filter *);
+
 /*
  * Whether a client line (len bytes, without its line end) is an HTTP
  * request line ("POST / HTTP/1.1") or a common HTTP request header

@@ -147,6 +147,7 @@ static int	session_client_close(struct session *, enum log_level,
 		    const char *);
 static int	session_pump_up(struct session *);
 static int	session_login_step(struct session *);
+static int	session_filter_failed(struct session *, enum stats_reason);
 static int	session_client_flush(struct session *);
 static int	session_relay(struct session *);
 static int	session_park(struct session *);
@@ -602,12 +603,22 @@ session_login_cb(enum oauth2_result result, const char *token,
 	case OAUTH2_TOKEN:
 		session_log(s, LOG_LEVEL_DEBUG, "oauth2: access token ready, "
 		    "logging in to the server");
-		if (proto_filter_login_token(s->filter, token, s->up_plain) != 0) {
-			session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		if (proto_filter_login_token(s->filter, token, s->up_plain) == 0) {
+			session_pump_up(s);
 			return;
 		}
-		session_pump_up(s);
-		return;
+		if (proto_filter_failed(s->filter)) {
+			session_filter_failed(s, STATS_REASON_OTHER);
+			return;
+		}
+		/* A token the filter cannot send (not visible ASCII). */
+		temporary = 1;
+		level = LOG_LEVEL_WARN;
+		client_text = "mailtlsd: the provider gave an access token "
+		    "that cannot be sent; see mailtlsd's log";
+		log_text = "the provider's access token cannot be sent in "
+		    "SASL (empty, too long or not visible ASCII)";
+		break;
 	case OAUTH2_AUTHORISE:
 		temporary = alert = 1;		/* try again once authorised */
 		break;
@@ -626,7 +637,8 @@ session_login_cb(enum oauth2_result result, const char *token,
 	session_log(s, level, "login refused: %s", log_text);
 	if (proto_filter_login_refuse(s->filter, temporary, alert, client_text,
 	    session_client_out(s)) != 0) {
-		session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 		return;
 	}
 	/* The client may try again, or have sent its next command. */
@@ -646,7 +658,8 @@ session_login_request(struct session *s, int refresh)
 	s->login_req = oauth2_login(s->host->oauth2, s->svc->cfg.oauth2, user,
 	    password, pwlen, refresh, session_login_cb, s);
 	if (s->login_req == NULL)
-		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 	return 0;
 }
 
@@ -654,7 +667,8 @@ session_login_request(struct session *s, int refresh)
 static int
 session_login_step(struct session *s)
 {
-	char	text[512];
+	char		 text[512];
+	const char	*explained;
 
 	if (s->login_req != NULL)
 		return 0;		/* waiting for oauth2.c */
@@ -670,15 +684,20 @@ session_login_step(struct session *s)
 			    proto_filter_login_error(s->filter));
 			return session_login_request(s, 1);
 		}
-		snprintf(text, sizeof(text), "mailtlsd: the server refused "
-		    "the login: %s", oauth2_explain_server_error(
-		    proto_filter_login_error(s->filter)));
+		explained = oauth2_explain_server_error(
+		    proto_filter_login_error(s->filter));
+		if (explained != NULL)
+			snprintf(text, sizeof(text), "%s", explained);
+		else
+			snprintf(text, sizeof(text), "mailtlsd: the server "
+			    "refused the login: %s",
+			    proto_filter_login_error(s->filter));
 		session_log(s, LOG_LEVEL_WARN, "login refused by the server: "
 		    "%s", proto_filter_login_error(s->filter));
 		if (proto_filter_login_refuse(s->filter, 0, 1, text,
 		    session_client_out(s)) != 0)
-			return session_close(s, LOG_LEVEL_ERROR,
-			    "out of memory");
+			return session_fail(s, STATS_REASON_OTHER,
+			    LOG_LEVEL_ERROR, "out of memory");
 		return session_client_flush(s);
 	default:
 		return 0;
@@ -726,8 +745,13 @@ session_filter_down(struct session *s)
 		session_filter_done(s);
 	else if (session_login_step(s) != 0)
 		return -1;
-	/* The filter holds client bytes whose meaning waited for this. */
-	if (s->client.bev != NULL && evbuffer_get_length(session_client_in(s)) > 0)
+	/*
+	 * The filter holds client bytes whose meaning waited for this, or
+	 * wrote the next step of an OAuth2 login for the server.
+	 */
+	if (s->client.bev != NULL &&
+	    (evbuffer_get_length(session_client_in(s)) > 0 ||
+	    (s->up_plain != NULL && evbuffer_get_length(s->up_plain) > 0)))
 		return session_pump_up(s);
 	return 0;
 }
@@ -946,7 +970,8 @@ session_relay(struct session *s)
 		return 0;
 	}
 	if (session_greet(s) != 0)
-		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 	session_set_state(s, SESSION_RELAYING);
 	/* What arrived meanwhile, both ways. */
 	return session_pump_down(s) == 0 ? session_pump_up(s) : -1;
@@ -985,7 +1010,8 @@ static int
 session_park(struct session *s)
 {
 	if ((s->parked = evbuffer_new()) == NULL)
-		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 	session_set_state(s, SESSION_PARKED);
 	/* The greeting may have come with the handshake. */
 	return session_pump_down(s) == 0 ? session_parked_check(s) : -1;
@@ -1006,10 +1032,12 @@ session_start_relay(struct session *s)
 	s->down_plain = evbuffer_new();
 	s->up_plain = evbuffer_new();
 	if (s->filter == NULL || s->down_plain == NULL || s->up_plain == NULL)
-		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
+	if (sc->oauth2[0] != '\0' && proto_filter_use_oauth2(s->filter) != 0)
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 	/* After the local STARTTLS the client has had its greeting. */
-	if (sc->oauth2[0] != '\0')
-		proto_filter_use_oauth2(s->filter);
 	if (sc->tls == TLS_MODE_IMPLICIT && s->client.bev != NULL &&
 	    sc->local_tls == LOCAL_TLS_STARTTLS)
 		proto_filter_drop_greeting(s->filter);
@@ -1567,11 +1595,13 @@ session_start(struct session_host *host, struct service *svc, int fd,
 			return -1;
 		}
 		/* The client's socket is ours now: it gets the error line. */
-		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 		return 0;
 	}
 	if (session_connect(s) != 0) {
-		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 		return 0;
 	}
 	/* The client's deadlines run while the uplink reaches the server. */
@@ -1613,7 +1643,8 @@ session_attach(struct session *s, int fd, const struct sockaddr *sa,
 	if (session_setup_client(s, fd, sa) != 0) {
 		int	fd_is_callers = s->client.bev == NULL;
 
-		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 		return fd_is_callers ? -1 : 0;
 	}
 	stats_session_started(s->svc->stats);
