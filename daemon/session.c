@@ -694,8 +694,9 @@ session_login_step(struct session *s)
 			    proto_filter_login_error(s->filter));
 		session_log(s, LOG_LEVEL_WARN, "login refused by the server: "
 		    "%s", proto_filter_login_error(s->filter));
-		if (proto_filter_login_refuse(s->filter, 0, 1, text,
-		    session_client_out(s)) != 0)
+		/* [ALERT] only for what the user can act on. */
+		if (proto_filter_login_refuse(s->filter, 0, explained != NULL,
+		    text, session_client_out(s)) != 0)
 			return session_fail(s, STATS_REASON_OTHER,
 			    LOG_LEVEL_ERROR, "out of memory");
 		return session_client_flush(s);
