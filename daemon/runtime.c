@@ -124,6 +124,12 @@ runtime_prepare_local_cert(struct config *cfg, time_t *renew_at)
 {
 	char	err[512];
 
+	/* OAuth2 token files go in state_dir/oauth2, made by the store. */
+	if (cfg->n_oauth2 > 0 &&
+	    localcert_state_dir(cfg, err, sizeof(err)) != 0) {
+		log_errorx("%s: oauth2: %s", cfg->path, err);
+		return -1;
+	}
 	if (localcert_prepare(cfg, renew_at, err, sizeof(err)) == 0)
 		return 0;
 	log_errorx("%s: local_tls: %s", cfg->path, err);
