@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <sys/stat.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "activation.h"
 #include "config.h"
@@ -385,7 +387,8 @@ run_daemon(struct config *cfg, const struct options *opts)
 		if (daemonize(rt, &ready_fd) != 0)
 			goto done;
 	}
-	if (drop_privileges(runtime_config(rt)->user) != 0)
+	if (drop_privileges(runtime_config(rt)->user) != 0 ||
+	    runtime_start_oauth2(rt) != 0)
 		goto done;
 	runtime_ready(rt);
 	detach_done(ready_fd);
@@ -430,6 +433,19 @@ run_status(const char *path, int json)
 	return ret == 0 ? 0 : 1;
 }
 
+/*
+ * jansson's memory is wiped when freed: the OAuth2 provider's answers and
+ * the token files pass through it with tokens in them.
+ */
+static void
+json_free_wiped(void *p)
+{
+	if (p == NULL)
+		return;
+	explicit_bzero(p, malloc_usable_size(p));
+	free(p);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -437,6 +453,7 @@ main(int argc, char **argv)
 	struct config	*cfg;
 	int		 status;
 
+	json_set_alloc_funcs(malloc, json_free_wiped);
 	parse_options(argc, argv, &opts);
 	signal(SIGPIPE, SIG_IGN);
 	if (opts.status)

@@ -167,6 +167,19 @@ o2_answer_cb(evutil_socket_t fd, short what, void *arg)
 	o2_request_free(req);
 }
 
+/* dst = "why; rest" when it fits, else left as it is (rest not in dst). */
+static void
+o2_prefix_why(char *dst, size_t size, const char *why, const char *rest)
+{
+	size_t	wl = strlen(why), rl = strlen(rest);
+
+	if (wl + 2 + rl >= size)
+		return;
+	memcpy(dst, why, wl);
+	memcpy(dst + wl, "; ", 2);
+	memcpy(dst + wl + 2, rest, rl + 1);
+}
+
 /*
  * Answer a login (from the loop, soon).  The account lets go of it; the
  * caller settles the account (o2_account_release()) when done with it.
@@ -190,6 +203,14 @@ o2_answer_request(struct oauth2_request *req, enum oauth2_result result,
 	}
 	snprintf(req->client_text, sizeof(req->client_text), "%s",
 	    client_text != NULL ? client_text : "");
+	/*
+	 * Instructions after a dead grant say first why ("... multi-factor
+	 * authentication (AADSTS50076) ..."), when both fit on one line.
+	 */
+	if (result == OAUTH2_AUTHORISE && req->why_again[0] != '\0' &&
+	    client_text != NULL && strncmp(client_text, "mailtlsd: ", 10) == 0)
+		o2_prefix_why(req->client_text, sizeof(req->client_text),
+		    req->why_again, client_text + 10);
 	snprintf(req->log_text, sizeof(req->log_text), "%s",
 	    log_text != NULL ? log_text : req->client_text);
 	if (req->acct != NULL) {
@@ -472,8 +493,11 @@ o2_renew_reauthorise(struct o2_renew *rn)
 	acct->renew = NULL;
 	for (req = TAILQ_FIRST(&acct->requests); req != NULL; req = next) {
 		next = TAILQ_NEXT(req, entry);
-		if (req->state == O2_REQ_RENEW)
-			o2_need_authorisation(req);
+		if (req->state != O2_REQ_RENEW)
+			continue;
+		snprintf(req->why_again, sizeof(req->why_again), "%s",
+		    acct->last_error);
+		o2_need_authorisation(req);
 	}
 	o2_renew_free(rn);
 	o2_account_release(acct);

@@ -73,7 +73,7 @@ struct oauth2_request *oauth2_login(struct oauth2 *, const char *section,
 		    const char *user, const char *password, size_t pwlen,
 		    int refresh, oauth2_login_cb *, void *arg);
 
-/* The session went away: cb will not be called. */
+/* The session went away: cb will not be called.  NULL is fine. */
 void		 oauth2_cancel(struct oauth2_request *);
 
 /*

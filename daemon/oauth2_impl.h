@@ -104,6 +104,8 @@ struct oauth2_request {
 	char				*token;		/* TOKEN: a copy */
 	char				 client_text[O2_TEXT_MAX];
 	char				 log_text[O2_LOG_MAX];
+	/* Why this login must authorise again (a dead grant), told first. */
+	char				 why_again[O2_TEXT_MAX];
 	oauth2_login_cb			*cb;
 	void				*arg;
 };

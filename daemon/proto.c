@@ -445,6 +445,13 @@ proto_filter_reason(const struct proto_filter *f)
 	return f->reason[0] != '\0' ? f->reason : "no failure";
 }
 
+/* Whether the filter failed. */
+int
+proto_filter_failed(const struct proto_filter *f)
+{
+	return f->reason[0] != '\0';
+}
+
 /* Record why the filter failed; -1. */
 int
 proto_filter_fail(struct proto_filter *f, const char *reason)

@@ -237,7 +237,8 @@ int		 proto_filter_login_token(struct proto_filter *,
  * the protocol's failure line carrying text to to_client (IMAP "TAG NO
  * [ALERT] text" when alert, else "TAG NO [UNAVAILABLE] text" when
  * temporary, else "TAG NO [AUTHENTICATIONFAILED] text"; POP3 "-ERR
- * [SYS/TEMP] text" when temporary, else "-ERR [AUTH] text"; SMTP "454
+ * [SYS/TEMP] text" when temporary and not alert, else "-ERR [AUTH]
+ * text"; SMTP "454
  * 4.7.0 text" when temporary, else "535 5.7.8 text"; POP3 and SMTP lines
  * wait for the answers still due to commands before the login), wipes
  * the credentials and takes the client's next command.  text becomes one
@@ -272,6 +273,9 @@ unsigned	 proto_filter_refused(const struct proto_filter *);
 
 /* Why the filter failed. */
 const char	*proto_filter_reason(const struct proto_filter *);
+
+/* Whether the filter failed (and takes no more bytes). */
+int		 proto_filter_failed(const struct proto_filter *);
 
 /*
  * Whether a client line (len bytes, without its line end) is an HTTP

@@ -692,9 +692,10 @@ static int
 pop3_oauth2_refuse(struct proto_filter *f, int temporary, int alert,
     const char *text, struct evbuffer *to_client)
 {
-	(void)alert;
+	/* Instructions (alert) are for the user: [AUTH], even if temporary. */
 	snprintf(f->oauth2->refusal, sizeof(f->oauth2->refusal),
-	    "-ERR [%s] %s\r\n", temporary ? "SYS/TEMP" : "AUTH", text);
+	    "-ERR [%s] %s\r\n", temporary && !alert ? "SYS/TEMP" : "AUTH",
+	    text);
 	f->oauth2->phase = OA_REFUSING;
 	return pop3_settle(f, to_client);
 }
