@@ -157,24 +157,6 @@ localcert_path(char *buf, size_t len, const char *dir, const char *file)
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-/* Write all of data to fd; 0 or -1. */
-static int
-localcert_write_all(int fd, const unsigned char *data, size_t len)
-{
-	ssize_t	n;
-
-	while (len > 0) {
-		if ((n = write(fd, data, len)) < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Replace dir/file with data: a 0600 temporary file, then rename(). */
 static int
 localcert_write_file(const char *dir, const char *file,
@@ -195,7 +177,7 @@ localcert_write_file(const char *dir, const char *file,
 		    strerror(errno));
 		return -1;
 	}
-	if (fchmod(fd, 0600) != 0 || localcert_write_all(fd, data, len) != 0 ||
+	if (fchmod(fd, 0600) != 0 || safefile_write_all(fd, data, len) != 0 ||
 	    (uid != (uid_t)-1 && fchown(fd, uid, gid) != 0) ||
 	    fsync(fd) != 0) {
 		snprintf(err, errlen, "cannot write %s: %s", tmp,
