@@ -60,6 +60,9 @@ NEED_MBEDTLS	:= $(filter-out $(NO_MBEDTLS_GOALS),$(or $(MAKECMDGOALS),all))
 # The system's mbedTLS version number (0x03060700), or empty.
 SYSTEM_MBEDTLS_VERSION := $(shell printf '\043include <mbedtls/version.h>\nMBEDTLS_VERSION_NUMBER\n' | \
 	$(CC) $(CPPFLAGS) -E -P -x c - 2>/dev/null | tail -n 1)
+SYSTEM_MBEDTLS_DOTTED := $(shell v='$(SYSTEM_MBEDTLS_VERSION)'; \
+	case "$$v" in (0x*) echo $$((v >> 24)).$$((v >> 16 & 255)).$$((v >> 8 & 255));; \
+	(*) echo "(none found)";; esac)
 SYSTEM_MBEDTLS_36 := $(shell v='$(SYSTEM_MBEDTLS_VERSION)'; \
 	case "$$v" in (0x*) [ $$((v)) -ge $$((0x03060000)) ] && \
 	[ $$((v)) -lt $$((0x03070000)) ] && echo yes;; esac)
@@ -83,7 +86,7 @@ ifeq ($(MBEDTLS_FALLBACK),no)
 $(error mbedTLS 3.6 cannot be built here: $(MBEDTLS_AUTO_WHY))
 endif
 $(info mailtlsd: building against the system's mbedTLS \
-	$(SYSTEM_MBEDTLS_VERSION), not 3.6: $(MBEDTLS_AUTO_WHY). With \
+	$(SYSTEM_MBEDTLS_DOTTED), not 3.6: $(MBEDTLS_AUTO_WHY). With \
 	mbedTLS 2.28 mailtlsd speaks TLS 1.2 only and warns at every start \
 	that the library is past its end of life. To try 3.6 again: rm \
 	$(MBEDTLS_AUTO_MK); see docs/building.md)

@@ -23,6 +23,7 @@ Environment:
   BENCH_QUICK=1      one round, 128 MiB transfers, 5 s session-rate runs
   BENCH_ROUNDS=n     rounds (default 3, quick 1)
   BENCH_KEY=rsa      RSA 2048 certificates instead of ECDSA P-256
+  BENCH_TLS=1.2      the test server speaks TLS 1.2 at most (default: 1.3)
   BENCH_ONLY=a,b     only these sections: aead,throughput,latency,memory,rate
   STUNNEL=path       stunnel binary; STUNNEL=none measures mailtlsd alone
   BENCH_KEEP=1       keep the temporary directory (configs, logs, certs)
@@ -161,7 +162,8 @@ class Proc:
     """A child process: own session, killed if this script dies, its
     stdout read line by line (when capture) and stderr sent to a file."""
 
-    def __init__(self, name, argv, workdir, capture=True, stdin=False):
+    def __init__(self, name, argv, workdir, capture=True, stdin=False,
+                 env=None):
         self.name = name
         self.lines = []
         self.cond = threading.Condition()
@@ -173,7 +175,8 @@ class Proc:
             self.popen = subprocess.Popen(
                 prefix + argv, cwd=workdir, start_new_session=True,
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if capture else err, stderr=err)
+                stdout=subprocess.PIPE if capture else err, stderr=err,
+                env=env)
         self.pid = self.popen.pid
         REGISTRY.append(self)
         if capture:
@@ -397,9 +400,31 @@ def start_server(env, name, listens):
             "--chain", env.pki.chain, "--key", env.pki.key]
     for spec in listens:
         argv += ["--listen", spec]
-    p = Proc(name, argv, env.tmp)
+    p = Proc(name, argv, env.tmp, env=server_environ(env))
     p.wait_line("^ready$")
     return p
+
+
+# The test servers' OpenSSL configuration: AES-128-GCM first in TLS 1.3
+# too (the server's preference decides), as in the TLS 1.2 suites.
+SERVER_OPENSSL_CONF = """openssl_conf = default_conf
+[default_conf]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+Ciphersuites = TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:\
+TLS_CHACHA20_POLY1305_SHA256
+"""
+
+
+def server_environ(env):
+    """The environment of a test server process."""
+    path = os.path.join(env.tmp, "server-openssl.cnf")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write(SERVER_OPENSSL_CONF)
+    return dict(os.environ, OPENSSL_CONF=path)
 
 
 def handshakes(server, start, port=None):
@@ -611,7 +636,7 @@ def memory_run(env, kind):
     server = Proc("idle-server", [
         sys.executable, os.path.join(HERE, "idle.py"), "server",
         "--chain", env.pki.chain, "--key", env.pki.key,
-        "--port", str(srv_port)], env.tmp)
+        "--port", str(srv_port)], env.tmp, env=server_environ(env))
     proxy = env.proxies[kind]
     cl = None
     try:
@@ -966,9 +991,11 @@ def header(env, elapsed):
         "- %s; %s" % (mailtlsd_version(st), stv or st.stunnel_note),
         "- both proxies: open-file limit %d (the hard limit), log level "
         "warning" % resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-        "- test server: Python %s ssl (%s), TLS 1.2, %s certificate chain "
+        "- test server: Python %s ssl (%s), TLS %s, %s certificate chain "
         "(leaf + intermediate)" % (platform.python_version(),
                                    __import__("ssl").OPENSSL_VERSION,
+                                   "1.2" if os.environ.get("BENCH_TLS") ==
+                                   "1.2" else "1.3 and 1.2",
                                    "RSA 2048" if st.key_type == "rsa"
                                    else "ECDSA P-256"),
     ]
@@ -987,7 +1014,8 @@ def mailtlsd_version(st):
     try:
         p = subprocess.run([st.mailtlsd, "-V"], capture_output=True,
                            timeout=10, stdin=subprocess.DEVNULL)
-        return (p.stdout + p.stderr).decode(errors="replace").strip()
+        text = (p.stdout + p.stderr).decode(errors="replace").strip()
+        return "; ".join(text.splitlines())
     except OSError:
         return "?"
 
