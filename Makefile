@@ -127,10 +127,13 @@ MBEDTLS_LIBS	:= -L$(MBEDTLS_PREFIX)/lib -Wl,-rpath,$(abspath $(MBEDTLS_PREFIX))/
 		   -lmbedtls -lmbedx509 -lmbedcrypto
 MBEDTLS_DEP	:=
 else ifeq ($(MBEDTLS_USE),bundled)
-# Static: the binary does not need build/mbedtls3 at run time.
+# Static: the binary does not need build/mbedtls3 at run time.  Its
+# mbedtls_* functions stay named in the dynamic symbol table, as they are
+# in a shared library, for the fault injection's within= (dladdr()).
 MBEDTLS_CFLAGS	:= -I$(MBEDTLS3)/include
 MBEDTLS_LIBS	:= $(MBEDTLS3)/lib/libmbedtls.a $(MBEDTLS3)/lib/libmbedx509.a \
-		   $(MBEDTLS3)/lib/libmbedcrypto.a
+		   $(MBEDTLS3)/lib/libmbedcrypto.a \
+		   -Wl,--export-dynamic-symbol='mbedtls_*'
 MBEDTLS_DEP	:= $(MBEDTLS3_STAMP)
 else
 # Debian 12 ships no pkg-config file for mbedTLS; link its three libraries.
