@@ -46,12 +46,14 @@
 
 #include "addr.h"
 #include "log.h"
+#include "oauth2.h"
 #include "peers.h"
 #include "proto.h"
 #include "proto_local.h"
 #include "readahead.h"
 #include "service.h"
 #include "session.h"
+#include "stats.h"
 #include "tls.h"
 #include "tlsstream.h"
 #include "uplink.h"
@@ -111,6 +113,7 @@ struct session {
 	struct proto_local	*local;		/* local STARTTLS opening */
 	struct event		*timer;
 	struct proto_filter	*filter;	/* until the client logged in */
+	struct oauth2_request	*login_req;	/* oauth2: a token on its way */
 	struct evbuffer		*down_plain;	/* server bytes for the filter */
 	struct evbuffer		*up_plain;	/* filtered client bytes */
 	struct session_pool_cb	 pool;		/* its pool's callbacks */
@@ -128,18 +131,25 @@ struct session {
 	unsigned		 pool_ready : 1;	/* parked, greeted */
 	unsigned		 pool_aged : 1;		/* reached pool_max_age */
 	unsigned		 starttls_logged : 1;	/* a refusal was logged */
+	unsigned		 login_retried : 1;	/* oauth2: one refresh */
 
 	unsigned long long	 bytes_up;
 	unsigned long long	 bytes_down;
+	enum stats_reason	 failure;	/* why it failed, if it did */
 	char			 client_addr[ADDR_TEXT_MAX];
 	char			 server_addr[80];
 	char			 reason[200];
 };
 
 static int	session_close(struct session *, enum log_level, const char *);
+static int	session_fail(struct session *, enum stats_reason,
+		    enum log_level, const char *);
 static int	session_client_close(struct session *, enum log_level,
 		    const char *);
 static int	session_pump_up(struct session *);
+static int	session_login_step(struct session *);
+static int	session_filter_failed(struct session *, enum stats_reason);
+static int	session_client_flush(struct session *);
 static int	session_relay(struct session *);
 static int	session_park(struct session *);
 static void	session_arm_timer(struct session *);
@@ -246,7 +256,11 @@ session_free(struct session *s)
 	session_log(s, s->client_addr[0] != '\0' ? LOG_LEVEL_INFO :
 	    LOG_LEVEL_DEBUG, "closed: %s (%llu bytes up, %llu down, %.1fs)",
 	    s->reason, s->bytes_up, s->bytes_down, seconds);
+	if (s->client_addr[0] != '\0')
+		stats_session_ended(s->svc->stats,
+		    s->failure != STATS_REASON_NONE);
 	uplink_cancel(s->uplink);
+	oauth2_cancel(s->login_req);
 	tls_stream_free(s->server.tls);
 	tls_stream_free(s->client.tls);
 	proto_local_free(s->local);
@@ -407,7 +421,7 @@ session_client_flush(struct session *s)
 	if (s->client.tls == NULL || s->cstate != CLIENT_SECURE)
 		return 0;
 	if (tls_stream_encrypt(s->client.tls, SESSION_BUF_MAX) != 0)
-		return session_close(s, LOG_LEVEL_WARN,
+		return session_fail(s, STATS_REASON_CLIENT, LOG_LEVEL_WARN,
 		    tls_stream_error(s->client.tls));
 	return 0;
 }
@@ -455,6 +469,8 @@ session_close(struct session *s, enum log_level level, const char *reason)
 		return -1;
 	}
 	snprintf(s->reason, sizeof(s->reason), "%s", reason);
+	if (s->failure != STATS_REASON_NONE)
+		stats_failure(s->svc->stats, s->failure, reason, time(NULL));
 	if (s->in_pool) {
 		/*
 		 * A member that waited a while before the server dropped it met
@@ -484,6 +500,8 @@ session_close(struct session *s, enum log_level level, const char *reason)
 		session_log(s, level, "ending: %s", reason);
 	uplink_cancel(s->uplink);
 	s->uplink = NULL;
+	oauth2_cancel(s->login_req);
+	s->login_req = NULL;
 	if (s->server.bev != NULL && s->server.broken) {
 		/* Nothing can be flushed there any more. */
 		tls_stream_free(s->server.tls);
@@ -509,6 +527,16 @@ session_close(struct session *s, enum log_level level, const char *reason)
 	return -1;
 }
 
+/* End the session as a failure of the class why. */
+static int
+session_fail(struct session *s, enum stats_reason why, enum log_level level,
+    const char *reason)
+{
+	if (s->state != SESSION_CLOSING && s->failure == STATS_REASON_NONE)
+		s->failure = why;
+	return session_close(s, level, reason);
+}
+
 /* End the session for the client's doing (before relaying: no line). */
 static int
 session_client_close(struct session *s, enum log_level level,
@@ -516,7 +544,7 @@ session_client_close(struct session *s, enum log_level level,
 {
 	if (s->state != SESSION_RELAYING)
 		s->client_failed = 1;
-	return session_close(s, level, reason);
+	return session_fail(s, STATS_REASON_CLIENT, level, reason);
 }
 
 /* The server finished its side: flush to the client and end. */
@@ -533,7 +561,8 @@ session_server_finished(struct session *s, int how)
 		proto_write_unavailable(session_client_out(s),
 		    s->svc->cfg.protocol, "the mail server closed the "
 		    "connection; see the mailtlsd log");
-		return session_close(s, LOG_LEVEL_WARN, how == TLS_CLOSED ?
+		return session_fail(s, STATS_REASON_SERVER, LOG_LEVEL_WARN,
+		    how == TLS_CLOSED ?
 		    "server closed the session before sending anything" :
 		    "server closed the connection before sending anything "
 		    "(without close_notify)");
@@ -548,6 +577,133 @@ session_server_finished(struct session *s, int how)
 	return session_close(s, LOG_LEVEL_INFO, how == TLS_CLOSED ?
 	    "server closed the session" :
 	    "server closed the connection without close_notify");
+}
+
+/* ---- OAuth2 logins (services with oauth2 = NAME) ------------------------ */
+
+/*
+ * The filter takes the client's login itself; a token comes from oauth2.c
+ * (which may unlock the token file, refresh, or start an authorisation)
+ * and goes to the server as XOAUTH2 or OAUTHBEARER.  A server that refuses
+ * a token gets one refreshed token within the same login.
+ */
+
+/* The end of an oauth2_login(): send the token, or answer the client. */
+static void
+session_login_cb(enum oauth2_result result, const char *token,
+    const char *client_text, const char *log_text, void *arg)
+{
+	struct session	*s = arg;
+	int		 temporary = 0, alert = 0;
+	enum log_level	 level = LOG_LEVEL_INFO;
+
+	s->login_req = NULL;
+	if (s->state != SESSION_RELAYING || s->filter == NULL)
+		session_bad_state(s, "oauth2 login answer");
+	switch (result) {
+	case OAUTH2_TOKEN:
+		session_log(s, LOG_LEVEL_DEBUG, "oauth2: access token ready, "
+		    "logging in to the server");
+		if (proto_filter_login_token(s->filter, token, s->up_plain) == 0) {
+			session_pump_up(s);
+			return;
+		}
+		if (proto_filter_failed(s->filter)) {
+			session_filter_failed(s, STATS_REASON_OTHER);
+			return;
+		}
+		/* A token the filter cannot send (not visible ASCII). */
+		temporary = 1;
+		level = LOG_LEVEL_WARN;
+		client_text = "mailtlsd: the provider gave an access token "
+		    "that cannot be sent; see mailtlsd's log";
+		log_text = "the provider's access token cannot be sent in "
+		    "SASL (empty, too long or not visible ASCII)";
+		break;
+	case OAUTH2_AUTHORISE:
+		temporary = alert = 1;		/* try again once authorised */
+		break;
+	case OAUTH2_REFUSED:
+		alert = 1;
+		level = LOG_LEVEL_WARN;
+		break;
+	case OAUTH2_TEMPORARY:
+		temporary = 1;
+		level = LOG_LEVEL_WARN;
+		break;
+	case OAUTH2_WRONG_PASSWORD:
+		level = LOG_LEVEL_WARN;
+		break;
+	}
+	session_log(s, level, "login refused: %s", log_text);
+	if (proto_filter_login_refuse(s->filter, temporary, alert, client_text,
+	    session_client_out(s)) != 0) {
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
+		return;
+	}
+	/* The client may try again, or have sent its next command. */
+	session_pump_up(s);
+}
+
+/* Ask oauth2.c for a token for the login the filter holds; 0 or -1. */
+static int
+session_login_request(struct session *s, int refresh)
+{
+	const char	*user, *password;
+	size_t		 pwlen;
+
+	if (s->host->oauth2 == NULL)
+		session_bad_state(s, "oauth2 login without accounts");
+	proto_filter_login_credentials(s->filter, &user, &password, &pwlen);
+	s->login_req = oauth2_login(s->host->oauth2, s->svc->cfg.oauth2, user,
+	    password, pwlen, refresh, session_login_cb, s);
+	if (s->login_req == NULL)
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
+	return 0;
+}
+
+/* What the filter's login needs next; 0, or -1 when the session ended. */
+static int
+session_login_step(struct session *s)
+{
+	char		 text[512];
+	const char	*explained;
+
+	if (s->login_req != NULL)
+		return 0;		/* waiting for oauth2.c */
+	switch (proto_filter_login(s->filter)) {
+	case PROTO_LOGIN_WANTED:
+		s->login_retried = 0;
+		return session_login_request(s, 0);
+	case PROTO_LOGIN_REJECTED:
+		if (!s->login_retried) {
+			s->login_retried = 1;
+			session_log(s, LOG_LEVEL_INFO, "oauth2: the server "
+			    "refused the access token (%s): refreshing it once",
+			    proto_filter_login_error(s->filter));
+			return session_login_request(s, 1);
+		}
+		explained = oauth2_explain_server_error(
+		    proto_filter_login_error(s->filter));
+		if (explained != NULL)
+			snprintf(text, sizeof(text), "%s", explained);
+		else
+			snprintf(text, sizeof(text), "mailtlsd: the server "
+			    "refused the login: %s",
+			    proto_filter_login_error(s->filter));
+		session_log(s, LOG_LEVEL_WARN, "login refused by the server: "
+		    "%s", proto_filter_login_error(s->filter));
+		/* [ALERT] only for what the user can act on. */
+		if (proto_filter_login_refuse(s->filter, 0, explained != NULL,
+		    text, session_client_out(s)) != 0)
+			return session_fail(s, STATS_REASON_OTHER,
+			    LOG_LEVEL_ERROR, "out of memory");
+		return session_client_flush(s);
+	default:
+		return 0;
+	}
 }
 
 /* The client has logged in: the relay becomes a plain copy. */
@@ -565,15 +721,18 @@ session_filter_done(struct session *s)
 	s->up_plain = NULL;
 }
 
-/* The filter found a protocol violation: tell the client, then end. */
+/*
+ * The filter found a protocol violation (by the client, or by the
+ * server: who): tell the client, then end.
+ */
 static int
-session_filter_failed(struct session *s)
+session_filter_failed(struct session *s, enum stats_reason who)
 {
 	/* Before login the client's output always ends at a line boundary. */
 	proto_write_unavailable(session_client_out(s),
 	    s->svc->cfg.protocol, "mailtlsd ended the session: protocol "
 	    "error before login; see the mailtlsd log");
-	return session_close(s, LOG_LEVEL_WARN,
+	return session_fail(s, who, LOG_LEVEL_WARN,
 	    proto_filter_reason(s->filter));
 }
 
@@ -583,11 +742,18 @@ session_filter_down(struct session *s)
 {
 	if (proto_filter_server(s->filter, s->down_plain,
 	    session_client_out(s)) != 0)
-		return session_filter_failed(s);
+		return session_filter_failed(s, STATS_REASON_SERVER);
 	if (proto_filter_done(s->filter))
 		session_filter_done(s);
-	/* The filter holds client bytes whose meaning waited for this. */
-	if (s->client.bev != NULL && evbuffer_get_length(session_client_in(s)) > 0)
+	else if (session_login_step(s) != 0)
+		return -1;
+	/*
+	 * The filter holds client bytes whose meaning waited for this, or
+	 * wrote the next step of an OAuth2 login for the server.
+	 */
+	if (s->client.bev != NULL &&
+	    (evbuffer_get_length(session_client_in(s)) > 0 ||
+	    (s->up_plain != NULL && evbuffer_get_length(s->up_plain) > 0)))
 		return session_pump_up(s);
 	return 0;
 }
@@ -613,9 +779,10 @@ session_pump_down(struct session *s)
 		/* Before login the filter sees the bytes first. */
 		dst = s->filter != NULL ? s->down_plain : out;
 		if (evbuffer_add_buffer(dst, in) != 0)
-			return session_close(s, LOG_LEVEL_ERROR,
+			return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
 			    "out of memory");
 		s->bytes_down += (unsigned long long)n;
+		stats_bytes(s->svc->stats, 0, n);
 		if (s->filter != NULL && session_filter_down(s) != 0)
 			return -1;
 	}
@@ -636,8 +803,9 @@ session_pump_down(struct session *s)
 		 * before its first byte, that still cannot reach it securely.
 		 */
 		s->tls_refused = s->bytes_down == 0;
-		return session_close(s, LOG_LEVEL_WARN,
-		    tls_stream_error(s->server.tls));
+		return session_fail(s, s->tls_refused ?
+		    STATS_REASON_TLS_HANDSHAKE : STATS_REASON_SERVER,
+		    LOG_LEVEL_WARN, tls_stream_error(s->server.tls));
 	}
 }
 
@@ -664,7 +832,7 @@ session_filter_up(struct session *s)
 		return 0;
 	if (proto_filter_client(s->filter, session_client_in(s), s->up_plain,
 	    session_client_out(s)) != 0)
-		return session_filter_failed(s);
+		return session_filter_failed(s, STATS_REASON_CLIENT);
 	if (proto_filter_refused(s->filter) > 0 && !s->starttls_logged) {
 		/* Once: a client that insists repeats it on every connect. */
 		s->starttls_logged = 1;
@@ -675,6 +843,8 @@ session_filter_up(struct session *s)
 	}
 	if (proto_filter_done(s->filter))
 		session_filter_done(s);
+	else if (session_login_step(s) != 0)
+		return -1;
 	return 0;
 }
 
@@ -703,7 +873,8 @@ session_client_decrypt(struct session *s)
 	default:
 		snprintf(reason, sizeof(reason), "client TLS: %s",
 		    tls_stream_error(s->client.tls));
-		return session_close(s, LOG_LEVEL_WARN, reason);
+		return session_fail(s, STATS_REASON_CLIENT, LOG_LEVEL_WARN,
+		    reason);
 	}
 	return evbuffer_get_length(in) > before;
 }
@@ -721,8 +892,8 @@ session_server_send(struct session *s, struct evbuffer *in)
 
 	for (;;) {
 		if (tls_stream_encrypt(s->server.tls, SESSION_BUF_MAX) != 0)
-			return session_close(s, LOG_LEVEL_WARN,
-			    tls_stream_error(s->server.tls));
+			return session_fail(s, STATS_REASON_SERVER,
+			    LOG_LEVEL_WARN, tls_stream_error(s->server.tls));
 		if (evbuffer_get_length(plain) > 0 ||
 		    evbuffer_get_length(in) == 0 ||
 		    evbuffer_get_length(raw) >= SESSION_BUF_MAX)
@@ -731,9 +902,10 @@ session_server_send(struct session *s, struct evbuffer *in)
 		if (n > SESSION_CHUNK)
 			n = SESSION_CHUNK;
 		if (evbuffer_remove_buffer(in, plain, n) != (int)n)
-			return session_close(s, LOG_LEVEL_ERROR,
+			return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
 			    "out of memory");
 		s->bytes_up += (unsigned long long)n;
+		stats_bytes(s->svc->stats, n, 0);
 	}
 }
 
@@ -803,7 +975,8 @@ session_relay(struct session *s)
 		return 0;
 	}
 	if (session_greet(s) != 0)
-		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 	session_set_state(s, SESSION_RELAYING);
 	/* What arrived meanwhile, both ways. */
 	return session_pump_down(s) == 0 ? session_pump_up(s) : -1;
@@ -826,8 +999,9 @@ session_parked_check(struct session *s)
 	if (greeted == 1 && evbuffer_get_length(s->down_plain) > 0)
 		greeted = -1;
 	if (greeted < 0)
-		return session_close(s, LOG_LEVEL_INFO, "server sent data "
-		    "while the connection waited in the pool");
+		return session_fail(s, STATS_REASON_SERVER, LOG_LEVEL_INFO,
+		    "server sent data while the connection waited in the "
+		    "pool");
 	if (greeted == 1 && !s->pool_ready) {
 		s->pool_ready = 1;
 		session_log(s, LOG_LEVEL_DEBUG, "ready in the pool");
@@ -841,7 +1015,8 @@ static int
 session_park(struct session *s)
 {
 	if ((s->parked = evbuffer_new()) == NULL)
-		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 	session_set_state(s, SESSION_PARKED);
 	/* The greeting may have come with the handshake. */
 	return session_pump_down(s) == 0 ? session_parked_check(s) : -1;
@@ -862,7 +1037,11 @@ session_start_relay(struct session *s)
 	s->down_plain = evbuffer_new();
 	s->up_plain = evbuffer_new();
 	if (s->filter == NULL || s->down_plain == NULL || s->up_plain == NULL)
-		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
+	if (sc->oauth2[0] != '\0' && proto_filter_use_oauth2(s->filter) != 0)
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 	/* After the local STARTTLS the client has had its greeting. */
 	if (sc->tls == TLS_MODE_IMPLICIT && s->client.bev != NULL &&
 	    sc->local_tls == LOCAL_TLS_STARTTLS)
@@ -972,13 +1151,29 @@ session_server_event_cb(struct bufferevent *bev, short what, void *arg)
 		    s->state == SESSION_WAITING ? "during the wait for the "
 		    "client's TLS" : "while waiting in the pool",
 		    s->server_addr);
-		session_close(s, LOG_LEVEL_WARN, reason);
+		session_fail(s, STATS_REASON_SERVER, LOG_LEVEL_WARN, reason);
 		return;
 	}
 	/* Records already received still go to the client. */
 	if (what & BEV_EVENT_ERROR)
 		s->server.broken = 1;
 	session_server_input(s);
+}
+
+/* Count the verified handshake with the server in the service's stats. */
+static void
+session_count_handshake(struct session *s, double seconds)
+{
+	struct tls_stream	*ts = s->server.tls;
+	struct stats_tls	 tls = {
+		.seconds = seconds,
+		.version = tls_stream_version(ts),
+		.suite = tls_stream_ciphersuite(ts),
+		.resumed = tls_stream_resumed(ts),
+		.chain_expires = tls_conn_chain_expires(tls_stream_conn(ts)),
+	};
+
+	stats_handshake(s->svc->stats, &tls, time(NULL));
 }
 
 /* The uplink is up: TLS to the server verified.  Relay, or park. */
@@ -992,6 +1187,7 @@ session_uplink_ready(struct uplink *u, void *arg)
 	srv->eof = uplink_take(u, &srv->bev, &srv->tls);
 	snprintf(s->server_addr, sizeof(s->server_addr), "%s",
 	    uplink_peer(u));
+	session_count_handshake(s, uplink_handshake_seconds(u));
 	bufferevent_setcb(srv->bev, session_server_read_cb,
 	    session_server_write_cb, session_server_event_cb, s);
 	bufferevent_setwatermark(srv->bev, EV_READ, 0, SESSION_BUF_MAX);
@@ -1006,9 +1202,8 @@ session_uplink_failed(struct uplink *u, const char *reason, void *arg)
 {
 	struct session	*s = arg;
 
-	(void)u;
 	s->uplink = NULL;
-	session_close(s, LOG_LEVEL_WARN, reason);
+	session_fail(s, uplink_failure(u), LOG_LEVEL_WARN, reason);
 }
 
 /* The uplink's steps, for the debug log. */
@@ -1066,7 +1261,7 @@ session_client_begin_tls(struct session *s)
 {
 	s->client.tls = tls_accept(s->svc->local_tls_ctx, s->client.bev);
 	if (s->client.tls == NULL)
-		return session_close(s, LOG_LEVEL_ERROR, "out of memory for "
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory for "
 		    "the client's TLS");
 	session_set_client_state(s, CLIENT_HANDSHAKING);
 	return session_client_handshake(s);
@@ -1175,7 +1370,9 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
 		s->client.tls = NULL;
 		bufferevent_free(s->client.bev);
 		s->client.bev = NULL;
-		session_close(s, LOG_LEVEL_INFO, "client connection reset");
+		session_fail(s, session_before_relay(s) ? STATS_REASON_CLIENT :
+		    STATS_REASON_NONE, LOG_LEVEL_INFO,
+		    "client connection reset");
 		return;
 	}
 	s->client.eof = 1;
@@ -1195,7 +1392,7 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
 	case SESSION_REACHING:
 	case SESSION_WAITING:
 		if (s->cstate == CLIENT_PLAIN)
-			session_close(s, LOG_LEVEL_INFO,
+			session_fail(s, STATS_REASON_CLIENT, LOG_LEVEL_INFO,
 			    "client left before the server was reached");
 		else
 			session_client_close(s, LOG_LEVEL_INFO,
@@ -1403,15 +1600,18 @@ session_start(struct session_host *host, struct service *svc, int fd,
 			return -1;
 		}
 		/* The client's socket is ours now: it gets the error line. */
-		session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 		return 0;
 	}
 	if (session_connect(s) != 0) {
-		session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 		return 0;
 	}
 	/* The client's deadlines run while the uplink reaches the server. */
 	session_arm_timer(s);
+	stats_session_started(svc->stats);
 	session_log(s, LOG_LEVEL_INFO, "client %s, connecting to %s:%u",
 	    s->client_addr, svc->cfg.remote_host, svc->cfg.remote_port);
 	return 0;
@@ -1448,9 +1648,11 @@ session_attach(struct session *s, int fd, const struct sockaddr *sa,
 	if (session_setup_client(s, fd, sa) != 0) {
 		int	fd_is_callers = s->client.bev == NULL;
 
-		session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 		return fd_is_callers ? -1 : 0;
 	}
+	stats_session_started(s->svc->stats);
 	session_log(s, LOG_LEVEL_INFO, "client %s, pooled connection to %s",
 	    s->client_addr, s->server_addr);
 	/*
@@ -1477,6 +1679,40 @@ session_abort(struct session *s)
 {
 	snprintf(s->reason, sizeof(s->reason), "daemon exiting");
 	session_free(s);
+}
+
+/* Where a live session stands, for the gauges. */
+static enum stats_phase
+session_phase(const struct session *s)
+{
+	if (s->client_addr[0] == '\0')
+		return STATS_PHASE_POOL;
+	switch (s->state) {
+	case SESSION_REACHING:
+	case SESSION_PARKED:
+	case SESSION_WAITING:
+		return STATS_PHASE_REACHING;
+	case SESSION_RELAYING:
+		return s->filter != NULL && !proto_filter_past_login(s->filter) ?
+		    STATS_PHASE_LOGIN : STATS_PHASE_RELAYING;
+	case SESSION_CLOSING:
+		break;
+	}
+	return STATS_PHASE_CLOSING;
+}
+
+/* What the status shows of a session. */
+void
+session_get_info(const struct session *s, struct session_info *info)
+{
+	info->id = s->id;
+	info->svc = s->svc;
+	info->client = s->client_addr;
+	info->state = session_state_names[s->state];
+	info->phase = session_phase(s);
+	info->age = (double)(session_now_ms() - s->started_ms) / 1000.0;
+	info->bytes_up = s->bytes_up;
+	info->bytes_down = s->bytes_down;
 }
 
 /* The next session in the runtime's list. */

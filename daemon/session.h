@@ -8,8 +8,11 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "stats.h"		/* enum stats_phase */
+
 struct event_base;
 struct evdns_base;
+struct oauth2;
 struct peers;
 struct service;
 struct session;
@@ -27,6 +30,7 @@ struct session_host {
 	unsigned		 max_sessions;
 	unsigned		 max_per_client;	/* 0: no limit */
 	struct peers		*peers;		/* sessions per address */
+	struct oauth2		*oauth2;	/* accounts; NULL without any */
 	struct session_list	 sessions;
 	unsigned		 n_sessions;
 	unsigned long long	 next_id;
@@ -73,5 +77,19 @@ void	session_abort(struct session *);
 
 /* The next session in the host's list. */
 struct session	*session_next(struct session *);
+
+/* What the status and SIGUSR1 show of a live session (no secrets). */
+struct session_info {
+	unsigned long long	 id;
+	const struct service	*svc;
+	const char		*client;	/* "ADDR:PORT", "" in the pool */
+	const char		*state;		/* "RELAYING", ... */
+	enum stats_phase	 phase;
+	double			 age;		/* seconds since it began */
+	unsigned long long	 bytes_up;	/* client -> server */
+	unsigned long long	 bytes_down;
+};
+
+void	session_get_info(const struct session *, struct session_info *);
 
 #endif /* MAILTLSD_SESSION_H */
