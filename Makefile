@@ -3,10 +3,10 @@
 #   make                 build build/mailtlsd
 #   make check           build and run every test (unit + integration)
 #   make check SANITIZE=1  the same, built with ASan+UBSan into build/san/
-#   make mbedtls3        fetch Debian 13's mbedTLS 3.6 source, build it into
-#                        build/mbedtls3/ (nothing is installed system-wide)
-#   make MBEDTLS_PREFIX=build/mbedtls3 check   build and test against it
-#                        (into build/mbedtls3-build/, [san/ with SANITIZE=1])
+#   make MBEDTLS=system check   build and test against the system's
+#                        mbedTLS instead of 3.6 (into build/system/)
+#   make mbedtls3        only build the pinned mbedTLS 3.6 into
+#                        build/mbedtls3/ (make does it when it needs it)
 #   make install PREFIX=/usr/local DESTDIR=... SYSCONFDIR=/etc [UNITDIR=...]
 #   make uninstall       the same variables; the configuration stays
 #   make valgrind-check  the integration tests marked valgrind, the daemon
@@ -33,12 +33,75 @@ PYTHON		?= python3
 PYTEST		?= /usr/bin/python3 -m pytest
 PYTEST_JOBS	?= 4
 
-# Another mbedTLS than the system's builds into its own tree, so switching
-# between the two never mixes objects.
+# ---- which mbedTLS ----
+#   MBEDTLS=auto (default)  the system's mbedTLS when it is 3.6, else the
+#                           pinned 3.6 LTS built by scripts/mbedtls3 into
+#                           build/mbedtls3 with mbedtls/mailtlsd_config.h and
+#                           linked statically; when that cannot be built,
+#                           the system's (2.28 on Debian 12), saying why
+#   MBEDTLS=bundled         that 3.6 build, or fail
+#   MBEDTLS=system          the system's, whatever its version (objects in
+#                           build/system/)
+#   MBEDTLS_PREFIX=DIR      an mbedTLS installed under DIR (build/DIR-build/)
+# MBEDTLS_FALLBACK=no makes auto fail instead of using an older system
+# library (the Debian package sets it).
+MBEDTLS		?= auto
+MBEDTLS_FALLBACK ?= yes
 MBEDTLS_PREFIX	?=
 MBEDTLS3	:= build/mbedtls3
+MBEDTLS3_STAMP	:= $(MBEDTLS3)/.mailtlsd-built
+MBEDTLS3_DEPS	:= scripts/mbedtls3 mbedtls/mailtlsd_config.h \
+		   $(wildcard scripts/mbedtls3-patches/*.patch)
+MBEDTLS_AUTO_MK	:= build/mbedtls-auto.mk
+# Goals that need no mbedTLS decision (nothing is fetched or built for them).
+NO_MBEDTLS_GOALS := clean distclean deps check-docs mbedtls3
+NEED_MBEDTLS	:= $(filter-out $(NO_MBEDTLS_GOALS),$(or $(MAKECMDGOALS),all))
+
+# The system's mbedTLS version number (0x03060700), or empty.
+SYSTEM_MBEDTLS_VERSION := $(shell printf '\043include <mbedtls/version.h>\nMBEDTLS_VERSION_NUMBER\n' | \
+	$(CC) $(CPPFLAGS) -E -P -x c - 2>/dev/null | tail -n 1)
+SYSTEM_MBEDTLS_DOTTED := $(shell v='$(SYSTEM_MBEDTLS_VERSION)'; \
+	case "$$v" in (0x*) echo $$((v >> 24)).$$((v >> 16 & 255)).$$((v >> 8 & 255));; \
+	(*) echo "(none found)";; esac)
+SYSTEM_MBEDTLS_36 := $(shell v='$(SYSTEM_MBEDTLS_VERSION)'; \
+	case "$$v" in (0x*) [ $$((v)) -ge $$((0x03060000)) ] && \
+	[ $$((v)) -lt $$((0x03070000)) ] && echo yes;; esac)
+
 ifneq ($(MBEDTLS_PREFIX),)
+MBEDTLS_USE	:= prefix
+else ifeq ($(MBEDTLS),system)
+MBEDTLS_USE	:= system
+else ifeq ($(MBEDTLS),bundled)
+MBEDTLS_USE	:= bundled
+else ifeq ($(MBEDTLS),auto)
+ifeq ($(SYSTEM_MBEDTLS_36),yes)
+MBEDTLS_USE	:= system
+else ifneq ($(NEED_MBEDTLS),)
+# scripts/mbedtls3 --auto builds the library (or finds it up to date) and
+# says in this file which one to use; make then reads it and restarts.
+-include $(MBEDTLS_AUTO_MK)
+MBEDTLS_USE	:= $(or $(MBEDTLS_AUTO),bundled)
+ifeq ($(MBEDTLS_AUTO),system)
+ifeq ($(MBEDTLS_FALLBACK),no)
+$(error mbedTLS 3.6 cannot be built here: $(MBEDTLS_AUTO_WHY))
+endif
+$(info mailtlsd: building against the system's mbedTLS \
+	$(SYSTEM_MBEDTLS_DOTTED), not 3.6: $(MBEDTLS_AUTO_WHY). With \
+	mbedTLS 2.28 mailtlsd speaks TLS 1.2 only and warns at every start \
+	that the library is past its end of life. To try 3.6 again: rm \
+	$(MBEDTLS_AUTO_MK); see docs/building.md)
+endif
+else
+MBEDTLS_USE	:= bundled
+endif
+else
+$(error MBEDTLS=$(MBEDTLS): use auto, bundled or system)
+endif
+
+ifeq ($(MBEDTLS_USE),prefix)
 BUILD_BASE	:= build/$(notdir $(abspath $(MBEDTLS_PREFIX)))-build
+else ifeq ($(MBEDTLS),system)
+BUILD_BASE	:= build/system
 else
 BUILD_BASE	:= build
 endif
@@ -52,22 +115,36 @@ BUILD		?= $(BUILD_BASE)
 SAN_FLAGS	:=
 endif
 
-# Debian 12 ships no pkg-config file for mbedTLS; link its three libraries.
-ifneq ($(MBEDTLS_PREFIX),)
+ifeq ($(MBEDTLS_USE),prefix)
 # Without its headers the system's would be used, silently.
 ifeq ($(wildcard $(MBEDTLS_PREFIX)/include/mbedtls/version.h),)
-ifneq ($(filter-out mbedtls3 clean distclean,$(or $(MAKECMDGOALS),all)),)
-$(error MBEDTLS_PREFIX=$(MBEDTLS_PREFIX) holds no mbedTLS headers; for \
-	$(MBEDTLS3) run "make mbedtls3" first)
+ifneq ($(NEED_MBEDTLS),)
+$(error MBEDTLS_PREFIX=$(MBEDTLS_PREFIX) holds no mbedTLS headers)
 endif
 endif
 MBEDTLS_CFLAGS	:= -I$(MBEDTLS_PREFIX)/include
 MBEDTLS_LIBS	:= -L$(MBEDTLS_PREFIX)/lib -Wl,-rpath,$(abspath $(MBEDTLS_PREFIX))/lib \
 		   -lmbedtls -lmbedx509 -lmbedcrypto
+MBEDTLS_DEP	:=
+else ifeq ($(MBEDTLS_USE),bundled)
+# Static: the binary does not need build/mbedtls3 at run time.  Its
+# mbedtls_* functions stay named in the dynamic symbol table, as they are
+# in a shared library, for the fault injection's within= (dladdr()).
+MBEDTLS_CFLAGS	:= -I$(MBEDTLS3)/include
+MBEDTLS_LIBS	:= $(MBEDTLS3)/lib/libmbedtls.a $(MBEDTLS3)/lib/libmbedx509.a \
+		   $(MBEDTLS3)/lib/libmbedcrypto.a \
+		   -Wl,--export-dynamic-symbol='mbedtls_*'
+MBEDTLS_DEP	:= $(MBEDTLS3_STAMP)
 else
+# Debian 12 ships no pkg-config file for mbedTLS; link its three libraries.
 MBEDTLS_CFLAGS	:=
 MBEDTLS_LIBS	:= -lmbedtls -lmbedx509 -lmbedcrypto
+MBEDTLS_DEP	:=
 endif
+# Which library the objects of $(BUILD) were compiled against: when it
+# changes (auto chose differently), everything is compiled again.
+MBEDTLS_CHOICE	:= $(BUILD)/mbedtls.choice
+MBEDTLS_CHOICE_TEXT := $(MBEDTLS_USE) $(MBEDTLS_PREFIX)
 
 EVENT_CFLAGS	:= $(shell $(PKG_CONFIG) --cflags libevent_core libevent_extra 2>/dev/null)
 EVENT_LIBS	:= $(shell $(PKG_CONFIG) --libs libevent_core libevent_extra 2>/dev/null || echo -levent_core -levent_extra)
@@ -138,22 +215,22 @@ UNIT_SED	= sed -e 's|@SBINDIR@|$(SBINDIR)|g' \
 
 .PHONY: all check deps check-docs unit-check integration-check \
 	valgrind-check bench fuzz fuzz-build soak interop mbedtls3 install \
-	uninstall clean distclean
+	uninstall clean distclean mbedtls-selftest FORCE
 
 # ==== the daemon ============================================================
 
 all: $(BUILD)/mailtlsd
 
-$(BUILD)/mailtlsd: $(DAEMON_OBJS)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(MBEDTLS_LIBS) $(EVENT_LIBS) $(OAUTH2_LIBS)
+$(BUILD)/mailtlsd: $(DAEMON_OBJS) $(MBEDTLS_DEP)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(MBEDTLS_LIBS) $(EVENT_LIBS) $(OAUTH2_LIBS)
 
-$(BUILD)/daemon/%.o: daemon/%.c
+$(BUILD)/daemon/%.o: daemon/%.c $(MBEDTLS_CHOICE) $(MBEDTLS_DEP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # ==== tests =================================================================
 
-check: deps check-docs unit-check integration-check
+check: deps check-docs mbedtls-selftest unit-check integration-check
 	@echo "make check: all tests passed"
 
 # The include graph of daemon/ by module; fails on a cycle.
@@ -167,17 +244,25 @@ check-docs:
 unit-check: $(BUILD)/check_mailtlsd
 	$(BUILD)/check_mailtlsd
 
-$(BUILD)/tests/unit/%.o: tests/unit/%.c
+# mbedTLS's own self-tests of the linked library, and the CA bundle parses.
+mbedtls-selftest: $(BUILD)/mbedtls_selftest
+	$(BUILD)/mbedtls_selftest
+
+$(BUILD)/mbedtls_selftest: tests/mbedtls/selftest.c $(MBEDTLS_CHOICE) $(MBEDTLS_DEP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(MBEDTLS_LIBS)
+
+$(BUILD)/tests/unit/%.o: tests/unit/%.c $(MBEDTLS_CHOICE) $(MBEDTLS_DEP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Idaemon -c -o $@ $<
 
-$(BUILD)/tests/fuzz/%.o: tests/fuzz/%.c
+$(BUILD)/tests/fuzz/%.o: tests/fuzz/%.c $(MBEDTLS_CHOICE) $(MBEDTLS_DEP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Idaemon -c -o $@ $<
 
 $(BUILD)/check_mailtlsd: $(UNIT_OBJS) $(LIB_OBJS) $(BUILD)/tests/fuzz/driver.o \
-		$(BUILD)/tests/fuzz/login.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(MBEDTLS_LIBS) $(EVENT_LIBS) $(OAUTH2_LIBS)
+		$(BUILD)/tests/fuzz/login.o $(MBEDTLS_DEP)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(MBEDTLS_LIBS) $(EVENT_LIBS) $(OAUTH2_LIBS)
 
 # pytest's summary line ("N passed, N skipped in Xs") ends the output.
 integration-check: $(BUILD)/mailtlsd $(FAILALLOC_SO) $(SWAPFILE_SO)
@@ -207,7 +292,7 @@ bench: $(BUILD)/mailtlsd $(BUILD)/bench/aead_speed $(BUILD)/bench/ssl_mem
 	MAILTLSD=$(abspath $(BUILD)/mailtlsd) BENCH_OUT=$(abspath $(BUILD)/bench) \
 	$(PYTHON) bench/run.py
 
-$(BUILD)/bench/%: bench/%.c
+$(BUILD)/bench/%: bench/%.c $(MBEDTLS_CHOICE) $(MBEDTLS_DEP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(MBEDTLS_LIBS) $(EVENT_LIBS) $(OAUTH2_LIBS)
 
@@ -216,7 +301,7 @@ fuzz: $(FUZZ_BINS)
 
 fuzz-build: $(FUZZ_BINS)
 
-$(FUZZ_DIR)/%.o: %.c
+$(FUZZ_DIR)/%.o: %.c $(MBEDTLS_DEP)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) \
 		-fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
@@ -239,9 +324,25 @@ soak: $(BUILD)/mailtlsd
 interop: $(BUILD)/mailtlsd
 	MAILTLSD=$(abspath $(BUILD)/mailtlsd) $(PYTHON) tests/interop/run.py
 
-# Debian 13's mbedTLS 3.6 from its source package: see scripts/mbedtls3.
+# The pinned mbedTLS 3.6 with mailtlsd's configuration, from Debian's
+# source package: see scripts/mbedtls3 and docs/building.md.  make builds it
+# when it needs it; make mbedtls3 only builds it.
 mbedtls3:
 	$(PYTHON) scripts/mbedtls3 $(MBEDTLS3)
+
+$(MBEDTLS3_STAMP): $(MBEDTLS3_DEPS)
+	$(PYTHON) scripts/mbedtls3 $(MBEDTLS3)
+
+$(MBEDTLS_AUTO_MK): $(MBEDTLS3_DEPS)
+	$(PYTHON) scripts/mbedtls3 --auto $(MBEDTLS3) $@
+
+# Rewritten only when the choice changes, so that it dates the change.
+$(MBEDTLS_CHOICE): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(MBEDTLS_CHOICE_TEXT)' | cmp -s - $@ || \
+		echo '$(MBEDTLS_CHOICE_TEXT)' > $@
+
+FORCE:
 
 # ==== install and clean =====================================================
 

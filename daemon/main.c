@@ -128,10 +128,14 @@ parse_options(int argc, char **argv, struct options *opts)
 		case 'v':
 			opts->verbose++;
 			break;
-		case 'V':
-			printf("mailtlsd %s (mbedTLS %s)\n", MAILTLSD_VERSION,
-			    tls_library_version());
+		case 'V': {
+			char	library[512];
+
+			tls_library_describe(library, sizeof(library));
+			printf("mailtlsd %s (mbedTLS %s)\n%s", MAILTLSD_VERSION,
+			    tls_library_version(), library);
 			exit(0);
+		}
 		case 'h':
 			usage(stdout);
 			exit(0);

@@ -50,6 +50,7 @@
 #include "peers.h"
 #include "proto.h"
 #include "proto_local.h"
+#include "readahead.h"
 #include "service.h"
 #include "session.h"
 #include "stats.h"
@@ -916,6 +917,9 @@ session_pump_up(struct session *s)
 	struct evbuffer	*raw = bufferevent_get_output(s->server.bev);
 	int		 more;
 
+	/* Plaintext from the client: all it sent, not 4 KiB per event. */
+	if (s->client.tls == NULL && s->client.bev != NULL)
+		(void)readahead_fill(s->client.bev, SESSION_BUF_MAX);
 	do {
 		/* With local TLS, go on while decrypting yields bytes. */
 		if ((more = session_client_decrypt(s)) < 0)

@@ -17,6 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#define TLS_X86_64		1
+#endif
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -348,6 +352,69 @@ tls_library_version(void)
 }
 
 /*
+ * Whether this processor has the AES-NI and PCLMULQDQ instructions, as
+ * mbedTLS's aesni.c asks CPUID before it uses them: 1, 0, or -1 where
+ * there is no such question (not x86-64).
+ */
+static int
+tls_cpu_has_aesni(void)
+{
+#if defined(TLS_X86_64)
+	unsigned int	eax, ebx, ecx, edx;
+
+	if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0)
+		return 0;
+	return (ecx & bit_AES) != 0 && (ecx & bit_PCLMUL) != 0;
+#else
+	return -1;
+#endif
+}
+
+/* Which code runs AES-GCM, in words. */
+static const char *
+tls_gcm_implementation(void)
+{
+#if defined(MBEDTLS_AESNI_C) && defined(TLS_X86_64)
+	switch (tls_cpu_has_aesni()) {
+	case 1:
+		return "mbedTLS with the AES-NI and PCLMUL instructions";
+	default:
+		return "mbedTLS's portable code (this processor has no AES-NI "
+		    "or PCLMUL)";
+	}
+#elif defined(MBEDTLS_AESCE_C) && defined(__aarch64__)
+	return "mbedTLS with the ARMv8 crypto extensions where the processor "
+	    "has them, else its portable code";
+#else
+	(void)tls_cpu_has_aesni;
+	return "mbedTLS's portable code (this build of mbedTLS has no "
+	    "AES-NI support)";
+#endif
+}
+
+/* What mailtlsd -V says about its TLS library: lines, each ending in \n. */
+void
+tls_library_describe(char *buf, size_t len)
+{
+	snprintf(buf, len, "TLS library: mbedTLS %s, %s; TLS %s; records "
+	    "sent up to %d bytes, received up to %d\n"
+	    "AES-GCM: %s\n", tls_library_version(),
+#if defined(MAILTLSD_MBEDTLS_CONFIG)
+	    "built with mailtlsd (linked statically, mbedtls/"
+	    "mailtlsd_config.h)",
+#else
+	    "the system's library",
+#endif
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && defined(TLS_MBEDTLS3)
+	    "1.3 and 1.2",
+#else
+	    "1.2 only",
+#endif
+	    MBEDTLS_SSL_OUT_CONTENT_LEN, MBEDTLS_SSL_IN_CONTENT_LEN,
+	    tls_gcm_implementation());
+}
+
+/*
  * The newest release of each mbedTLS branch that mailtlsd knows of, and
  * whether the branch still gets fixes.  Last updated 2026-11: 2.28.10
  * (2025-03) was the last 2.28 release, the branch ended with 2024; 3.6.7
@@ -568,6 +635,45 @@ tls_load_ca(struct tls_ctx *ctx, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * The size of the Certificate handshake message that carries chain, in
+ * TLS 1.3's form (the larger): a 4-byte header, an empty request context,
+ * the list's 3-byte length, and per certificate its 3-byte length and an
+ * empty list of extensions.
+ */
+static size_t
+tls_chain_message_len(const mbedtls_x509_crt *chain)
+{
+	const mbedtls_x509_crt	*c;
+	size_t			 len = 4 + 1 + 3;
+
+	for (c = chain; c != NULL && c->version != 0; c = c->next)
+		len += 3 + c->raw.len + 2;
+	return len;
+}
+
+/*
+ * Whether the chain this side presents fits in the one record mbedTLS
+ * sends a handshake message in (it cannot split one): with mailtlsd's
+ * configuration of mbedTLS, records sent are 4 KiB at most.  0, or -1
+ * with err.
+ */
+static int
+tls_check_chain_size(const mbedtls_x509_crt *chain, const char *opt,
+    const char *path, char *err, size_t errlen)
+{
+	size_t	need = tls_chain_message_len(chain);
+
+	if (need <= MBEDTLS_SSL_OUT_CONTENT_LEN)
+		return 0;
+	snprintf(err, errlen, "%s %s: the certificate chain takes %zu bytes "
+	    "in the TLS handshake, more than the %d bytes of the one record "
+	    "this mailtlsd can send it in: leave the root certificate out of "
+	    "the file, or use a shorter chain or smaller (ECDSA) keys", opt,
+	    path, need, MBEDTLS_SSL_OUT_CONTENT_LEN);
+	return -1;
+}
+
 /* Whether key is the private half of the certificate's public key. */
 static int
 tls_key_pair_ok(mbedtls_x509_crt *crt, mbedtls_pk_context *key)
@@ -611,6 +717,9 @@ tls_load_own_cert(struct tls_ctx *ctx, const char *cert_opt,
 		snprintf(err, errlen, "%s %s: %s", cert_opt, cert_path, reason);
 		goto out;
 	}
+	if (tls_check_chain_size(&ctx->own_cert, cert_opt, cert_path, err,
+	    errlen) != 0)
+		goto out;
 	if (pair == NULL && safefile_read(key_path, SAFEFILE_KEY_MAX,
 	    &key_buf, &key_len, reason, sizeof(reason)) != 0) {
 		snprintf(err, errlen, "%s %s: %s", key_opt, key_path, reason);

@@ -38,6 +38,13 @@ int		 tls_reseed(void);
 const char	*tls_library_version(void);
 
 /*
+ * The library in lines for mailtlsd -V, each ending in a newline: its
+ * version, whether mailtlsd built it, the TLS versions, the record sizes,
+ * and which code runs AES-GCM on this processor.
+ */
+void		 tls_library_describe(char *buf, size_t len);
+
+/*
  * Whether mbedTLS version number (as MBEDTLS_VERSION_NUMBER, 0x021C0300 for
  * 2.28.3; 0 for the library this process runs with) is older than the last
  * release of its branch that mailtlsd knows of, or from a branch past its

@@ -8,10 +8,13 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "readahead.h"
 #include "tls.h"
 #include "tlsstream.h"
 
 #define TLS_STREAM_CHUNK	(16 * 1024)	/* one TLS record */
+#define TLS_STREAM_RECORD_MAX	(TLS_STREAM_CHUNK + 256 + 5)	/* sealed */
+#define TLS_STREAM_READAHEAD	(64 * 1024)	/* records read at once */
 
 struct tls_stream {
 	struct tls_conn		*tls;
@@ -115,6 +118,14 @@ tls_stream_decrypt(struct tls_stream *ts, size_t max)
 	int			n;
 
 	while (ts->ended == 0 && evbuffer_get_length(ts->in) < max) {
+		/*
+		 * Less than a whole record at hand: take what else the socket
+		 * holds now, several records in one read rather than 4 KiB a
+		 * read event (readahead.h).
+		 */
+		if (evbuffer_get_length(bufferevent_get_input(ts->raw)) <
+		    TLS_STREAM_RECORD_MAX)
+			(void)readahead_fill(ts->raw, TLS_STREAM_READAHEAD);
 		/* Reserve no memory unless a record may be there to read. */
 		if (!tls_conn_pending(ts->tls) &&
 		    evbuffer_get_length(bufferevent_get_input(ts->raw)) == 0)

@@ -15,6 +15,7 @@
 #include <mbedtls/ssl.h>
 
 #include "config.h"
+#include "localcert.h"
 #include "tls.h"
 #include "unit.h"
 
@@ -342,6 +343,101 @@ START_TEST(test_protocol_version_alert_min_tls13)
 END_TEST
 #endif
 
+/* Read a whole small file into a new NUL-terminated string. */
+static char *
+read_text(const char *path)
+{
+	FILE	*f = fopen(path, "r");
+	char	*buf = calloc(1, 8192);
+	size_t	 n;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(buf);
+	n = fread(buf, 1, 8191, f);
+	ck_assert_int_gt((int)n, 0);
+	fclose(f);
+	return buf;
+}
+
+/*
+ * A local_cert chain must fit in the one record mbedTLS sends it in: the
+ * generated certificate does, the same certificate repeated until the
+ * chain is larger than MBEDTLS_SSL_OUT_CONTENT_LEN does not, and the
+ * error says so.
+ */
+START_TEST(test_chain_size)
+{
+	struct localcert_names	 names;
+	struct service_config	 sc;
+	struct tls_ctx		*ctx;
+	char			 dir[] = "/tmp/mailtlsd-check-XXXXXX";
+	char			 cert[512], key[512], big[512], err[512];
+	char			*pem;
+	FILE			*f;
+	int			 i, copies;
+
+	ck_assert_int_eq(tls_init(), 0);
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	localcert_names_init(&names);
+	ck_assert_int_eq(localcert_names_add(&names, "localhost"), 0);
+	ck_assert_msg(localcert_generate(dir, &names, time(NULL), (uid_t)-1,
+	    (gid_t)-1, err, sizeof(err)) == 0, "generate: %s", err);
+	snprintf(cert, sizeof(cert), "%s/%s", dir, LOCALCERT_CERT_FILE);
+	snprintf(key, sizeof(key), "%s/%s", dir, LOCALCERT_KEY_FILE);
+	snprintf(big, sizeof(big), "%s/big.crt", dir);
+
+	make_service(&sc);
+	snprintf(sc.local_cert, sizeof(sc.local_cert), "%s", cert);
+	snprintf(sc.local_key, sizeof(sc.local_key), "%s", key);
+	ctx = tls_ctx_new_local(&sc, NULL, err, sizeof(err));
+	ck_assert_msg(ctx != NULL, "one certificate: %s", err);
+	tls_ctx_free(ctx);
+
+	/* An ECDSA certificate takes less than 1 KiB: this is too many. */
+	pem = read_text(cert);
+	copies = MBEDTLS_SSL_OUT_CONTENT_LEN / 300 + 2;
+	ck_assert_ptr_nonnull(f = fopen(big, "w"));
+	for (i = 0; i < copies; i++)
+		fputs(pem, f);
+	fclose(f);
+	free(pem);
+	snprintf(sc.local_cert, sizeof(sc.local_cert), "%s", big);
+	ctx = tls_ctx_new_local(&sc, NULL, err, sizeof(err));
+	ck_assert_ptr_null(ctx);
+	ck_assert_msg(strstr(err, "local_cert ") == err &&
+	    strstr(err, "the certificate chain takes") != NULL &&
+	    strstr(err, "bytes of the one record") != NULL, "%s", err);
+
+	/* The same check for client_cert. */
+	snprintf(sc.client_cert, sizeof(sc.client_cert), "%s", big);
+	snprintf(sc.client_key, sizeof(sc.client_key), "%s", key);
+	ctx = tls_ctx_new_uplink(&sc, err, sizeof(err));
+	ck_assert_ptr_null(ctx);
+	ck_assert_msg(strstr(err, "client_cert ") == err &&
+	    strstr(err, "the certificate chain takes") != NULL, "%s", err);
+
+	unlink(cert);
+	unlink(key);
+	unlink(big);
+	rmdir(dir);
+	tls_cleanup();
+}
+END_TEST
+
+/* mailtlsd -V's lines name the library's version and the AES-GCM code. */
+START_TEST(test_library_describe)
+{
+	char	buf[512], want[64];
+
+	tls_library_describe(buf, sizeof(buf));
+	snprintf(want, sizeof(want), "TLS library: mbedTLS %s, ",
+	    tls_library_version());
+	ck_assert_msg(strstr(buf, want) == buf, "%s", buf);
+	ck_assert_ptr_nonnull(strstr(buf, "\nAES-GCM: mbedTLS"));
+	ck_assert_int_eq(buf[strlen(buf) - 1], '\n');
+}
+END_TEST
+
 /* The table of known mbedTLS releases behind the start-up warning. */
 START_TEST(test_library_outdated)
 {
@@ -454,6 +550,8 @@ tls_suite(void)
 	tcase_add_test(tc, test_protocol_version_alert_min_tls13);
 #endif
 	tcase_add_test(tc, test_library_outdated);
+	tcase_add_test(tc, test_chain_size);
+	tcase_add_test(tc, test_library_describe);
 	suite_add_tcase(s, tc);
 	return s;
 }
