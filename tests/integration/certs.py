@@ -87,6 +87,8 @@ class Certs:
     weak_key: str           # a 1024-bit RSA key
     weak_rsa: str           # mail.test, signed by ca, 1024-bit key
     two_names: str          # mail.test and other.test, signed by ca, key
+    idp: str                # 127.0.0.1 and localhost (the fake OAuth2
+                            # server's HTTPS), signed by ca, key
     pin_good: str           # base64 SHA-256 of good's SPKI
     pin_other: str          # the same for other_key
 
@@ -208,6 +210,7 @@ def generate(d):
                         SERVER_NAME),
         two_names=leaf("two_names",
                        san="%s, DNS:%s" % (SERVER_NAME, OTHER_NAME)),
+        idp=leaf("idp", cn="127.0.0.1", san="localhost, IP:127.0.0.1"),
         pin_good=spki_pin(good), pin_other=spki_pin(self_signed))
     return certs
 
