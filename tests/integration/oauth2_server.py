@@ -28,7 +28,6 @@ import json
 import secrets
 import socket
 import ssl
-import string
 import threading
 import time
 import urllib.parse
