@@ -11,6 +11,7 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <assert.h>
 #include <errno.h>
@@ -34,6 +35,14 @@
 #define POOL_SIZE_MAX		64
 #define ERR_LEN			1024	/* one message from a value parser */
 #define KEYS_MAX		64	/* room in keyline[] for keys[] */
+#define OAUTH2_KEYS_MAX		24	/* room in oa_keyline[] */
+#define KDF_MEMORY_MIN		8	/* MiB */
+#define KDF_MEMORY_MAX		1024	/* MiB */
+#define KDF_PASSES_MAX		10
+#define HTTP_TIMEOUT_DEFAULT	30	/* seconds */
+#define KDF_MEMORY_DEFAULT	64	/* MiB */
+#define KDF_PASSES_DEFAULT	3
+#define REDIRECT_DEFAULT	"127.0.0.1:8400"
 
 enum key_scope {
 	SCOPE_SERVICE,		/* only in a service section */
@@ -44,6 +53,7 @@ enum key_scope {
 enum section_kind {
 	SECTION_GLOBAL,
 	SECTION_SERVICE,
+	SECTION_OAUTH2,		/* [oauth2:NAME] */
 	SECTION_UNKNOWN		/* after a header that could not be read */
 };
 
@@ -61,6 +71,10 @@ struct section {
 	int			line;
 	int			keyline[KEYS_MAX]; /* first line of each key */
 	struct service_config	svc;
+	/* SECTION_OAUTH2 only. */
+	int			oa_keyline[OAUTH2_KEYS_MAX];
+	struct oauth2_config	oa;
+	int			oa_used;	/* a service names it */
 };
 
 /* The state of one config_load(). */
@@ -76,6 +90,8 @@ struct parser {
 	struct section		**services;
 	int			 n_services;
 	int			 cap_services;
+	struct section		**oauth2;	/* [oauth2:NAME] sections */
+	int			 n_oauth2;
 	int			 saw_service;	/* any non-global header */
 	int			 global_pair_reported;	/* client_cert/key */
 	int			 global_local_reported;	/* local_cert/key */
@@ -141,6 +157,20 @@ static const struct choice log_level_choices[] = {
 	{ "warn", LOG_LEVEL_WARN },
 	{ "info", LOG_LEVEL_INFO },
 	{ "debug", LOG_LEVEL_DEBUG },
+	{ NULL, 0 }
+};
+
+static const struct choice provider_choices[] = {
+	{ "microsoft", OAUTH2_PROVIDER_MICROSOFT },
+	{ "google", OAUTH2_PROVIDER_GOOGLE },
+	{ "generic", OAUTH2_PROVIDER_GENERIC },
+	{ NULL, 0 }
+};
+
+static const struct choice flow_choices[] = {
+	{ "device", OAUTH2_FLOW_DEVICE },
+	{ "browser", OAUTH2_FLOW_BROWSER },
+	{ "client_credentials", OAUTH2_FLOW_CLIENT_CREDENTIALS },
 	{ NULL, 0 }
 };
 
@@ -569,6 +599,84 @@ set_user(const struct key_def *k, struct kv *kv, void *field)
 	return 0;
 }
 
+/* Whether s is printable ASCII; spaces only where allowed. */
+static int
+printable(const char *s, int spaces)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
+			if (!(spaces && *s == ' '))
+				return 0;
+	return 1;
+}
+
+/* A word of printable ASCII (an id, a secret), into a char array field. */
+static int
+set_word(const struct key_def *k, struct kv *kv, void *field)
+{
+	if (strlen(kv->val) >= k->size)
+		return kv_error(kv, "%s is too long (at most %zu characters)",
+		    kv->key, k->size - 1);
+	if (!printable(kv->val, 0))
+		return kv_error(kv, "invalid %s (expected printable ASCII "
+		    "without spaces)", kv->key);
+	memcpy(field, kv->val, strlen(kv->val) + 1);
+	return 0;
+}
+
+/* Space-separated words (scope), into a char array field. */
+static int
+set_words(const struct key_def *k, struct kv *kv, void *field)
+{
+	if (strlen(kv->val) >= k->size)
+		return kv_error(kv, "%s is too long (at most %zu characters)",
+		    kv->key, k->size - 1);
+	if (!printable(kv->val, 1))
+		return kv_error(kv, "invalid %s (expected printable ASCII)",
+		    kv->key);
+	memcpy(field, kv->val, strlen(kv->val) + 1);
+	return 0;
+}
+
+/* An https:// URL, into a char array field: tokens never travel in clear. */
+static int
+set_url(const struct key_def *k, struct kv *kv, void *field)
+{
+	if (strncmp(kv->val, "https://", 8) != 0 || kv->val[8] == '\0' ||
+	    kv->val[8] == '/')
+		return kv_error(kv, "invalid %s '%s' (expected an https:// "
+		    "URL)", kv->key, kv->val);
+	return set_word(k, kv, field);
+}
+
+/* A size in MiB, stored in KiB (kdf_memory). */
+static int
+set_mib_as_kib(const struct key_def *k, struct kv *kv, void *field)
+{
+	unsigned	v = 0;
+
+	if (set_number(k, kv, &v) == -1)
+		return -1;
+	v *= 1024;
+	memcpy(field, &v, sizeof(v));
+	return 0;
+}
+
+/* One ADDR:PORT, into a struct listen_addr field (redirect_listen). */
+static int
+set_address(const struct key_def *k, struct kv *kv, void *field)
+{
+	struct listen_addr	*la = field;
+	char			 err[256];
+
+	(void)k;
+	if (config_parse_listen(kv->val, la, err, sizeof(err)) == -1)
+		return kv_error(kv, "invalid %s '%s': %s", kv->key, kv->val,
+		    err);
+	la->line = kv->line;
+	return 0;
+}
+
 /* ---- The key table ------------------------------------------------------- */
 
 /*
@@ -622,6 +730,7 @@ static const struct key_def keys[] = {
 	{ "local_key", SCOPE_BOTH, set_path, SVC_FIELD(local_key) },
 	{ "allow_remote_clients", SCOPE_BOTH, set_bool,
 	    SVC_FIELD(allow_remote_clients) },
+	{ "oauth2", SCOPE_SERVICE, set_word, SVC_FIELD(oauth2) },
 	{ "user", SCOPE_GLOBAL, set_user, GLOBAL_FIELD(user) },
 	{ "pid_file", SCOPE_GLOBAL, set_path, GLOBAL_FIELD(pid_file) },
 	{ "state_dir", SCOPE_GLOBAL, set_path, GLOBAL_FIELD(state_dir) },
@@ -636,23 +745,74 @@ static const struct key_def keys[] = {
 
 _Static_assert(sizeof(keys) / sizeof(keys[0]) <= KEYS_MAX,
     "raise KEYS_MAX");
+
+/* The keys of an [oauth2:NAME] section (scope is not used). */
+#define OA_FIELD(f)	.off = offsetof(struct oauth2_config, f), \
+			.size = sizeof(((struct oauth2_config *)0)->f)
+
+static const struct key_def oauth2_keys[] = {
+	{ "provider", SCOPE_SERVICE, set_choice, OA_FIELD(provider),
+	    CHOICES(provider_choices) },
+	{ "client_id", SCOPE_SERVICE, set_word, OA_FIELD(client_id) },
+	{ "tenant", SCOPE_SERVICE, set_host, OA_FIELD(tenant) },
+	{ "flow", SCOPE_SERVICE, set_choice, OA_FIELD(flow),
+	    CHOICES(flow_choices) },
+	{ "client_secret", SCOPE_SERVICE, set_word, OA_FIELD(client_secret) },
+	{ "client_secret_file", SCOPE_SERVICE, set_path,
+	    OA_FIELD(client_secret_file) },
+	{ "authorize_url", SCOPE_SERVICE, set_url, OA_FIELD(authorize_url) },
+	{ "token_url", SCOPE_SERVICE, set_url, OA_FIELD(token_url) },
+	{ "device_url", SCOPE_SERVICE, set_url, OA_FIELD(device_url) },
+	{ "scope", SCOPE_SERVICE, set_words, OA_FIELD(scope) },
+	{ "redirect_listen", SCOPE_SERVICE, set_address,
+	    OA_FIELD(redirect_listen) },
+	{ "ca_file", SCOPE_SERVICE, set_path, OA_FIELD(ca_file) },
+	{ "http_timeout", SCOPE_SERVICE, set_number, OA_FIELD(http_timeout),
+	    SECONDS },
+	{ "kdf_memory", SCOPE_SERVICE, set_mib_as_kib, OA_FIELD(kdf_memory),
+	    RANGE(KDF_MEMORY_MIN, KDF_MEMORY_MAX) },
+	{ "kdf_passes", SCOPE_SERVICE, set_number, OA_FIELD(kdf_passes),
+	    RANGE(1, KDF_PASSES_MAX) },
+	{ .name = NULL }
+};
+
+_Static_assert(sizeof(oauth2_keys) / sizeof(oauth2_keys[0]) <=
+    OAUTH2_KEYS_MAX, "raise OAUTH2_KEYS_MAX");
 /* set_choice and set_bool store an int. */
 _Static_assert(sizeof(enum mail_protocol) == sizeof(int) &&
     sizeof(enum tls_mode) == sizeof(int) &&
     sizeof(enum tls_version) == sizeof(int) &&
     sizeof(enum local_tls_mode) == sizeof(int) &&
-    sizeof(enum log_level) == sizeof(int), "an enum is not an int");
+    sizeof(enum log_level) == sizeof(int) &&
+    sizeof(enum oauth2_provider) == sizeof(int) &&
+    sizeof(enum oauth2_flow) == sizeof(int), "an enum is not an int");
 
-/* Find a key by name, or NULL. */
+/* Find a key by name in a table, or NULL. */
 static const struct key_def *
-find_key(const char *name)
+find_key_in(const struct key_def *table, const char *name)
 {
 	const struct key_def	*k;
 
-	for (k = keys; k->name != NULL; k++)
+	for (k = table; k->name != NULL; k++)
 		if (strcmp(k->name, name) == 0)
 			return k;
 	return NULL;
+}
+
+static const struct key_def *
+find_key(const char *name)
+{
+	return find_key_in(keys, name);
+}
+
+/* The first line where an [oauth2:NAME] section sets name, or 0. */
+static int
+oa_line_of(const struct section *sec, const char *name)
+{
+	const struct key_def	*k = find_key_in(oauth2_keys, name);
+
+	assert(k != NULL);
+	return sec->oa_keyline[k - oauth2_keys];
 }
 
 /* The place of a key in keys[] and keyline[]; name must be in the table. */
@@ -800,12 +960,31 @@ add_section(struct parser *p, const char *name, int line)
 	return sec;
 }
 
+/* Set the defaults of an [oauth2:NAME] section. */
+static void
+oauth2_defaults(struct oauth2_config *oa, const char *name, int line)
+{
+	char	err[64];
+
+	memset(oa, 0, sizeof(*oa));
+	snprintf(oa->name, sizeof(oa->name), "%s", name);
+	oa->line = line;
+	oa->http_timeout = HTTP_TIMEOUT_DEFAULT;
+	oa->kdf_memory = KDF_MEMORY_DEFAULT * 1024;
+	oa->kdf_passes = KDF_PASSES_DEFAULT;
+	if (config_parse_listen(REDIRECT_DEFAULT, &oa->redirect_listen, err,
+	    sizeof(err)) == -1)
+		abort();	/* the constant is valid */
+}
+
 /* Parse what follows a bad header into a section that is then dropped. */
 static void
 discard_section(struct parser *p, enum section_kind kind, int line)
 {
 	section_init(&p->discard, kind, "", line);
-	if (kind != SECTION_GLOBAL)
+	if (kind == SECTION_OAUTH2)
+		oauth2_defaults(&p->discard.oa, "", line);
+	else if (kind != SECTION_GLOBAL)
 		p->saw_service = 1;
 	p->cur = &p->discard;
 }
@@ -851,6 +1030,47 @@ open_service(struct parser *p, const char *name, int line)
 		p->cur = sec;
 }
 
+/* Find an [oauth2:NAME] section record by NAME, or NULL. */
+static struct section *
+find_oauth2_section(const struct parser *p, const char *name)
+{
+	int	i;
+
+	for (i = 0; i < p->n_oauth2; i++)
+		if (strcmp(p->oauth2[i]->oa.name, name) == 0)
+			return p->oauth2[i];
+	return NULL;
+}
+
+/* Handle an [oauth2:NAME] header. */
+static void
+open_oauth2(struct parser *p, const char *name, int line)
+{
+	struct section	*sec, **v;
+
+	if (!valid_service_name(name)) {
+		parser_error(p, line, "invalid oauth2 section name '%s' (1 to "
+		    "%d of A-Z a-z 0-9 . _ -)", name, CONFIG_NAME_MAX - 1);
+	} else if ((sec = find_oauth2_section(p, name)) != NULL) {
+		parser_error(p, line, "duplicate [oauth2:%s] (first defined "
+		    "on line %d)", name, sec->line);
+	} else if (p->n_oauth2 == CONFIG_MAX_OAUTH2) {
+		parser_error(p, line, "too many [oauth2:NAME] sections (at "
+		    "most %d)", CONFIG_MAX_OAUTH2);
+	} else if ((v = realloc(p->oauth2, (size_t)(p->n_oauth2 + 1) *
+	    sizeof(*v))) == NULL || (p->oauth2 = v,
+	    (sec = malloc(sizeof(*sec))) == NULL)) {
+		parser_error(p, line, "out of memory");
+	} else {
+		section_init(sec, SECTION_OAUTH2, "", line);
+		oauth2_defaults(&sec->oa, name, line);
+		p->oauth2[p->n_oauth2++] = sec;
+		p->cur = sec;
+		return;
+	}
+	discard_section(p, SECTION_OAUTH2, line);
+}
+
 /* Parse a "[name]" line. */
 static void
 parse_header(struct parser *p, char *s, int line)
@@ -872,6 +1092,8 @@ parse_header(struct parser *p, char *s, int line)
 	name = trim(s + 1);
 	if (strcmp(name, "global") == 0)
 		open_global(p, line);
+	else if (strncmp(name, "oauth2:", 7) == 0)
+		open_oauth2(p, trim(name + 7), line);
 	else
 		open_service(p, name, line);
 }
@@ -893,6 +1115,39 @@ key_allowed(struct parser *p, const struct key_def *k, int line)
 	return 1;
 }
 
+/* Parse one "key = value" in an [oauth2:NAME] section. */
+static void
+parse_oauth2_key(struct parser *p, const char *key, const char *val,
+    int line)
+{
+	const struct key_def	*k;
+	struct kv		 kv;
+	int			 i;
+
+	if ((k = find_key_in(oauth2_keys, key)) == NULL) {
+		parser_error(p, line, "unknown key '%s' in an [oauth2:NAME] "
+		    "section", key);
+		return;
+	}
+	i = (int)(k - oauth2_keys);
+	if (p->cur->oa_keyline[i] != 0) {
+		parser_error(p, line, "duplicate key '%s' (first set on line "
+		    "%d)", key, p->cur->oa_keyline[i]);
+		return;
+	}
+	p->cur->oa_keyline[i] = line;
+	if (*val == '\0') {
+		parser_error(p, line, "missing value for '%s'", key);
+		return;
+	}
+	memset(&kv, 0, sizeof(kv));
+	kv.key = k->name;
+	kv.val = val;
+	kv.line = line;
+	if (k->set(k, &kv, (char *)&p->cur->oa + k->off) == -1)
+		parser_error(p, line, "%s", kv.err);
+}
+
 /* Parse one "key = value" in the current section. */
 static void
 parse_key(struct parser *p, const char *key, const char *val, int line)
@@ -908,8 +1163,14 @@ parse_key(struct parser *p, const char *key, const char *val, int line)
 		    "under [global] or a [service] header)", key);
 		return;
 	}
+	if (p->cur->kind == SECTION_OAUTH2) {
+		parse_oauth2_key(p, key, val, line);
+		return;
+	}
 	if ((k = find_key(key)) == NULL) {
-		parser_error(p, line, "unknown key '%s'", key);
+		parser_error(p, line, "unknown key '%s'%s", key,
+		    find_key_in(oauth2_keys, key) != NULL ? " (it belongs in "
+		    "an [oauth2:NAME] section)" : "");
 		return;
 	}
 	if (!key_allowed(p, k, line))
@@ -1211,6 +1472,268 @@ check_per_client(struct parser *p)
 		    p->cfg->max_sessions);
 }
 
+/* ---- [oauth2:NAME] sections --------------------------------------------- */
+
+/* A provider's endpoints; "{tenant}" stands for the tenant. */
+static const struct provider_urls {
+	enum oauth2_provider	 provider;
+	const char		*authorize, *token, *device;
+} provider_urls[] = {
+	{ OAUTH2_PROVIDER_MICROSOFT,
+	  "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize",
+	  "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
+	  "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/devicecode" },
+	{ OAUTH2_PROVIDER_GOOGLE,
+	  "https://accounts.google.com/o/oauth2/v2/auth",
+	  "https://oauth2.googleapis.com/token",
+	  "https://oauth2.googleapis.com/device/code" },
+	{ OAUTH2_PROVIDER_NONE, NULL, NULL, NULL }
+};
+
+/* What a mail protocol needs of Microsoft (delegated permissions). */
+#define MS_SCOPE_IMAP	"https://outlook.office.com/IMAP.AccessAsUser.All"
+#define MS_SCOPE_POP3	"https://outlook.office.com/POP.AccessAsUser.All"
+#define MS_SCOPE_SMTP	"https://outlook.office.com/SMTP.Send"
+#define MS_SCOPE_APP	"https://outlook.office365.com/.default"
+#define GOOGLE_SCOPE	"https://mail.google.com/"
+
+/* Fill one URL from the provider's pattern unless the section set it. */
+static void
+oauth2_default_url(char *url, size_t size, const char *pattern,
+    const char *tenant)
+{
+	const char	*at;
+
+	if (url[0] != '\0' || pattern == NULL)
+		return;
+	if ((at = strstr(pattern, "{tenant}")) == NULL)
+		snprintf(url, size, "%s", pattern);
+	else
+		snprintf(url, size, "%.*s%s%s", (int)(at - pattern), pattern,
+		    tenant, at + strlen("{tenant}"));
+}
+
+/* Provider defaults: tenant, flow and endpoints. */
+static void
+oauth2_apply_provider(struct parser *p, struct section *sec)
+{
+	struct oauth2_config		*oa = &sec->oa;
+	const struct provider_urls	*pu;
+
+	if (oa->provider != OAUTH2_PROVIDER_MICROSOFT &&
+	    oa_line_of(sec, "tenant") != 0)
+		parser_error(p, oa_line_of(sec, "tenant"), "tenant is only for "
+		    "provider = microsoft");
+	if (oa->provider == OAUTH2_PROVIDER_MICROSOFT && oa->tenant[0] == '\0')
+		snprintf(oa->tenant, sizeof(oa->tenant), "common");
+	if (oa->flow == OAUTH2_FLOW_NONE) {
+		if (oa->provider == OAUTH2_PROVIDER_MICROSOFT)
+			oa->flow = OAUTH2_FLOW_DEVICE;
+		else if (oa->provider == OAUTH2_PROVIDER_GOOGLE)
+			oa->flow = OAUTH2_FLOW_BROWSER;
+		else
+			parser_error(p, sec->line, "[oauth2:%s]: missing flow "
+			    "(device, browser or client_credentials)",
+			    oa->name);
+	}
+	for (pu = provider_urls; pu->provider != OAUTH2_PROVIDER_NONE; pu++) {
+		if (pu->provider != oa->provider)
+			continue;
+		oauth2_default_url(oa->authorize_url,
+		    sizeof(oa->authorize_url), pu->authorize, oa->tenant);
+		oauth2_default_url(oa->token_url, sizeof(oa->token_url),
+		    pu->token, oa->tenant);
+		oauth2_default_url(oa->device_url, sizeof(oa->device_url),
+		    pu->device, oa->tenant);
+	}
+}
+
+/* The endpoints a flow uses must be known (generic sets them all). */
+static void
+oauth2_check_urls(struct parser *p, const struct section *sec)
+{
+	const struct oauth2_config	*oa = &sec->oa;
+
+	if (oa->token_url[0] == '\0')
+		parser_error(p, sec->line, "[oauth2:%s]: missing token_url",
+		    oa->name);
+	if (oa->flow == OAUTH2_FLOW_DEVICE && oa->device_url[0] == '\0')
+		parser_error(p, sec->line, "[oauth2:%s]: flow = device needs "
+		    "device_url", oa->name);
+	if (oa->flow == OAUTH2_FLOW_BROWSER && oa->authorize_url[0] == '\0')
+		parser_error(p, sec->line, "[oauth2:%s]: flow = browser needs "
+		    "authorize_url", oa->name);
+}
+
+/* Combinations of provider and flow that cannot work. */
+static void
+oauth2_check_flow(struct parser *p, const struct section *sec)
+{
+	const struct oauth2_config	*oa = &sec->oa;
+	int				 line = oa_line_of(sec, "flow");
+
+	if (line == 0)
+		line = sec->line;
+	if (oa->provider == OAUTH2_PROVIDER_GOOGLE &&
+	    oa->flow == OAUTH2_FLOW_DEVICE)
+		parser_error(p, line, "flow = device does not work with "
+		    "provider = google: Google's device flow refuses the "
+		    "https://mail.google.com/ scope that IMAP, POP3 and SMTP "
+		    "need; use flow = browser");
+	if (oa->provider == OAUTH2_PROVIDER_GOOGLE &&
+	    oa->flow == OAUTH2_FLOW_CLIENT_CREDENTIALS)
+		parser_error(p, line, "flow = client_credentials does not work "
+		    "with provider = google (Google has no such grant for "
+		    "Gmail); use flow = browser");
+	if (oa->provider == OAUTH2_PROVIDER_MICROSOFT &&
+	    oa->flow == OAUTH2_FLOW_CLIENT_CREDENTIALS &&
+	    (strcmp(oa->tenant, "common") == 0 ||
+	    strcmp(oa->tenant, "organizations") == 0 ||
+	    strcmp(oa->tenant, "consumers") == 0))
+		parser_error(p, oa_line_of(sec, "tenant") ? oa_line_of(sec,
+		    "tenant") : line, "flow = client_credentials needs the "
+		    "tenant's ID or domain (tenant = contoso.onmicrosoft.com), "
+		    "not '%s'", oa->tenant);
+	if (oa->flow != OAUTH2_FLOW_BROWSER &&
+	    oa_line_of(sec, "redirect_listen") != 0)
+		parser_warning(p, oa_line_of(sec, "redirect_listen"),
+		    "redirect_listen has no effect: flow is not browser");
+	if (!oa->redirect_listen.is_loopback)
+		parser_error(p, oa->redirect_listen.line, "redirect_listen "
+		    "%s is not loopback: the redirect carries an authorisation "
+		    "code (RFC 8252)", oa->redirect_listen.text);
+}
+
+/*
+ * Google and the client credentials grant need the app's secret.  Written
+ * inline, it must be in a file only its owner can read.
+ */
+static void
+oauth2_check_secret(struct parser *p, const struct section *sec)
+{
+	const struct oauth2_config	*oa = &sec->oa;
+	int				 inline_line;
+	struct stat			 st;
+
+	inline_line = oa_line_of(sec, "client_secret");
+	if (inline_line != 0 && oa_line_of(sec, "client_secret_file") != 0)
+		parser_error(p, inline_line, "set client_secret or "
+		    "client_secret_file, not both");
+	if (oa->client_secret[0] == '\0' && oa->client_secret_file[0] ==
+	    '\0' && (oa->provider == OAUTH2_PROVIDER_GOOGLE ||
+	    oa->flow == OAUTH2_FLOW_CLIENT_CREDENTIALS))
+		parser_error(p, sec->line, "[oauth2:%s]: %s needs the app's "
+		    "secret: set client_secret_file", oa->name,
+		    oa->provider == OAUTH2_PROVIDER_GOOGLE ? "provider = "
+		    "google" : "flow = client_credentials");
+	if (inline_line != 0 && stat(p->path, &st) == 0 &&
+	    (st.st_mode & (S_IRGRP | S_IROTH)) != 0)
+		parser_error(p, inline_line, "client_secret is written in a "
+		    "file that other users can read (mode %04o): move it to "
+		    "client_secret_file (mode 0600) or chmod 600 %s",
+		    (unsigned)(st.st_mode & 07777), p->path);
+}
+
+/* Add one scope to a space-separated list unless it is there. */
+static void
+scope_add(char *scope, size_t size, const char *one)
+{
+	size_t	n = strlen(one);
+	char	*at;
+
+	for (at = strstr(scope, one); at != NULL; at = strstr(at + 1, one))
+		if ((at == scope || at[-1] == ' ') &&
+		    (at[n] == ' ' || at[n] == '\0'))
+			return;
+	snprintf(scope + strlen(scope), size - strlen(scope), "%s%s",
+	    scope[0] != '\0' ? " " : "", one);
+}
+
+/* The scope default: what the services naming the section need. */
+static void
+oauth2_default_scope(struct parser *p, struct section *sec)
+{
+	struct oauth2_config	*oa = &sec->oa;
+	static const char	*const ms[] = {
+		[MAIL_PROTO_IMAP] = MS_SCOPE_IMAP,
+		[MAIL_PROTO_POP3] = MS_SCOPE_POP3,
+		[MAIL_PROTO_SMTP] = MS_SCOPE_SMTP
+	};
+	int			 i;
+	enum mail_protocol	 proto;
+
+	if (oa->scope[0] != '\0')
+		return;
+	switch (oa->provider) {
+	case OAUTH2_PROVIDER_GOOGLE:
+		snprintf(oa->scope, sizeof(oa->scope), "%s", GOOGLE_SCOPE);
+		return;
+	case OAUTH2_PROVIDER_MICROSOFT:
+		if (oa->flow == OAUTH2_FLOW_CLIENT_CREDENTIALS) {
+			snprintf(oa->scope, sizeof(oa->scope), "%s",
+			    MS_SCOPE_APP);
+			return;
+		}
+		for (i = 0; i < p->n_services; i++) {
+			proto = p->services[i]->svc.protocol;
+			if (strcmp(p->services[i]->svc.oauth2, oa->name) == 0 &&
+			    proto > MAIL_PROTO_NONE && proto <= MAIL_PROTO_SMTP)
+				scope_add(oa->scope, sizeof(oa->scope),
+				    ms[proto]);
+		}
+		/* A refresh token, so that no one has to authorise again. */
+		scope_add(oa->scope, sizeof(oa->scope), "offline_access");
+		return;
+	default:
+		parser_error(p, sec->line, "[oauth2:%s]: provider = generic "
+		    "needs scope", oa->name);
+	}
+}
+
+/* Check one [oauth2:NAME] section and fill in what it derives. */
+static void
+resolve_oauth2(struct parser *p, struct section *sec)
+{
+	struct oauth2_config	*oa = &sec->oa;
+
+	if (oa->provider == OAUTH2_PROVIDER_NONE) {
+		parser_error(p, sec->line, "[oauth2:%s]: missing provider "
+		    "(microsoft, google or generic)", oa->name);
+		return;
+	}
+	if (oa->client_id[0] == '\0')
+		parser_error(p, sec->line, "[oauth2:%s]: missing client_id",
+		    oa->name);
+	if (oa->ca_file[0] == '\0')
+		snprintf(oa->ca_file, sizeof(oa->ca_file), "%s",
+		    p->global.svc.ca_file);
+	oauth2_apply_provider(p, sec);
+	oauth2_check_urls(p, sec);
+	oauth2_check_flow(p, sec);
+	oauth2_check_secret(p, sec);
+	oauth2_default_scope(p, sec);
+	if (!sec->oa_used)
+		parser_warning(p, sec->line, "[oauth2:%s] has no effect: no "
+		    "service sets oauth2 = %s", oa->name, oa->name);
+}
+
+/* Each service's oauth2 = NAME must name a section. */
+static void
+link_oauth2(struct parser *p, const struct section *svc_sec)
+{
+	struct section	*sec;
+
+	if (svc_sec->svc.oauth2[0] == '\0')
+		return;
+	if ((sec = find_oauth2_section(p, svc_sec->svc.oauth2)) == NULL) {
+		parser_error(p, line_of(svc_sec, "oauth2"), "oauth2 = %s: no "
+		    "[oauth2:%s] section", svc_sec->svc.oauth2,
+		    svc_sec->svc.oauth2);
+		return;
+	}
+	sec->oa_used = 1;
+}
+
 /* Resolve and validate every service; then the file as a whole. */
 static void
 resolve_all(struct parser *p)
@@ -1225,7 +1748,10 @@ resolve_all(struct parser *p)
 		check_unused(p, p->services[i]);
 		for (j = 0; j < p->services[i]->svc.n_listen; j++)
 			check_listen_unique(p, i, j);
+		link_oauth2(p, p->services[i]);
 	}
+	for (i = 0; i < p->n_oauth2; i++)
+		resolve_oauth2(p, p->oauth2[i]);
 	if (!p->saw_service)
 		parser_error(p, 0, "no service defined (add a [name] section "
 		    "with listen and remote)");
@@ -1246,6 +1772,14 @@ collect_services(struct parser *p)
 	for (i = 0; i < p->n_services; i++)
 		p->cfg->services[i] = p->services[i]->svc;
 	p->cfg->n_services = p->n_services;
+	if (p->n_oauth2 == 0)
+		return 0;
+	p->cfg->oauth2 = calloc((size_t)p->n_oauth2, sizeof(*p->cfg->oauth2));
+	if (p->cfg->oauth2 == NULL)
+		return -1;
+	for (i = 0; i < p->n_oauth2; i++)
+		p->cfg->oauth2[i] = p->oauth2[i]->oa;
+	p->cfg->n_oauth2 = p->n_oauth2;
 	return 0;
 }
 
@@ -1258,6 +1792,13 @@ parser_free(struct parser *p)
 	for (i = 0; i < p->n_services; i++)
 		free(p->services[i]);
 	free(p->services);
+	for (i = 0; i < p->n_oauth2; i++) {
+		/* The secret is wiped wherever it was copied. */
+		explicit_bzero(p->oauth2[i]->oa.client_secret,
+		    sizeof(p->oauth2[i]->oa.client_secret));
+		free(p->oauth2[i]);
+	}
+	free(p->oauth2);
 }
 
 /* Read and validate the file at path; NULL when it has errors. */
@@ -1325,6 +1866,10 @@ config_free(struct config *cfg)
 		return;
 	config_errors_clear(&cfg->warnings);
 	free(cfg->services);
+	if (cfg->oauth2 != NULL)
+		explicit_bzero(cfg->oauth2, (size_t)cfg->n_oauth2 *
+		    sizeof(*cfg->oauth2));
+	free(cfg->oauth2);
 	free(cfg);
 }
 
@@ -1339,5 +1884,19 @@ config_find_service(const struct config *cfg, const char *name)
 	for (i = 0; i < cfg->n_services; i++)
 		if (strcmp(cfg->services[i].name, name) == 0)
 			return &cfg->services[i];
+	return NULL;
+}
+
+/* Find an [oauth2:NAME] section by NAME, or NULL. */
+const struct oauth2_config *
+config_find_oauth2(const struct config *cfg, const char *name)
+{
+	int	i;
+
+	if (cfg == NULL || name == NULL)
+		return NULL;
+	for (i = 0; i < cfg->n_oauth2; i++)
+		if (strcmp(cfg->oauth2[i].name, name) == 0)
+			return &cfg->oauth2[i];
 	return NULL;
 }

@@ -1412,6 +1412,197 @@ add_tcase(Suite *s, const char *name)
 #define NELEM(a)	((int)(sizeof(a) / sizeof((a)[0])))
 
 /* The config suite. */
+/* ---- [oauth2:NAME] ------------------------------------------------------- */
+
+#define OA_IMAP	"[imap]\nlisten = 127.0.0.1:1993\n" \
+		"remote = outlook.office365.com:993\noauth2 = m\n"
+#define OA_SMTP	"[smtp]\nlisten = 127.0.0.1:1587\n" \
+		"remote = smtp.office365.com:587\noauth2 = m\n"
+#define OA_POP3	"[pop]\nlisten = 127.0.0.1:1995\n" \
+		"remote = outlook.office365.com:995\noauth2 = m\n"
+
+START_TEST(test_oauth2_microsoft_defaults)
+{
+	struct config			*cfg;
+	const struct oauth2_config	*oa;
+
+	LOAD_OK(cfg, "[oauth2:m]\nprovider = microsoft\nclient_id = abc\n"
+	    OA_IMAP OA_SMTP);
+	ck_assert_int_eq(cfg->n_oauth2, 1);
+	oa = config_find_oauth2(cfg, "m");
+	ck_assert_ptr_nonnull(oa);
+	ck_assert_ptr_null(config_find_oauth2(cfg, "x"));
+	ck_assert_int_eq(oa->flow, OAUTH2_FLOW_DEVICE);
+	ck_assert_str_eq(oa->tenant, "common");
+	ck_assert_str_eq(oa->token_url,
+	    "https://login.microsoftonline.com/common/oauth2/v2.0/token");
+	ck_assert_str_eq(oa->device_url,
+	    "https://login.microsoftonline.com/common/oauth2/v2.0/devicecode");
+	/* The union of what the two services need, and a refresh token. */
+	ck_assert_str_eq(oa->scope,
+	    "https://outlook.office.com/IMAP.AccessAsUser.All "
+	    "https://outlook.office.com/SMTP.Send offline_access");
+	ck_assert_str_eq(oa->ca_file, CONFIG_DEFAULT_CA_FILE);
+	ck_assert_str_eq(oa->redirect_listen.text, "127.0.0.1:8400");
+	ck_assert_uint_eq(oa->http_timeout, 30);
+	ck_assert_uint_eq(oa->kdf_memory, 64 * 1024);
+	ck_assert_uint_eq(oa->kdf_passes, 3);
+	ck_assert_str_eq(cfg->services[0].oauth2, "m");
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_oauth2_keys)
+{
+	struct config			*cfg;
+	const struct oauth2_config	*oa;
+
+	LOAD_OK(cfg, "[global]\nca_file = /etc/x.pem\n"
+	    "[oauth2:m]\nprovider = microsoft\nclient_id = abc\n"
+	    "tenant = contoso.onmicrosoft.com\nflow = client_credentials\n"
+	    "client_secret_file = /etc/mailtlsd/m.secret\n"
+	    "http_timeout = 5\nkdf_memory = 8\nkdf_passes = 1\n"
+	    "token_url = https://127.0.0.1:9999/token\n"
+	    OA_IMAP OA_POP3);
+	oa = config_find_oauth2(cfg, "m");
+	ck_assert_str_eq(oa->tenant, "contoso.onmicrosoft.com");
+	ck_assert_str_eq(oa->token_url, "https://127.0.0.1:9999/token");
+	ck_assert_str_eq(oa->authorize_url, "https://login.microsoftonline"
+	    ".com/contoso.onmicrosoft.com/oauth2/v2.0/authorize");
+	ck_assert_str_eq(oa->scope, "https://outlook.office365.com/.default");
+	ck_assert_str_eq(oa->client_secret_file, "/etc/mailtlsd/m.secret");
+	ck_assert_str_eq(oa->ca_file, "/etc/x.pem");
+	ck_assert_uint_eq(oa->http_timeout, 5);
+	ck_assert_uint_eq(oa->kdf_memory, 8 * 1024);
+	ck_assert_uint_eq(oa->kdf_passes, 1);
+	config_free(cfg);
+
+	LOAD_OK(cfg, "[oauth2:g]\nprovider = google\nclient_id = abc\n"
+	    "client_secret = s3cret\nredirect_listen = [::1]:8080\n"
+	    "[imap]\nlisten = 127.0.0.1:1993\nremote = imap.gmail.com:993\n"
+	    "oauth2 = g\n");
+	oa = config_find_oauth2(cfg, "g");
+	ck_assert_int_eq(oa->flow, OAUTH2_FLOW_BROWSER);
+	ck_assert_str_eq(oa->scope, "https://mail.google.com/");
+	ck_assert_str_eq(oa->client_secret, "s3cret");
+	ck_assert_str_eq(oa->token_url, "https://oauth2.googleapis.com/token");
+	ck_assert_str_eq(oa->redirect_listen.text, "[::1]:8080");
+	config_free(cfg);
+
+	LOAD_OK(cfg, "[oauth2:x]\nprovider = generic\nclient_id = abc\n"
+	    "flow = device\nscope = mail offline_access\n"
+	    "device_url = https://idp/device\ntoken_url = https://idp/token\n"
+	    "[imap]\nlisten = 127.0.0.1:1993\nremote = imap.example.com:993\n"
+	    "oauth2 = x\n");
+	oa = config_find_oauth2(cfg, "x");
+	ck_assert_str_eq(oa->scope, "mail offline_access");
+	ck_assert_str_eq(oa->authorize_url, "");
+	config_free(cfg);
+}
+END_TEST
+
+/* A section and the line each case's error is on. */
+static const struct {
+	const char	*text;
+	int		 line;
+	const char	*phrase;
+} oauth2_bad[] = {
+	{ "[oauth2:g]\nprovider = google\nclient_id = a\nflow = device\n"
+	  "client_secret = s\n", 4, "Google's device flow refuses" },
+	{ "[oauth2:g]\nprovider = google\nclient_id = a\n", 1,
+	  "needs the app's secret" },
+	{ "[oauth2:g]\nprovider = microsoft\nclient_id = a\n"
+	  "flow = client_credentials\ntenant = x.example\n", 1,
+	  "needs the app's secret" },
+	{ "[oauth2:g]\nprovider = microsoft\nclient_id = a\n"
+	  "flow = client_credentials\nclient_secret = s\n", 4,
+	  "tenant's ID or domain" },
+	{ "[oauth2:g]\nprovider = microsoft\n", 1, "missing client_id" },
+	{ "[oauth2:g]\nclient_id = a\n", 1, "missing provider" },
+	{ "[oauth2:g]\nprovider = yahoo\nclient_id = a\n", 2,
+	  "invalid provider 'yahoo'" },
+	{ "[oauth2:g]\nprovider = microsoft\nclient_id = a\nflow = magic\n",
+	  4, "invalid flow 'magic'" },
+	{ "[oauth2:g]\nprovider = microsoft\nclient_id = a\n"
+	  "token_url = http://idp/token\n", 4, "expected an https:// URL" },
+	{ "[oauth2:g]\nprovider = microsoft\nclient_id = a\n"
+	  "flow = browser\nredirect_listen = 192.0.2.1:8400\n", 5,
+	  "is not loopback" },
+	{ "[oauth2:g]\nprovider = microsoft\nclient_id = a\n"
+	  "kdf_memory = 4\n", 4, "expected a number from 8 to 1024" },
+	{ "[oauth2:g]\nprovider = microsoft\nclient_id = a\n"
+	  "listen = 127.0.0.1:1\n", 4, "unknown key 'listen' in an" },
+	{ "[oauth2:g]\nprovider = generic\nclient_id = a\nflow = device\n"
+	  "scope = s\ntoken_url = https://idp/t\n", 1, "needs device_url" },
+	{ "[oauth2:g]\nprovider = generic\nclient_id = a\nflow = browser\n"
+	  "device_url = https://idp/d\ntoken_url = https://idp/t\n", 1,
+	  "needs scope" },
+	{ "[oauth2:g]\nprovider = google\nclient_id = a\ntenant = t\n"
+	  "client_secret = s\n", 4, "tenant is only for" },
+	{ "[oauth2:g]\nprovider = microsoft\nclient_id = a\n"
+	  "client_secret = s\nclient_secret_file = /s\n", 4, "not both" },
+	{ "[oauth2:g]\nprovider = microsoft\nclient_id = a\n[oauth2:g]\n",
+	  4, "duplicate [oauth2:g]" },
+	{ "[oauth2:a/b]\n", 1, "invalid oauth2 section name" },
+};
+
+START_TEST(test_oauth2_bad)
+{
+	char	text[2048];
+
+	snprintf(text, sizeof(text), "%s[imap]\nlisten = 127.0.0.1:1993\n"
+	    "remote = imap.example.com:993\noauth2 = g\n", oauth2_bad[_i].text);
+	ck_assert_ptr_null(load(text));
+	ASSERT_ERROR(oauth2_bad[_i].line, oauth2_bad[_i].phrase);
+}
+END_TEST
+
+START_TEST(test_oauth2_links)
+{
+	struct config	*cfg;
+
+	/* A service naming no section. */
+	EXPECT_ONE_ERROR("[imap]\nlisten = 127.0.0.1:1993\n"
+	    "remote = imap.example.com:993\noauth2 = nope\n", 4,
+	    "no [oauth2:nope] section");
+	/* A section no service names: a warning. */
+	cfg = load("[oauth2:m]\nprovider = microsoft\nclient_id = a\n"
+	    "[imap]\nlisten = 127.0.0.1:1993\nremote = imap.example.com:993\n");
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_int_eq(cfg->warnings.count, 1);
+	ck_assert_ptr_nonnull(strstr(cfg->warnings.lines[0], "no service "
+	    "sets oauth2 = m"));
+	config_free(cfg);
+	/* oauth2 sections alone are no service. */
+	ck_assert_ptr_null(load("[oauth2:m]\nprovider = microsoft\n"
+	    "client_id = a\n"));
+	ASSERT_ERROR(0, "no service defined");
+}
+END_TEST
+
+/* An inline client_secret must be in a file only its owner reads. */
+START_TEST(test_oauth2_inline_secret_mode)
+{
+	static const char text[] = "[oauth2:g]\nprovider = google\n"
+	    "client_id = a\nclient_secret = s\n[imap]\n"
+	    "listen = 127.0.0.1:1993\nremote = imap.gmail.com:993\n"
+	    "oauth2 = g\n";
+	struct config	*cfg;
+
+	write_conf_len(text, strlen(text));
+	ck_assert_int_eq(chmod(conf_path, 0644), 0);
+	cfg = config_load(conf_path, &errs);
+	ck_assert_ptr_null(cfg);
+	ASSERT_ERROR(4, "other users can read (mode 0644)");
+	config_errors_clear(&errs);
+	ck_assert_int_eq(chmod(conf_path, 0600), 0);
+	cfg = config_load(conf_path, &errs);
+	unlink(conf_path);
+	ck_assert_msg(cfg != NULL, "errors:%s", dump_errors());
+	config_free(cfg);
+}
+END_TEST
+
 Suite *
 config_suite(void)
 {
@@ -1486,5 +1677,12 @@ config_suite(void)
 	tcase_add_test(tc, test_long_line);
 	tcase_add_test(tc, test_nul_byte);
 	tcase_add_test(tc, test_sample_config);
+
+	tc = add_tcase(s, "oauth2");
+	tcase_add_test(tc, test_oauth2_microsoft_defaults);
+	tcase_add_test(tc, test_oauth2_keys);
+	tcase_add_loop_test(tc, test_oauth2_bad, 0, NELEM(oauth2_bad));
+	tcase_add_test(tc, test_oauth2_links);
+	tcase_add_test(tc, test_oauth2_inline_secret_mode);
 	return s;
 }
