@@ -84,7 +84,7 @@ DEVICE_TEXT = ("mailtlsd: to authorise %s visit %s and enter %s, then log in "
 AUTHORISE_PREFIX = {"imap": b"%s NO [ALERT] ", "pop3": b"-ERR [AUTH] ",
                     "smtp": b"454 4.7.0 "}
 # A temporary failure (provider unreachable, timeout, oversized answer).
-TEMPORARY_PREFIX = {"imap": b"%s NO ", "pop3": b"-ERR [SYS/TEMP] ",
+TEMPORARY_PREFIX = {"imap": b"%s NO [UNAVAILABLE] ", "pop3": b"-ERR [SYS/TEMP] ",
                     "smtp": b"454 4.7.0 "}
 # A login refused for good: wrong password, token rejected after a
 # refresh (proto.h, proto_filter_login_refuse()).
@@ -94,9 +94,10 @@ SUCCESS_PREFIX = {"imap": b"%s OK", "pop3": b"+OK", "smtp": b"235 "}
 
 # Log reasons (case-insensitive regexes).
 LOG_TIMEOUT = r"time(d)?[ -]?out"
-LOG_UNREACHABLE = r"refused|connect"
-LOG_OVERSIZE = r"too (large|big|long)|exceed|size|limit"
-LOG_UNTRUSTED = r"certificate|verif|trust|SSL|TLS"
+LOG_UNREACHABLE = r"refused|could ?n[o']?t connect|unreachable|connect\w* " \
+                  r"(failed|error)"
+LOG_OVERSIZE = r"too (large|big|long)|exceed|size|limit|over \d+ ?[KM]i?B"
+LOG_UNTRUSTED = r"certificate|verif|trust|issuer"
 LOG_CLOSED = r"empty|closed|reset|no response|connection|receiv"
 LOG_SERVER_ERROR = r"\b500\b|temporarily_unavailable|server error"
 LOG_WRONG_PASSWORD = r"password"
@@ -480,6 +481,17 @@ def expect_log(d, pattern, since=0, timeout=5, what=None):
     return d.wait_log(pattern, since=since, timeout=timeout, what=what)
 
 
+# A line about OAuth2 (not a session's TLS or connect lines).
+OAUTH2_CONTEXT = r"oauth2|\bfake\b|provider|token|device|authori[sz]"
+
+
+def expect_oauth2_log(d, pattern, since=0, timeout=5):
+    """A log line giving the reason pattern for something OAuth2 did."""
+    return d.wait_log(r"(?=.*(%s)).*(%s)" % (OAUTH2_CONTEXT, pattern),
+                      since=since, timeout=timeout,
+                      what="an OAuth2 line saying /%s/" % pattern)
+
+
 # ======================================= 2. the device flow, every form
 
 MATRIX = {
@@ -676,10 +688,6 @@ def browser_get(opener, url, timeout=10):
         return e.code, e.headers.get("Location") or url, e.read()
 
 
-BROWSER_LINE = re.compile(rb"mailtlsd: .*\b%s\b.* (https://\S+?),? then log "
-                          rb"in again\r\n$")
-
-
 def browser_rig(t, **kw):
     rig = Rig(t, provider="google", flow="browser", secret=CLIENT_SECRET,
               **kw)
@@ -688,15 +696,29 @@ def browser_rig(t, **kw):
 
 
 def expect_browser_instructions(rig, m, line):
-    """The login line carries the authorisation URL: returns its query."""
+    """The login line tells the user what to open: the provider's
+    authorisation URL, or a link on the redirect listener that leads
+    there.  Returns (what to open, the authorisation URL, its query)."""
     m.expect_prefix(line, AUTHORISE_PREFIX, "browser instructions")
-    rx = re.compile(BROWSER_LINE.pattern % re.escape(USER.encode()))
-    found = rx.search(line)
-    check(found, "no authorisation URL for %s in %r", USER, line)
-    url = found.group(1).decode()
-    split = urllib.parse.urlsplit(url)
+    check(line.startswith(prefix(AUTHORISE_PREFIX, m.protocol, m.tag) +
+                          b"mailtlsd: to authorise " + USER.encode() + b" ")
+          and line.endswith(b", then log in again\r\n"),
+          "not the instructions for %s: %r", USER, line)
+    urls = re.findall(rb"https?://[^\s,()]+", line)
+    check(urls, "no URL to open in %r", line)
+    url = urls[0].decode()
+    authorize = url
+    if not url.startswith(rig.idp.url("authorize") + "?"):
+        check(urllib.parse.urlsplit(url).netloc ==
+              "127.0.0.1:%d" % rig.redirect_port, "the URL %s is neither "
+              "the authorize_url nor on redirect_listen", url)
+        status, authorize, _ = browser_get(browser(rig.t, follow=False), url)
+        check(status in (301, 302, 303, 307), "the link answered %s",
+              status)
+    split = urllib.parse.urlsplit(authorize)
     check("%s://%s%s" % (split.scheme, split.netloc, split.path) ==
-          rig.idp.url("authorize"), "URL %s is not the authorize_url", url)
+          rig.idp.url("authorize"), "URL %s does not lead to the "
+          "authorize_url", authorize)
     q = {k: v[-1] for k, v in urllib.parse.parse_qs(split.query).items()}
     redirect = urllib.parse.urlsplit(q.get("redirect_uri", ""))
     check(q.get("response_type") == "code" and
@@ -704,13 +726,28 @@ def expect_browser_instructions(rig, m, line):
           q.get("code_challenge_method") == "S256" and
           len(q.get("code_challenge", "")) == 43 and q.get("state") and
           redirect.scheme == "http" and
-          redirect.netloc == "127.0.0.1:%d" % rig.redirect_port,
+          redirect.port == rig.redirect_port and
+          redirect.hostname in ("127.0.0.1", "localhost"),
           "authorisation URL lacks what it needs: %s", q)
     check(q.get("scope") == GOOGLE_SCOPE, "scope %r, want %r",
           q.get("scope"), GOOGLE_SCOPE)
     check(q.get("access_type") == "offline", "Google gives a refresh token "
           "only with access_type=offline: %s", q)
-    return url, q
+    return url, authorize, q
+
+
+def browser_authorise(rig, m, line):
+    """Open what the login line says, as the user's browser would, and
+    wait until the daemon has stored the tokens."""
+    url, _, q = expect_browser_instructions(rig, m, line)
+    snap = token_files(rig.t)
+    status, final, _ = browser_get(browser(rig.t), url)
+    check(200 <= status < 300, "the redirect listener answered %s", status)
+    check(final.startswith(q["redirect_uri"].split("?")[0]),
+          "browser ended at %s", final)
+    ex = rig.idp.wait_grant("authorization_code", timeout=10)
+    rig.wait_stored(snap)
+    return q, ex
 
 
 @case(timeout=60, valgrind=True)
@@ -722,15 +759,10 @@ def test_browser_flow(t):
     check(connect_refused(rig.redirect_port), "redirect_listen open before "
           "any flow")
     m = rig.client()
-    url, q = expect_browser_instructions(rig, m, m.login("login-atom"))
+    line = m.login("login-atom")
     check(not connect_refused(rig.redirect_port), "redirect_listen not "
           "open while the flow waits")
-    snap = token_files(t)
-    status, final, _ = browser_get(browser(t), url)
-    check(200 <= status < 300, "the redirect listener answered %s", status)
-    check(final.startswith(q["redirect_uri"].split("?")[0]),
-          "browser ended at %s", final)
-    ex = rig.idp.wait_grant("authorization_code", timeout=10)
+    q, ex = browser_authorise(rig, m, line)
     check(s256(ex.form.get("code_verifier", "")) == q["code_challenge"],
           "PKCE verifier does not match the challenge")
     check(ex.form.get("redirect_uri") == q["redirect_uri"],
@@ -738,7 +770,6 @@ def test_browser_flow(t):
           ex.form.get("redirect_uri"), q["redirect_uri"])
     check(ex.client_secret == CLIENT_SECRET, "client secret %r sent, want "
           "the configured one", ex.client_secret)
-    rig.wait_stored(snap)
     wait_until(lambda: connect_refused(rig.redirect_port), 10,
                "redirect_listen to close once no flow waits")
     rig.logged_in()
@@ -754,8 +785,9 @@ def test_browser_state_mismatch(t):
     exchanged; the genuine redirect still completes the flow."""
     rig = browser_rig(t)
     m = rig.client()
-    url, q = expect_browser_instructions(rig, m, m.login("login-atom"))
-    status, location, _ = browser_get(browser(t, follow=False), url)
+    _, authorize, q = expect_browser_instructions(rig, m,
+                                                  m.login("login-atom"))
+    status, location, _ = browser_get(browser(t, follow=False), authorize)
     check(status == 302, "authorize answered %s", status)
     forged = location.replace("state=" + urllib.parse.quote(q["state"]),
                               "state=forged-state")
@@ -1006,11 +1038,7 @@ def test_google_revoked(t):
     Testing): a new browser authorisation."""
     rig = browser_rig(t)
     m = rig.client()
-    url, _ = expect_browser_instructions(rig, m, m.login("login-atom"))
-    snap = token_files(t)
-    browser_get(browser(t), url)
-    rig.idp.wait_grant("authorization_code")
-    rig.wait_stored(snap)
+    browser_authorise(rig, m, m.login("login-atom"))
     rig.logged_in()
     rig.idp.expire_access()
     rig.idp.fail_next("token", *GOOGLE_REVOKED, grant="refresh_token")
@@ -1020,7 +1048,7 @@ def test_google_revoked(t):
         m = rig.client()
         line = m.login("login-atom")
         lines.append(line)
-        if b"https://" in line:
+        if b"mailtlsd: to authorise " in line:
             expect_browser_instructions(rig, m, line)
             break
     else:
@@ -1145,8 +1173,10 @@ def test_provider_failure_is_temporary(t, protocol, kind):
     m.expect_prefix(line, TEMPORARY_PREFIX, "provider %s" % kind)
     check(b"[ALERT]" not in line and b"then log in again" not in line,
           "instructions without a device code: %r", line)
-    expect_log(rig.d, FAILURE_LOG[kind], since=dmark)
+    expect_oauth2_log(rig.d, FAILURE_LOG[kind], since=dmark)
     check(rig.d.alive(), "the daemon died")
+    rig.check_no_password_sent(FORM_PASSWORD[DEFAULT_FORM[protocol]],
+                               PASSWORD)
     if kind in ("unreachable", "untrusted"):
         return
     mark = rig.idp.mark()
@@ -1233,11 +1263,7 @@ def test_no_secret_in_debug_log(t, flow):
     else:
         rig = browser_rig(t)
         m = rig.client()
-        url, _ = expect_browser_instructions(rig, m, m.login("login-atom"))
-        snap = token_files(t)
-        browser_get(browser(t), url)
-        rig.idp.wait_grant("authorization_code")
-        rig.wait_stored(snap)
+        browser_authorise(rig, m, m.login("login-atom"))
     check(rig.glob.get("log_level", "debug") == "debug", "not at debug")
     rig.idp.rotate = True
     rig.logged_in()
