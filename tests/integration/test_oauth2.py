@@ -1054,6 +1054,7 @@ def test_google_revoked(t):
     else:
         raise AssertionError("no new authorisation URL: %r" % lines)
     expect_log(rig.d, r"expired or revoked|invalid_grant", since=dmark)
+    expect_log(rig.d, r"Testing|7 days", since=dmark)
 
 
 @case(timeout=40, params={"5.7.139": {"reply": MS_SMTP_AUTH_DISABLED,
