@@ -599,6 +599,47 @@ set_user(const struct key_def *k, struct kv *kv, void *field)
 	return 0;
 }
 
+/* control_socket = PATH | none, into struct config. */
+static int
+set_control_socket(const struct key_def *k, struct kv *kv, void *field)
+{
+	struct config	*cfg = field;
+
+	(void)k;
+	cfg->control_socket_set = 1;
+	if (strcmp(kv->val, "none") == 0) {
+		cfg->control_socket[0] = '\0';
+		return 0;
+	}
+	if (kv->val[0] != '/')
+		return kv_error(kv, "invalid control_socket '%s' (expected an "
+		    "absolute path or none)", kv->val);
+	if (strlen(kv->val) >= sizeof(cfg->control_socket))
+		return kv_error(kv, "control_socket is too long for a socket "
+		    "(at most %zu characters)", sizeof(cfg->control_socket) - 1);
+	memcpy(cfg->control_socket, kv->val, strlen(kv->val) + 1);
+	return 0;
+}
+
+/* metrics_listen = ADDR:PORT | none, into struct config. */
+static int
+set_metrics_listen(const struct key_def *k, struct kv *kv, void *field)
+{
+	struct listen_addr	*la = field;
+	char			 err[256];
+
+	(void)k;
+	if (strcmp(kv->val, "none") == 0) {
+		memset(la, 0, sizeof(*la));
+		return 0;
+	}
+	if (config_parse_listen(kv->val, la, err, sizeof(err)) == -1)
+		return kv_error(kv, "invalid metrics_listen '%s': %s", kv->val,
+		    err);
+	la->line = kv->line;
+	return 0;
+}
+
 /* Whether s is printable ASCII; spaces only where allowed. */
 static int
 printable(const char *s, int spaces)
@@ -740,6 +781,10 @@ static const struct key_def keys[] = {
 	    RANGE(1, MAX_SESSIONS_MAX) },
 	{ "max_sessions_per_client", SCOPE_GLOBAL, set_number,
 	    GLOBAL_FIELD(max_sessions_per_client), RANGE(0, MAX_SESSIONS_MAX) },
+	{ "control_socket", SCOPE_GLOBAL, set_control_socket, .off = 0,
+	    .size = sizeof(struct config) },
+	{ "metrics_listen", SCOPE_GLOBAL, set_metrics_listen,
+	    GLOBAL_FIELD(metrics_listen) },
 	{ .name = NULL }
 };
 
@@ -867,6 +912,8 @@ global_defaults(struct config *cfg)
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->max_sessions = CONFIG_DEFAULT_MAX_SESSIONS;
 	cfg->max_sessions_per_client = CONFIG_DEFAULT_MAX_PER_CLIENT;
+	snprintf(cfg->control_socket, sizeof(cfg->control_socket), "%s",
+	    CONFIG_DEFAULT_CONTROL_SOCKET);
 }
 
 /* Start a section record of the given kind. */
@@ -1472,6 +1519,33 @@ check_per_client(struct parser *p)
 		    p->cfg->max_sessions);
 }
 
+/*
+ * The metrics endpoint shows no secret but tells who uses which server:
+ * loopback unless [global] allow_remote_clients, and never on an address
+ * a service listens on.
+ */
+static void
+check_metrics(struct parser *p)
+{
+	const struct listen_addr	*m = &p->cfg->metrics_listen;
+	int				 i, j;
+
+	if (m->addrlen == 0)
+		return;
+	if (!m->is_loopback && !p->global.svc.allow_remote_clients)
+		parser_error(p, m->line, "metrics_listen %s is not loopback; "
+		    "set allow_remote_clients = yes in [global] to allow it",
+		    m->text);
+	for (i = 0; i < p->n_services; i++)
+		for (j = 0; j < p->services[i]->svc.n_listen; j++)
+			if (strcmp(p->services[i]->svc.listen[j].text,
+			    m->text) == 0)
+				parser_error(p, m->line, "metrics_listen %s is "
+				    "already a listen address on line %d",
+				    m->text,
+				    p->services[i]->svc.listen[j].line);
+}
+
 /* ---- [oauth2:NAME] sections --------------------------------------------- */
 
 /* A provider's endpoints; "{tenant}" stands for the tenant. */
@@ -1757,6 +1831,7 @@ resolve_all(struct parser *p)
 		    "with listen and remote)");
 	check_pool_total(p);
 	check_per_client(p);
+	check_metrics(p);
 }
 
 /* Move the resolved services into the config. */

@@ -30,6 +30,9 @@
 #define CONFIG_DEFAULT_SHUTDOWN_TIMEOUT	30	/* seconds */
 #define CONFIG_DEFAULT_POOL_MAX_AGE	120	/* under Dovecot's 180 s */
 #define CONFIG_DEFAULT_EHLO_NAME	"localhost"
+/* Under systemd, RuntimeDirectory=mailtlsd makes the directory. */
+#define CONFIG_DEFAULT_CONTROL_SOCKET	"/run/mailtlsd/control"
+#define CONFIG_SOCKET_PATH_MAX	108	/* sun_path, with its NUL */
 
 #define CONFIG_MAX_LISTEN	16	/* listen lines per service */
 #define CONFIG_MAX_PINS		16	/* pin_sha256 lines per service */
@@ -173,6 +176,11 @@ struct config {
 	enum log_level		log_level;
 	unsigned		max_sessions;
 	unsigned		max_sessions_per_client; /* 0 = no limit */
+	/* mailtlsd -s; "" = none.  Set in the file, or the default. */
+	char			control_socket[CONFIG_SOCKET_PATH_MAX];
+	int			control_socket_set;
+	/* The metrics endpoint; addrlen 0 = none. */
+	struct listen_addr	metrics_listen;
 
 	struct service_config	*services;
 	int			n_services;

@@ -172,6 +172,24 @@ log_msg(enum log_level level, const char *fmt, ...)
 	errno = saved_errno;
 }
 
+/*
+ * A line the operator asked for (SIGUSR1): written with info priority
+ * whatever log_level says.
+ */
+void
+log_report(const char *fmt, ...)
+{
+	enum log_level	saved = log_threshold;
+	va_list		ap;
+
+	if (log_threshold < LOG_LEVEL_INFO)
+		log_threshold = LOG_LEVEL_INFO;
+	va_start(ap, fmt);
+	log_vwrite(LOG_LEVEL_INFO, 0, fmt, ap);
+	va_end(ap);
+	log_threshold = saved;
+}
+
 /* Log an error with strerror(errno) and exit. */
 void
 fatal(const char *fmt, ...)

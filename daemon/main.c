@@ -22,6 +22,7 @@
 
 #include "activation.h"
 #include "config.h"
+#include "control.h"
 #include "localcert.h"
 #include "log.h"
 #include "notify.h"
@@ -42,6 +43,8 @@ struct options {
 	int		 detach;
 	int		 foreground;
 	int		 test_only;
+	int		 status;	/* -s */
+	int		 json;		/* -j */
 	int		 verbose;
 };
 
@@ -49,13 +52,14 @@ struct options {
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: mailtlsd [-c FILE] [-f] [-d] [-t] [-p NAME] [-v] "
-	    "[-V] [-h]\n"
+	fprintf(f, "usage: mailtlsd [-c FILE] [-f] [-d] [-t] [-p NAME] [-s [-j]] "
+	    "[-v] [-V] [-h]\n"
 	    "  -c FILE  configuration file (default %s)\n"
 	    "  -f       stay in the foreground, log to stderr (default)\n"
 	    "  -d       detach and log to syslog; writes pid_file if set\n"
 	    "  -t       check the configuration and exit\n"
 	    "  -p NAME  probe a service (or all) and exit\n"
+	    "  -s       print the running daemon's status (-j: as JSON)\n"
 	    "  -v       more logging (repeatable)\n"
 	    "  -V       print the version and exit\n"
 	    "  -h       print this help and exit\n", CONFIG_DEFAULT_PATH);
@@ -86,7 +90,7 @@ parse_options(int argc, char **argv, struct options *opts)
 
 	memset(opts, 0, sizeof(*opts));
 	opts->config_path = CONFIG_DEFAULT_PATH;
-	while ((ch = getopt(argc, argv, "c:fdtp:vVh")) != -1) {
+	while ((ch = getopt(argc, argv, "c:fdtp:sjvVh")) != -1) {
 		switch (ch) {
 		case 'c':
 			opts->config_path = absolute_path(optarg);
@@ -102,6 +106,12 @@ parse_options(int argc, char **argv, struct options *opts)
 			break;
 		case 'p':
 			opts->probe = optarg;
+			break;
+		case 's':
+			opts->status = 1;
+			break;
+		case 'j':
+			opts->json = 1;
 			break;
 		case 'v':
 			opts->verbose++;
@@ -119,7 +129,10 @@ parse_options(int argc, char **argv, struct options *opts)
 		}
 	}
 	if (optind != argc || (opts->detach && opts->foreground) ||
-	    (opts->probe != NULL && (opts->detach || opts->test_only))) {
+	    (opts->probe != NULL && (opts->detach || opts->test_only)) ||
+	    (opts->json && !opts->status) || (opts->status &&
+	    (opts->detach || opts->foreground || opts->test_only ||
+	    opts->probe != NULL))) {
 		usage(stderr);
 		exit(2);
 	}
@@ -347,6 +360,36 @@ done:
 	return status;
 }
 
+/* -s: ask the running daemon through its control socket. */
+static int
+run_status(const char *path, int json)
+{
+	struct config_errors	 errs = { 0 };
+	struct config		*cfg;
+	char			 err[1024];
+	int			 i, ret;
+
+	/* Only the socket's path matters here: no warnings. */
+	if ((cfg = config_load(path, &errs)) == NULL) {
+		for (i = 0; i < errs.count; i++)
+			fprintf(stderr, "%s\n", errs.lines[i]);
+		config_errors_clear(&errs);
+		return 1;
+	}
+	if (cfg->control_socket[0] == '\0') {
+		fprintf(stderr, "mailtlsd: %s has control_socket = none: the "
+		    "daemon answers no status requests\n", cfg->path);
+		config_free(cfg);
+		return 1;
+	}
+	ret = control_query(cfg->control_socket, json ? "status json" :
+	    "status", stdout, err, sizeof(err));
+	if (ret != 0)
+		fprintf(stderr, "mailtlsd: %s\n", err);
+	config_free(cfg);
+	return ret == 0 ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -356,6 +399,8 @@ main(int argc, char **argv)
 
 	parse_options(argc, argv, &opts);
 	signal(SIGPIPE, SIG_IGN);
+	if (opts.status)
+		return run_status(opts.config_path, opts.json);
 	log_init(log_stderr_is_journal() ? LOG_TO_JOURNAL : LOG_TO_STDERR,
 	    LOG_LEVEL_INFO);
 	if ((cfg = load_config(opts.config_path)) == NULL)

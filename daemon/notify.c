@@ -76,6 +76,13 @@ notify_init(void)
 	return 0;
 }
 
+/* Whether a service manager listens. */
+int
+notify_active(void)
+{
+	return notify_fd >= 0;
+}
+
 /* Stop notifying. */
 void
 notify_close(void)

@@ -12,6 +12,9 @@
 /* Connect to $NOTIFY_SOCKET if it is set; 0, or -1 if it is unusable. */
 int	notify_init(void);
 
+/* Whether messages go anywhere (a service manager listens). */
+int	notify_active(void);
+
 /* Close the notification socket; further calls do nothing. */
 void	notify_close(void);
 

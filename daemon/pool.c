@@ -11,6 +11,7 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/event.h>
 
@@ -166,6 +167,23 @@ pool_kick(struct pool *p)
 {
 	if (p != NULL && !p->stopping && !p->backing_off)
 		pool_schedule(p, 0);
+}
+
+/* What the status shows of the pool. */
+void
+pool_get_info(const struct pool *p, struct pool_info *info)
+{
+	unsigned	i;
+
+	memset(info, 0, sizeof(*info));
+	if (p == NULL)
+		return;
+	info->size = p->size;
+	info->failures = p->failures;
+	info->backing_off = p->backing_off;
+	for (i = 0; i < p->size; i++)
+		if (p->member[i] != NULL && p->ready[i])
+			info->ready++;
 }
 
 /* A member finished TCP, TLS and the dialogue and waits for a client. */

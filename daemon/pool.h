@@ -23,4 +23,15 @@ struct session	*pool_take(struct pool *);
 /* Refill soon if there is room (a session ended somewhere). */
 void		 pool_kick(struct pool *);
 
+/* What the status shows of a pool. */
+struct pool_info {
+	unsigned	size;		/* pool_size */
+	unsigned	ready;		/* parked, greeted, waiting for a client */
+	unsigned	failures;	/* in a row, since the last healthy one */
+	int		backing_off;	/* waiting before the next attempt */
+};
+
+/* Fill info (all zero for NULL: no pool). */
+void		 pool_get_info(const struct pool *, struct pool_info *);
+
 #endif /* MAILTLSD_POOL_H */

@@ -20,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 
@@ -28,13 +30,20 @@
 #include "listener.h"
 #include "localcert.h"
 #include "log.h"
+#include "monitor.h"
 #include "notify.h"
 #include "peers.h"
 #include "pool.h"
 #include "runtime.h"
 #include "service.h"
 #include "session.h"
+#include "stats.h"
+#include "status.h"
 #include "upstream.h"
+
+#ifndef MAILTLSD_VERSION
+#define MAILTLSD_VERSION "unknown"
+#endif
 
 /* The running daemon. */
 struct runtime {
@@ -54,6 +63,10 @@ struct runtime {
 	 * (0: none is in use), and the daily look at the clock for it. */
 	time_t			 local_cert_renew;
 	struct event		*local_cert_timer;
+	/* Counters per service name since start, and who shows them. */
+	struct stats_registry	*stats;
+	struct monitor		*monitor;
+	time_t			 started;
 };
 
 static void	runtime_session_ended(void *);
@@ -115,9 +128,27 @@ runtime_prepare_local_cert(struct config *cfg, time_t *renew_at)
 	return -1;
 }
 
+/* Give a new service the counters kept for its name. */
+static int
+runtime_attach_stats(struct runtime *rt, struct service *svc)
+{
+	const struct service_config	*sc = &svc->cfg;
+	char				 remote[CONFIG_HOST_MAX * 2 + 16];
+
+	/* Counters are kept per name; another server, another certificate. */
+	snprintf(remote, sizeof(remote), "%s:%u %s", sc->remote_host,
+	    (unsigned)sc->remote_port, sc->server_name);
+	if ((svc->stats = stats_attach(rt->stats, sc->name, remote)) == NULL) {
+		log_errorx("[%s] out of memory", sc->name);
+		return -1;
+	}
+	return 0;
+}
+
 /* Build every service of cfg; -1 after logging why. */
 static int
-runtime_build_services(const struct config *cfg, struct runtime_set *set)
+runtime_build_services(struct runtime *rt, const struct config *cfg,
+    struct runtime_set *set)
 {
 	char	err[512];
 	int	i;
@@ -137,6 +168,8 @@ runtime_build_services(const struct config *cfg, struct runtime_set *set)
 			return -1;
 		}
 		set->n_services++;
+		if (runtime_attach_stats(rt, set->services[i]) != 0)
+			return -1;
 		if (!sc->verify)
 			log_warnx("[%s] verify = no: the certificate of %s is "
 			    "NOT checked; anyone on the path can read the "
@@ -370,6 +403,116 @@ runtime_init_loop(struct runtime *rt)
 	return rt->local_cert_timer != NULL ? 0 : -1;
 }
 
+/* The place of a session's service in st, or -1 (a removed service). */
+static int
+runtime_status_index(const struct runtime *rt, const struct status *st,
+    const struct service *svc)
+{
+	int	i;
+
+	for (i = 0; i < st->n_services; i++)
+		if (rt->services[i] == svc)
+			return i;
+	/* Sessions of the configuration before a reload. */
+	for (i = 0; i < st->n_services; i++)
+		if (strcmp(st->services[i].cfg->name, svc->cfg.name) == 0)
+			return i;
+	return -1;
+}
+
+/* Count the live sessions into the picture. */
+static void
+runtime_status_sessions(const struct runtime *rt, struct status *st)
+{
+	struct session		*s;
+	struct session_info	 info;
+	int			 i;
+
+	for (s = TAILQ_FIRST(&rt->host.sessions); s != NULL;
+	    s = session_next(s)) {
+		session_get_info(s, &info);
+		if (info.phase == STATS_PHASE_POOL)
+			continue;	/* shown through its pool */
+		st->sessions++;
+		if ((i = runtime_status_index(rt, st, info.svc)) >= 0)
+			st->services[i].active[info.phase]++;
+	}
+}
+
+/* A picture of the daemon now, for the monitor. */
+static void
+runtime_fill_status(struct status *st, void *arg)
+{
+	struct runtime		*rt = arg;
+	struct status_service	*ss;
+	struct pool_info	 pool;
+	int			 i;
+
+	st->version = MAILTLSD_VERSION;
+	st->pid = (long)getpid();
+	st->now = time(NULL);
+	st->started = rt->started;
+	st->max_sessions = rt->host.max_sessions;
+	st->draining = rt->draining;
+	if ((st->services = calloc((size_t)rt->n_services + 1,
+	    sizeof(*st->services))) != NULL)
+		st->n_services = rt->n_services;
+	for (i = 0; i < st->n_services; i++) {
+		ss = &st->services[i];
+		ss->cfg = &rt->services[i]->cfg;
+		if (rt->services[i]->stats != NULL)
+			ss->c = stats_counters(rt->services[i]->stats);
+		pool_get_info(rt->services[i]->pool, &pool);
+		ss->pool_size = pool.size;
+		ss->pool_ready = pool.ready;
+		ss->pool_failures = pool.failures;
+		ss->pool_backing_off = pool.backing_off;
+	}
+	runtime_status_sessions(rt, st);
+	/*
+	 * OAuth2 accounts: once the runtime holds its struct oauth2 (rt->oauth2,
+	 * see oauth2.h), show them with
+	 *	if (rt->oauth2 != NULL)
+	 *		oauth2_foreach_account(rt->oauth2,
+	 *		    status_add_oauth2_account, st);
+	 */
+}
+
+/* One line per live session, for the control socket and SIGUSR1. */
+static void
+runtime_list_sessions(struct evbuffer *out, void *arg)
+{
+	struct runtime		*rt = arg;
+	struct session		*s;
+	struct session_info	 info;
+
+	evbuffer_add_printf(out, "%u session(s)\n", rt->host.n_sessions);
+	for (s = TAILQ_FIRST(&rt->host.sessions); s != NULL;
+	    s = session_next(s)) {
+		session_get_info(s, &info);
+		evbuffer_add_printf(out, "#%llu [%s] %s %s (%s), %.1fs, %llu "
+		    "bytes to the server, %llu to the client\n", info.id,
+		    info.svc->cfg.name, info.client[0] != '\0' ? info.client :
+		    "pool", info.state, stats_phase_name(info.phase), info.age,
+		    info.bytes_up, info.bytes_down);
+	}
+}
+
+/* Start the control socket, the metrics and the warnings. */
+static int
+runtime_start_monitor(struct runtime *rt)
+{
+	const struct monitor_hooks	hooks = {
+		.fill = runtime_fill_status,
+		.sessions = runtime_list_sessions,
+		.arg = rt,
+	};
+
+	rt->monitor = monitor_new(rt->host.base, rt->config, rt->stats,
+	    &hooks);
+	return rt->monitor != NULL ? 0 : -1;
+}
+
 /* Build the running daemon for cfg. */
 struct runtime *
 runtime_new(struct config *cfg, int verbose)
@@ -388,19 +531,27 @@ runtime_new(struct config *cfg, int verbose)
 	rt->host.arg = rt;
 	rt->config = cfg;
 	rt->verbose = verbose;
-	if ((rt->host.peers = peers_new()) == NULL || runtime_init_loop(rt) != 0) {
+	rt->started = time(NULL);
+	if ((rt->host.peers = peers_new()) == NULL ||
+	    (rt->stats = stats_registry_new()) == NULL ||
+	    runtime_init_loop(rt) != 0) {
 		log_errorx("cannot set up the event loop");
 		goto err;
 	}
 	if (runtime_prepare_local_cert(cfg, &renew_at) != 0 ||
-	    runtime_build_services(cfg, &set) != 0 ||
+	    runtime_build_services(rt, cfg, &set) != 0 ||
 	    runtime_build_listeners(rt, cfg, &set, &reused) != 0)
 		goto err;
 	rt->config = NULL;
 	runtime_install(rt, &set, cfg);
 	rt->local_cert_renew = renew_at;
 	runtime_arm_local_cert(rt);
+	if (runtime_start_monitor(rt) != 0)
+		goto err_installed;
 	return rt;
+err_installed:
+	runtime_free(rt);
+	return NULL;
 err:
 	runtime_set_free(&set);
 	runtime_free(rt);
@@ -425,6 +576,21 @@ runtime_keep_start_settings(const struct config *running, struct config *cfg)
 	snprintf(cfg->user, sizeof(cfg->user), "%s", running->user);
 	snprintf(cfg->pid_file, sizeof(cfg->pid_file), "%s",
 	    running->pid_file);
+	if (strcmp(cfg->control_socket, running->control_socket) != 0)
+		log_warnx("%s: control_socket changed from \"%s\" to \"%s\": "
+		    "this takes effect only when mailtlsd is restarted",
+		    cfg->path, running->control_socket, cfg->control_socket);
+	if (strcmp(cfg->metrics_listen.text, running->metrics_listen.text) != 0)
+		log_warnx("%s: metrics_listen changed from \"%s\" to \"%s\": "
+		    "this takes effect only when mailtlsd is restarted",
+		    cfg->path, running->metrics_listen.text[0] != '\0' ?
+		    running->metrics_listen.text : "none",
+		    cfg->metrics_listen.text[0] != '\0' ?
+		    cfg->metrics_listen.text : "none");
+	memcpy(cfg->control_socket, running->control_socket,
+	    sizeof(cfg->control_socket));
+	cfg->control_socket_set = running->control_socket_set;
+	cfg->metrics_listen = running->metrics_listen;
 }
 
 /* Load the file again and switch to it; -1 (running one kept) on error. */
@@ -448,7 +614,7 @@ runtime_reload_config(struct runtime *rt)
 		log_warnx("%s", cfg->warnings.lines[i]);
 	runtime_keep_start_settings(rt->config, cfg);
 	if (runtime_prepare_local_cert(cfg, &renew_at) != 0 ||
-	    runtime_build_services(cfg, &set) != 0 ||
+	    runtime_build_services(rt, cfg, &set) != 0 ||
 	    runtime_build_listeners(rt, cfg, &set, &reused) != 0) {
 		runtime_return_listeners(rt, &set);
 		runtime_set_free(&set);
@@ -473,6 +639,7 @@ runtime_notify_ready(const struct runtime *rt, const char *prefix)
 	snprintf(status, sizeof(status), "%sserving %d service(s) on %d "
 	    "address(es)", prefix, rt->n_services, rt->n_listeners);
 	notify_ready(status);
+	monitor_refresh(rt->monitor);
 }
 
 /* Re-read the configuration, saying why; keep the running one on error. */
@@ -527,6 +694,7 @@ runtime_shutdown(struct runtime *rt)
 
 	if (!rt->draining) {
 		rt->draining = 1;
+		monitor_stopping(rt->monitor);
 		runtime_notify_stopping(rt);
 		evtimer_del(rt->local_cert_timer);
 		runtime_stop_pools(rt);
@@ -603,6 +771,8 @@ runtime_free(struct runtime *rt)
 
 	if (rt == NULL)
 		return;
+	monitor_free(rt->monitor);
+	rt->monitor = NULL;
 	runtime_stop_pools(rt);
 	while (!TAILQ_EMPTY(&rt->host.sessions))
 		session_abort(TAILQ_FIRST(&rt->host.sessions));
@@ -625,5 +795,6 @@ runtime_free(struct runtime *rt)
 	if (rt->host.base != NULL)
 		event_base_free(rt->host.base);
 	config_free(rt->config);
+	stats_registry_free(rt->stats);
 	free(rt);
 }

@@ -9,6 +9,7 @@
 
 #include "localcert.h"
 #include "service.h"
+#include "stats.h"
 #include "tls.h"
 
 /* Build a service from its configuration. */
@@ -52,5 +53,6 @@ service_unref(struct service *svc)
 		return;
 	tls_ctx_free(svc->tls);
 	tls_ctx_free(svc->local_tls_ctx);
+	stats_unref(svc->stats);
 	free(svc);
 }

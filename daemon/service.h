@@ -11,6 +11,7 @@
 #include "config.h"
 
 struct pool;
+struct stats;
 struct tls_ctx;
 
 struct service {
@@ -18,6 +19,7 @@ struct service {
 	struct tls_ctx		*tls;		/* toward the mail server */
 	struct tls_ctx		*local_tls_ctx;	/* toward clients, or NULL */
 	struct pool		*pool;		/* NULL when pool_size = 0 */
+	struct stats		*stats;		/* NULL: not counted (-t) */
 	unsigned		 refs;
 };
 

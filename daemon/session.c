@@ -51,6 +51,7 @@
 #include "proto_local.h"
 #include "service.h"
 #include "session.h"
+#include "stats.h"
 #include "tls.h"
 #include "tlsstream.h"
 #include "uplink.h"
@@ -130,12 +131,15 @@ struct session {
 
 	unsigned long long	 bytes_up;
 	unsigned long long	 bytes_down;
+	enum stats_reason	 failure;	/* why it failed, if it did */
 	char			 client_addr[ADDR_TEXT_MAX];
 	char			 server_addr[80];
 	char			 reason[200];
 };
 
 static int	session_close(struct session *, enum log_level, const char *);
+static int	session_fail(struct session *, enum stats_reason,
+		    enum log_level, const char *);
 static int	session_client_close(struct session *, enum log_level,
 		    const char *);
 static int	session_pump_up(struct session *);
@@ -245,6 +249,9 @@ session_free(struct session *s)
 	session_log(s, s->client_addr[0] != '\0' ? LOG_LEVEL_INFO :
 	    LOG_LEVEL_DEBUG, "closed: %s (%llu bytes up, %llu down, %.1fs)",
 	    s->reason, s->bytes_up, s->bytes_down, seconds);
+	if (s->client_addr[0] != '\0')
+		stats_session_ended(s->svc->stats,
+		    s->failure != STATS_REASON_NONE);
 	uplink_cancel(s->uplink);
 	tls_stream_free(s->server.tls);
 	tls_stream_free(s->client.tls);
@@ -406,7 +413,7 @@ session_client_flush(struct session *s)
 	if (s->client.tls == NULL || s->cstate != CLIENT_SECURE)
 		return 0;
 	if (tls_stream_encrypt(s->client.tls, SESSION_BUF_MAX) != 0)
-		return session_close(s, LOG_LEVEL_WARN,
+		return session_fail(s, STATS_REASON_CLIENT, LOG_LEVEL_WARN,
 		    tls_stream_error(s->client.tls));
 	return 0;
 }
@@ -454,6 +461,8 @@ session_close(struct session *s, enum log_level level, const char *reason)
 		return -1;
 	}
 	snprintf(s->reason, sizeof(s->reason), "%s", reason);
+	if (s->failure != STATS_REASON_NONE)
+		stats_failure(s->svc->stats, s->failure, reason, time(NULL));
 	if (s->in_pool) {
 		/*
 		 * A member that waited a while before the server dropped it met
@@ -508,6 +517,16 @@ session_close(struct session *s, enum log_level level, const char *reason)
 	return -1;
 }
 
+/* End the session as a failure of the class why. */
+static int
+session_fail(struct session *s, enum stats_reason why, enum log_level level,
+    const char *reason)
+{
+	if (s->state != SESSION_CLOSING && s->failure == STATS_REASON_NONE)
+		s->failure = why;
+	return session_close(s, level, reason);
+}
+
 /* End the session for the client's doing (before relaying: no line). */
 static int
 session_client_close(struct session *s, enum log_level level,
@@ -515,7 +534,7 @@ session_client_close(struct session *s, enum log_level level,
 {
 	if (s->state != SESSION_RELAYING)
 		s->client_failed = 1;
-	return session_close(s, level, reason);
+	return session_fail(s, STATS_REASON_CLIENT, level, reason);
 }
 
 /* The server finished its side: flush to the client and end. */
@@ -532,7 +551,8 @@ session_server_finished(struct session *s, int how)
 		proto_write_unavailable(session_client_out(s),
 		    s->svc->cfg.protocol, "the mail server closed the "
 		    "connection; see the mailtlsd log");
-		return session_close(s, LOG_LEVEL_WARN, how == TLS_CLOSED ?
+		return session_fail(s, STATS_REASON_SERVER, LOG_LEVEL_WARN,
+		    how == TLS_CLOSED ?
 		    "server closed the session before sending anything" :
 		    "server closed the connection before sending anything "
 		    "(without close_notify)");
@@ -564,15 +584,18 @@ session_filter_done(struct session *s)
 	s->up_plain = NULL;
 }
 
-/* The filter found a protocol violation: tell the client, then end. */
+/*
+ * The filter found a protocol violation (by the client, or by the
+ * server: who): tell the client, then end.
+ */
 static int
-session_filter_failed(struct session *s)
+session_filter_failed(struct session *s, enum stats_reason who)
 {
 	/* Before login the client's output always ends at a line boundary. */
 	proto_write_unavailable(session_client_out(s),
 	    s->svc->cfg.protocol, "mailtlsd ended the session: protocol "
 	    "error before login; see the mailtlsd log");
-	return session_close(s, LOG_LEVEL_WARN,
+	return session_fail(s, who, LOG_LEVEL_WARN,
 	    proto_filter_reason(s->filter));
 }
 
@@ -582,7 +605,7 @@ session_filter_down(struct session *s)
 {
 	if (proto_filter_server(s->filter, s->down_plain,
 	    session_client_out(s)) != 0)
-		return session_filter_failed(s);
+		return session_filter_failed(s, STATS_REASON_SERVER);
 	if (proto_filter_done(s->filter))
 		session_filter_done(s);
 	/* The filter holds client bytes whose meaning waited for this. */
@@ -612,9 +635,10 @@ session_pump_down(struct session *s)
 		/* Before login the filter sees the bytes first. */
 		dst = s->filter != NULL ? s->down_plain : out;
 		if (evbuffer_add_buffer(dst, in) != 0)
-			return session_close(s, LOG_LEVEL_ERROR,
+			return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
 			    "out of memory");
 		s->bytes_down += (unsigned long long)n;
+		stats_bytes(s->svc->stats, 0, n);
 		if (s->filter != NULL && session_filter_down(s) != 0)
 			return -1;
 	}
@@ -635,8 +659,9 @@ session_pump_down(struct session *s)
 		 * before its first byte, that still cannot reach it securely.
 		 */
 		s->tls_refused = s->bytes_down == 0;
-		return session_close(s, LOG_LEVEL_WARN,
-		    tls_stream_error(s->server.tls));
+		return session_fail(s, s->tls_refused ?
+		    STATS_REASON_TLS_HANDSHAKE : STATS_REASON_SERVER,
+		    LOG_LEVEL_WARN, tls_stream_error(s->server.tls));
 	}
 }
 
@@ -663,7 +688,7 @@ session_filter_up(struct session *s)
 		return 0;
 	if (proto_filter_client(s->filter, session_client_in(s), s->up_plain,
 	    session_client_out(s)) != 0)
-		return session_filter_failed(s);
+		return session_filter_failed(s, STATS_REASON_CLIENT);
 	if (proto_filter_refused(s->filter) > 0 && !s->starttls_logged) {
 		/* Once: a client that insists repeats it on every connect. */
 		s->starttls_logged = 1;
@@ -702,7 +727,8 @@ session_client_decrypt(struct session *s)
 	default:
 		snprintf(reason, sizeof(reason), "client TLS: %s",
 		    tls_stream_error(s->client.tls));
-		return session_close(s, LOG_LEVEL_WARN, reason);
+		return session_fail(s, STATS_REASON_CLIENT, LOG_LEVEL_WARN,
+		    reason);
 	}
 	return evbuffer_get_length(in) > before;
 }
@@ -720,8 +746,8 @@ session_server_send(struct session *s, struct evbuffer *in)
 
 	for (;;) {
 		if (tls_stream_encrypt(s->server.tls, SESSION_BUF_MAX) != 0)
-			return session_close(s, LOG_LEVEL_WARN,
-			    tls_stream_error(s->server.tls));
+			return session_fail(s, STATS_REASON_SERVER,
+			    LOG_LEVEL_WARN, tls_stream_error(s->server.tls));
 		if (evbuffer_get_length(plain) > 0 ||
 		    evbuffer_get_length(in) == 0 ||
 		    evbuffer_get_length(raw) >= SESSION_BUF_MAX)
@@ -730,9 +756,10 @@ session_server_send(struct session *s, struct evbuffer *in)
 		if (n > SESSION_CHUNK)
 			n = SESSION_CHUNK;
 		if (evbuffer_remove_buffer(in, plain, n) != (int)n)
-			return session_close(s, LOG_LEVEL_ERROR,
+			return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
 			    "out of memory");
 		s->bytes_up += (unsigned long long)n;
+		stats_bytes(s->svc->stats, n, 0);
 	}
 }
 
@@ -799,7 +826,7 @@ session_relay(struct session *s)
 		return 0;
 	}
 	if (session_greet(s) != 0)
-		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
 	session_set_state(s, SESSION_RELAYING);
 	/* What arrived meanwhile, both ways. */
 	return session_pump_down(s) == 0 ? session_pump_up(s) : -1;
@@ -822,8 +849,9 @@ session_parked_check(struct session *s)
 	if (greeted == 1 && evbuffer_get_length(s->down_plain) > 0)
 		greeted = -1;
 	if (greeted < 0)
-		return session_close(s, LOG_LEVEL_INFO, "server sent data "
-		    "while the connection waited in the pool");
+		return session_fail(s, STATS_REASON_SERVER, LOG_LEVEL_INFO,
+		    "server sent data while the connection waited in the "
+		    "pool");
 	if (greeted == 1 && !s->pool_ready) {
 		s->pool_ready = 1;
 		session_log(s, LOG_LEVEL_DEBUG, "ready in the pool");
@@ -837,7 +865,7 @@ static int
 session_park(struct session *s)
 {
 	if ((s->parked = evbuffer_new()) == NULL)
-		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
 	session_set_state(s, SESSION_PARKED);
 	/* The greeting may have come with the handshake. */
 	return session_pump_down(s) == 0 ? session_parked_check(s) : -1;
@@ -858,7 +886,7 @@ session_start_relay(struct session *s)
 	s->down_plain = evbuffer_new();
 	s->up_plain = evbuffer_new();
 	if (s->filter == NULL || s->down_plain == NULL || s->up_plain == NULL)
-		return session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
 	/* After the local STARTTLS the client has had its greeting. */
 	if (sc->tls == TLS_MODE_IMPLICIT && s->client.bev != NULL &&
 	    sc->local_tls == LOCAL_TLS_STARTTLS)
@@ -968,13 +996,29 @@ session_server_event_cb(struct bufferevent *bev, short what, void *arg)
 		    s->state == SESSION_WAITING ? "during the wait for the "
 		    "client's TLS" : "while waiting in the pool",
 		    s->server_addr);
-		session_close(s, LOG_LEVEL_WARN, reason);
+		session_fail(s, STATS_REASON_SERVER, LOG_LEVEL_WARN, reason);
 		return;
 	}
 	/* Records already received still go to the client. */
 	if (what & BEV_EVENT_ERROR)
 		s->server.broken = 1;
 	session_server_input(s);
+}
+
+/* Count the verified handshake with the server in the service's stats. */
+static void
+session_count_handshake(struct session *s, double seconds)
+{
+	struct tls_stream	*ts = s->server.tls;
+	struct stats_tls	 tls = {
+		.seconds = seconds,
+		.version = tls_stream_version(ts),
+		.suite = tls_stream_ciphersuite(ts),
+		.resumed = tls_stream_resumed(ts),
+		.chain_expires = tls_conn_chain_expires(tls_stream_conn(ts)),
+	};
+
+	stats_handshake(s->svc->stats, &tls, time(NULL));
 }
 
 /* The uplink is up: TLS to the server verified.  Relay, or park. */
@@ -988,6 +1032,7 @@ session_uplink_ready(struct uplink *u, void *arg)
 	srv->eof = uplink_take(u, &srv->bev, &srv->tls);
 	snprintf(s->server_addr, sizeof(s->server_addr), "%s",
 	    uplink_peer(u));
+	session_count_handshake(s, uplink_handshake_seconds(u));
 	bufferevent_setcb(srv->bev, session_server_read_cb,
 	    session_server_write_cb, session_server_event_cb, s);
 	bufferevent_setwatermark(srv->bev, EV_READ, 0, SESSION_BUF_MAX);
@@ -1002,9 +1047,8 @@ session_uplink_failed(struct uplink *u, const char *reason, void *arg)
 {
 	struct session	*s = arg;
 
-	(void)u;
 	s->uplink = NULL;
-	session_close(s, LOG_LEVEL_WARN, reason);
+	session_fail(s, uplink_failure(u), LOG_LEVEL_WARN, reason);
 }
 
 /* The uplink's steps, for the debug log. */
@@ -1062,7 +1106,7 @@ session_client_begin_tls(struct session *s)
 {
 	s->client.tls = tls_accept(s->svc->local_tls_ctx, s->client.bev);
 	if (s->client.tls == NULL)
-		return session_close(s, LOG_LEVEL_ERROR, "out of memory for "
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory for "
 		    "the client's TLS");
 	session_set_client_state(s, CLIENT_HANDSHAKING);
 	return session_client_handshake(s);
@@ -1171,7 +1215,9 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
 		s->client.tls = NULL;
 		bufferevent_free(s->client.bev);
 		s->client.bev = NULL;
-		session_close(s, LOG_LEVEL_INFO, "client connection reset");
+		session_fail(s, session_before_relay(s) ? STATS_REASON_CLIENT :
+		    STATS_REASON_NONE, LOG_LEVEL_INFO,
+		    "client connection reset");
 		return;
 	}
 	s->client.eof = 1;
@@ -1191,7 +1237,7 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
 	case SESSION_REACHING:
 	case SESSION_WAITING:
 		if (s->cstate == CLIENT_PLAIN)
-			session_close(s, LOG_LEVEL_INFO,
+			session_fail(s, STATS_REASON_CLIENT, LOG_LEVEL_INFO,
 			    "client left before the server was reached");
 		else
 			session_client_close(s, LOG_LEVEL_INFO,
@@ -1399,15 +1445,16 @@ session_start(struct session_host *host, struct service *svc, int fd,
 			return -1;
 		}
 		/* The client's socket is ours now: it gets the error line. */
-		session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
 		return 0;
 	}
 	if (session_connect(s) != 0) {
-		session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
 		return 0;
 	}
 	/* The client's deadlines run while the uplink reaches the server. */
 	session_arm_timer(s);
+	stats_session_started(svc->stats);
 	session_log(s, LOG_LEVEL_INFO, "client %s, connecting to %s:%u",
 	    s->client_addr, svc->cfg.remote_host, svc->cfg.remote_port);
 	return 0;
@@ -1444,9 +1491,10 @@ session_attach(struct session *s, int fd, const struct sockaddr *sa,
 	if (session_setup_client(s, fd, sa) != 0) {
 		int	fd_is_callers = s->client.bev == NULL;
 
-		session_close(s, LOG_LEVEL_ERROR, "out of memory");
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
 		return fd_is_callers ? -1 : 0;
 	}
+	stats_session_started(s->svc->stats);
 	session_log(s, LOG_LEVEL_INFO, "client %s, pooled connection to %s",
 	    s->client_addr, s->server_addr);
 	/*
@@ -1473,6 +1521,40 @@ session_abort(struct session *s)
 {
 	snprintf(s->reason, sizeof(s->reason), "daemon exiting");
 	session_free(s);
+}
+
+/* Where a live session stands, for the gauges. */
+static enum stats_phase
+session_phase(const struct session *s)
+{
+	if (s->client_addr[0] == '\0')
+		return STATS_PHASE_POOL;
+	switch (s->state) {
+	case SESSION_REACHING:
+	case SESSION_PARKED:
+	case SESSION_WAITING:
+		return STATS_PHASE_REACHING;
+	case SESSION_RELAYING:
+		return s->filter != NULL && !proto_filter_past_login(s->filter) ?
+		    STATS_PHASE_LOGIN : STATS_PHASE_RELAYING;
+	case SESSION_CLOSING:
+		break;
+	}
+	return STATS_PHASE_CLOSING;
+}
+
+/* What the status shows of a session. */
+void
+session_get_info(const struct session *s, struct session_info *info)
+{
+	info->id = s->id;
+	info->svc = s->svc;
+	info->client = s->client_addr;
+	info->state = session_state_names[s->state];
+	info->phase = session_phase(s);
+	info->age = (double)(session_now_ms() - s->started_ms) / 1000.0;
+	info->bytes_up = s->bytes_up;
+	info->bytes_down = s->bytes_down;
 }
 
 /* The next session in the runtime's list. */

@@ -8,6 +8,8 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "stats.h"		/* enum stats_phase */
+
 struct event_base;
 struct evdns_base;
 struct peers;
@@ -73,5 +75,19 @@ void	session_abort(struct session *);
 
 /* The next session in the host's list. */
 struct session	*session_next(struct session *);
+
+/* What the status and SIGUSR1 show of a live session (no secrets). */
+struct session_info {
+	unsigned long long	 id;
+	const struct service	*svc;
+	const char		*client;	/* "ADDR:PORT", "" in the pool */
+	const char		*state;		/* "RELAYING", ... */
+	enum stats_phase	 phase;
+	double			 age;		/* seconds since it began */
+	unsigned long long	 bytes_up;	/* client -> server */
+	unsigned long long	 bytes_down;
+};
+
+void	session_get_info(const struct session *, struct session_info *);
 
 #endif /* MAILTLSD_SESSION_H */

@@ -254,6 +254,8 @@ struct tls_conn {
 	int			 offered_session;
 	int			 verify_called;
 	int			 verified;	/* handshake done and checked */
+	int			 verify_failed;	/* chain, name or pins refused */
+	time_t			 chain_expires;	/* first end in the chain */
 	char			 error[TLS_ERROR_MAX];
 };
 
@@ -458,10 +460,16 @@ static int
 tls_verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
 	struct tls_conn	*conn = arg;
+	time_t		 until;
 
 	(void)depth;
 	(void)flags;
 	conn->verify_called = 1;
+	/* The chain ends with its first certificate to expire. */
+	until = tls_x509_time(&crt->valid_to);
+	if (until != (time_t)-1 && (conn->chain_expires == 0 ||
+	    until < conn->chain_expires))
+		conn->chain_expires = until;
 	if (conn->ctx->n_pins > 0 && tls_pin_matches(conn->ctx, crt))
 		conn->pin_matched = 1;
 	return 0;
@@ -971,6 +979,7 @@ tls_explain_handshake(struct tls_conn *conn, int ret)
 	switch (ret) {
 	case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED:
 	case TLS_ERR_CERT:
+		conn->verify_failed = 1;
 		tls_explain_verify(conn, mbedtls_ssl_get_verify_result(
 		    &conn->ssl));
 		return;
@@ -1112,8 +1121,10 @@ tls_conn_handshake_uplink(struct tls_conn *conn)
 	}
 	/* A resumed session passed chain, name and pins when it was made. */
 	conn->resumed = tls_was_resumed(conn);
-	if (!conn->resumed && tls_check_pins(conn) != 0)
+	if (!conn->resumed && tls_check_pins(conn) != 0) {
+		conn->verify_failed = 1;
 		return -1;
+	}
 	conn->verified = 1;
 	if (!tls_compat_is_tls13(&conn->ssl))
 		tls_save_session(conn);
@@ -1125,6 +1136,20 @@ int
 tls_conn_resumed(const struct tls_conn *conn)
 {
 	return conn->resumed;
+}
+
+/* Whether the handshake failed on the chain, the name or the pins. */
+int
+tls_conn_verify_failed(const struct tls_conn *conn)
+{
+	return conn->verify_failed;
+}
+
+/* When the verified chain's first certificate expires; 0: unknown. */
+time_t
+tls_conn_chain_expires(const struct tls_conn *conn)
+{
+	return conn->verified && !conn->resumed ? conn->chain_expires : 0;
 }
 
 /*

@@ -86,6 +86,15 @@ int		 tls_conn_resumed(const struct tls_conn *);
 /* Whether the handshake failed on bytes that were not TLS records. */
 int		 tls_conn_saw_plaintext(const struct tls_conn *);
 
+/* Whether the handshake failed verifying the chain, the name or pins. */
+int		 tls_conn_verify_failed(const struct tls_conn *);
+
+/*
+ * After a verified full handshake, when the first certificate of the
+ * verified chain expires; 0 when unknown (resumed, verify = no).
+ */
+time_t		 tls_conn_chain_expires(const struct tls_conn *);
+
 /* The negotiated version and suite, for the log. */
 const char	*tls_conn_version(const struct tls_conn *);
 const char	*tls_conn_ciphersuite(const struct tls_conn *);

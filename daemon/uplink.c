@@ -10,11 +10,14 @@
  * the go-ahead, bytes already received are an injection: fail.  The
  * handshake verifies the chain, the name and the pins (tls.c).  One timer
  * bounds DIALOGUE and HANDSHAKING together by handshake_timeout.  Every
- * end goes through uplink_finish(), which calls back once and frees.
+ * end goes through uplink_finish(), which calls back once and frees; a
+ * failure carries its reason class (stats.h), decided here where it is
+ * found.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -24,6 +27,7 @@
 #include "config.h"
 #include "log.h"
 #include "proto.h"
+#include "stats.h"
 #include "tls.h"
 #include "tlsstream.h"
 #include "uplink.h"
@@ -53,6 +57,8 @@ struct uplink {
 	struct proto_dialogue		*dialogue;
 	struct evbuffer			*to_send;	/* the dialogue's lines */
 	struct event			*timer;
+	struct timespec			 connected;	/* TCP connect done */
+	enum stats_reason		 failure;	/* in failed() */
 	int				 eof;		/* the socket ended */
 	char				 peer[80];
 	char				 line[PROTO_LINE_MAX + 1];
@@ -96,10 +102,14 @@ uplink_set_state(struct uplink *u, enum uplink_state state,
 	uplink_trace(u, what, text, strlen(text));
 }
 
-/* The end: call back once (reason NULL: ready), then free.  Always -1. */
+/*
+ * The end: call back once (reason NULL: ready; else failed for the class
+ * why), then free.  Always -1.
+ */
 static int
-uplink_finish(struct uplink *u, const char *reason)
+uplink_finish(struct uplink *u, enum stats_reason why, const char *reason)
 {
+	u->failure = why;
 	u->state = UPLINK_DONE;
 	evtimer_del(u->timer);
 	if (u->bev != NULL)
@@ -120,15 +130,18 @@ uplink_handshake(struct uplink *u)
 	case 0:
 		return 0;
 	case 1:
-		return uplink_finish(u, NULL);
+		return uplink_finish(u, STATS_REASON_NONE, NULL);
 	default:
 		break;
 	}
 	if (u->sc->tls == TLS_MODE_STARTTLS &&
 	    tls_stream_saw_plaintext(u->tls))
-		return uplink_finish(u, "data injected after the STARTTLS "
-		    "response, or the server did not start TLS");
-	return uplink_finish(u, tls_stream_error(u->tls));
+		return uplink_finish(u, STATS_REASON_INJECTION, "data injected "
+		    "after the STARTTLS response, or the server did not start "
+		    "TLS");
+	return uplink_finish(u, tls_conn_verify_failed(tls_stream_conn(
+	    u->tls)) ? STATS_REASON_TLS_VERIFY : STATS_REASON_TLS_HANDSHAKE,
+	    tls_stream_error(u->tls));
 }
 
 /* Start the TLS handshake on the connected socket. */
@@ -136,7 +149,8 @@ static int
 uplink_begin_tls(struct uplink *u)
 {
 	if ((u->tls = tls_connect(u->ctx, u->bev)) == NULL)
-		return uplink_finish(u, "out of memory for TLS");
+		return uplink_finish(u, STATS_REASON_OTHER,
+		    "out of memory for TLS");
 	uplink_set_state(u, UPLINK_HANDSHAKING, UPLINK_TRACE_HANDSHAKE);
 	return uplink_handshake(u);
 }
@@ -153,7 +167,7 @@ uplink_send(struct uplink *u, struct evbuffer *out)
 		uplink_trace(u, UPLINK_TRACE_SENT,
 		    (const char *)evbuffer_pullup(out, -1), len);
 	if (bufferevent_write_buffer(u->bev, out) != 0)
-		return uplink_finish(u, "out of memory");
+		return uplink_finish(u, STATS_REASON_OTHER, "out of memory");
 	return 0;
 }
 
@@ -176,13 +190,14 @@ uplink_dialogue(struct uplink *u)
 		case PROTO_MORE:
 			continue;
 		case PROTO_FAIL:
-			return uplink_finish(u,
+			return uplink_finish(u, STATS_REASON_STARTTLS,
 			    proto_dialogue_reason(u->dialogue));
 		case PROTO_UPGRADE:
 			/* Bytes after the go-ahead were not sent by TLS. */
 			if (evbuffer_get_length(in) > 0)
-				return uplink_finish(u, "data injected after "
-				    "the STARTTLS response");
+				return uplink_finish(u,
+				    STATS_REASON_INJECTION, "data injected "
+				    "after the STARTTLS response");
 			proto_dialogue_free(u->dialogue);
 			u->dialogue = NULL;
 			return uplink_begin_tls(u);
@@ -191,11 +206,11 @@ uplink_dialogue(struct uplink *u)
 	if (got < 0) {
 		snprintf(u->line, sizeof(u->line), "server line longer than "
 		    "%d bytes in the STARTTLS dialogue", PROTO_LINE_MAX);
-		return uplink_finish(u, u->line);
+		return uplink_finish(u, STATS_REASON_STARTTLS, u->line);
 	}
 	if (u->eof)
-		return uplink_finish(u, "server closed the connection during "
-		    "the STARTTLS dialogue");
+		return uplink_finish(u, STATS_REASON_STARTTLS, "server closed "
+		    "the connection during the STARTTLS dialogue");
 	return 0;
 }
 
@@ -242,7 +257,7 @@ uplink_event_cb(struct bufferevent *bev, short what, void *arg)
 		    evutil_socket_error_to_string(err),
 		    u->state == UPLINK_DIALOGUE ? "STARTTLS dialogue" :
 		    "TLS handshake", u->peer);
-		uplink_finish(u, reason);
+		uplink_finish(u, STATS_REASON_SERVER, reason);
 		return;
 	}
 	uplink_input(u);	/* what arrived before the end, then the end */
@@ -256,7 +271,7 @@ uplink_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	uplink_finish(u, u->state == UPLINK_DIALOGUE ?
+	uplink_finish(u, STATS_REASON_TIMEOUT, u->state == UPLINK_DIALOGUE ?
 	    "STARTTLS dialogue timed out" : "TLS handshake timed out");
 }
 
@@ -267,9 +282,28 @@ uplink_upstream_trace_cb(const char *text, void *arg)
 	uplink_trace(arg, UPLINK_TRACE_STEP, text, strlen(text));
 }
 
+/* The reason class of a failed connect. */
+static enum stats_reason
+uplink_connect_failure(enum upstream_failure failure)
+{
+	switch (failure) {
+	case UPSTREAM_FAIL_DNS:
+		return STATS_REASON_DNS;
+	case UPSTREAM_FAIL_CONNECT:
+		return STATS_REASON_CONNECT;
+	case UPSTREAM_FAIL_TIMEOUT:
+		return STATS_REASON_TIMEOUT;
+	case UPSTREAM_OK:
+	case UPSTREAM_FAIL_OTHER:
+		break;
+	}
+	return STATS_REASON_OTHER;
+}
+
 /* The TCP connection is up, or every address failed. */
 static void
-uplink_connected_cb(struct bufferevent *bev, const char *text, void *arg)
+uplink_connected_cb(struct bufferevent *bev, const char *text,
+    enum upstream_failure failure, void *arg)
 {
 	struct uplink	*u = arg;
 	struct timeval	 tv = { (time_t)u->sc->handshake_timeout, 0 };
@@ -277,9 +311,10 @@ uplink_connected_cb(struct bufferevent *bev, const char *text, void *arg)
 
 	u->connecting = NULL;
 	if (bev == NULL) {
-		uplink_finish(u, text);
+		uplink_finish(u, uplink_connect_failure(failure), text);
 		return;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &u->connected);
 	u->bev = bev;
 	snprintf(u->peer, sizeof(u->peer), "%s", text);
 	snprintf(step, sizeof(step), "TCP connected to %s", text);
@@ -294,7 +329,7 @@ uplink_connected_cb(struct bufferevent *bev, const char *text, void *arg)
 	}
 	if ((u->dialogue = proto_dialogue_new(u->sc)) == NULL ||
 	    (u->to_send = evbuffer_new()) == NULL) {
-		uplink_finish(u, "out of memory");
+		uplink_finish(u, STATS_REASON_OTHER, "out of memory");
 		return;
 	}
 	uplink_set_state(u, UPLINK_DIALOGUE, UPLINK_TRACE_DIALOGUE);
@@ -353,6 +388,24 @@ const char *
 uplink_peer(const struct uplink *u)
 {
 	return u->peer;
+}
+
+/* In failed(): the reason class. */
+enum stats_reason
+uplink_failure(const struct uplink *u)
+{
+	return u->failure;
+}
+
+/* In ready(): seconds from the TCP connect to the verified handshake. */
+double
+uplink_handshake_seconds(const struct uplink *u)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - u->connected.tv_sec) +
+	    (double)(now.tv_nsec - u->connected.tv_nsec) / 1e9;
 }
 
 /* The TLS stream, if the handshake began. */

@@ -15,6 +15,8 @@
 
 #include <stddef.h>
 
+#include "stats.h"		/* enum stats_reason */
+
 struct bufferevent;
 struct event_base;
 struct evdns_base;
@@ -62,6 +64,12 @@ void		 uplink_cancel(struct uplink *);
  */
 int		 uplink_take(struct uplink *, struct bufferevent **,
 		    struct tls_stream **);
+
+/* In failed(): the reason class of the failure. */
+enum stats_reason uplink_failure(const struct uplink *);
+
+/* In ready(): seconds from the TCP connect to the verified handshake. */
+double		 uplink_handshake_seconds(const struct uplink *);
 
 /* The server's address as "ADDR:PORT" once connected, else "". */
 const char	*uplink_peer(const struct uplink *);

@@ -46,6 +46,7 @@ struct upstream {
 	char				 host[256];
 	char				 peer[ADDR_TEXT_MAX];
 	uint16_t			 port;
+	enum upstream_failure		 failure;	/* the gravest yet */
 	char				 reason[UPSTREAM_REASON_MAX];
 };
 
@@ -83,11 +84,15 @@ upstream_trace(struct upstream *u, const char *what)
 		u->trace_cb(what, u->done_arg);
 }
 
-/* Append one failure to the reason text. */
+/* Append one failure of kind to the reason text. */
 static void
-upstream_note(struct upstream *u, const char *what)
+upstream_note(struct upstream *u, enum upstream_failure kind,
+    const char *what)
 {
 	size_t	len = strlen(u->reason);
+
+	if (kind > u->failure)
+		u->failure = kind;
 
 	upstream_trace(u, what);
 	snprintf(u->reason + len, sizeof(u->reason) - len, "%s%s",
@@ -111,7 +116,7 @@ upstream_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 	if (result != 0) {
 		snprintf(what, sizeof(what), "cannot resolve %s: %s", u->host,
 		    evutil_gai_strerror(result));
-		upstream_note(u, what);
+		upstream_note(u, UPSTREAM_FAIL_DNS, what);
 		upstream_schedule_now(u, UPSTREAM_DONE);
 		return;
 	}
@@ -152,7 +157,7 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	snprintf(text, sizeof(text), "%s by %s",
 	    err == ECONNREFUSED ? "connection refused" :
 	    evutil_socket_error_to_string(err), u->peer);
-	upstream_note(u, text);
+	upstream_note(u, UPSTREAM_FAIL_CONNECT, text);
 	bufferevent_free(u->bev);
 	u->bev = NULL;
 	upstream_try_next(u);
@@ -175,7 +180,7 @@ upstream_try_next(struct upstream *u)
 		u->bev = bufferevent_socket_new(u->base, -1,
 		    BEV_OPT_CLOSE_ON_FREE);
 		if (u->bev == NULL) {
-			upstream_note(u, "out of memory");
+			upstream_note(u, UPSTREAM_FAIL_OTHER, "out of memory");
 			break;
 		}
 		bufferevent_setcb(u->bev, NULL, NULL, upstream_event_cb, u);
@@ -188,7 +193,7 @@ upstream_try_next(struct upstream *u)
 		snprintf(text, sizeof(text), "cannot connect to %s: %s",
 		    u->peer, evutil_socket_error_to_string(
 		    EVUTIL_SOCKET_ERROR()));
-		upstream_note(u, text);
+		upstream_note(u, UPSTREAM_FAIL_CONNECT, text);
 		bufferevent_free(u->bev);
 		u->bev = NULL;
 	}
@@ -202,12 +207,17 @@ upstream_finish(struct upstream *u)
 	struct bufferevent	*bev = u->bev;
 	upstream_done_cb	 cb = u->done_cb;
 	void			*arg = u->done_arg;
+	enum upstream_failure	 failure = u->failure;
 	char			 text[UPSTREAM_REASON_MAX];
 
 	snprintf(text, sizeof(text), "%s", bev != NULL ? u->peer : u->reason);
+	if (bev != NULL)
+		failure = UPSTREAM_OK;
+	else if (failure == UPSTREAM_OK)
+		failure = UPSTREAM_FAIL_OTHER;	/* no address to try */
 	u->bev = NULL;
 	upstream_free(u);
-	cb(bev, text, arg);
+	cb(bev, text, failure, arg);
 }
 
 /* The one timer: deferred steps and the connect timeout. */
@@ -226,7 +236,7 @@ upstream_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case UPSTREAM_CONNECTING:
 		snprintf(text, sizeof(text), "connect timed out to %s",
 		    u->peer);
-		upstream_note(u, text);
+		upstream_note(u, UPSTREAM_FAIL_TIMEOUT, text);
 		bufferevent_free(u->bev);
 		u->bev = NULL;
 		upstream_try_next(u);

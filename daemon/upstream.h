@@ -13,13 +13,23 @@ struct event_base;
 struct evdns_base;
 struct upstream;
 
+/* Why no address could be reached. */
+enum upstream_failure {
+	UPSTREAM_OK = 0,
+	UPSTREAM_FAIL_DNS,	/* the name did not resolve */
+	UPSTREAM_FAIL_CONNECT,	/* refused, unreachable */
+	UPSTREAM_FAIL_TIMEOUT,	/* an address did not answer in time */
+	UPSTREAM_FAIL_OTHER	/* out of memory */
+};
+
 /*
  * Called once, always from the event loop: with a connected bufferevent
- * (now the caller's) and the peer address as text, or with NULL and the
- * reason every address failed.
+ * (now the caller's), the peer address as text and UPSTREAM_OK, or with
+ * NULL, the reason every address failed and the gravest failure's kind
+ * (a timeout outweighs a refusal).
  */
 typedef void	(*upstream_done_cb)(struct bufferevent *, const char *text,
-		    void *arg);
+		    enum upstream_failure, void *arg);
 
 /* Start reaching host:port; NULL when out of memory. */
 struct upstream	*upstream_connect(struct event_base *, struct evdns_base *,

@@ -8,6 +8,7 @@ in the run's temporary directory.
 """
 
 import base64
+import datetime
 import hashlib
 import json
 import os
@@ -87,6 +88,8 @@ class Certs:
     weak_key: str           # a 1024-bit RSA key
     weak_rsa: str           # mail.test, signed by ca, 1024-bit key
     two_names: str          # mail.test and other.test, signed by ca, key
+    expiring: str           # mail.test, signed by ca, ends 3 days after
+                            # the run started
     idp: str                # 127.0.0.1 and localhost (the fake OAuth2
                             # server's HTTPS), signed by ca, key
     pin_good: str           # base64 SHA-256 of good's SPKI
@@ -158,6 +161,13 @@ def _issue(ca_dir, key, subject_cn, out, section, ext_name,
     return out
 
 
+def _asn1_time(days):
+    """Now plus days, as `openssl ca -startdate/-enddate` takes it."""
+    when = datetime.datetime.now(datetime.timezone.utc) + \
+        datetime.timedelta(days=days)
+    return when.strftime("%Y%m%d%H%M%SZ")
+
+
 def spki_pin(cert_path):
     """Base64 SHA-256 of the certificate's DER SubjectPublicKeyInfo."""
     pub = _openssl("x509", "-in", cert_path, "-pubkey", "-noout")
@@ -210,6 +220,8 @@ def generate(d):
                         SERVER_NAME),
         two_names=leaf("two_names",
                        san="%s, DNS:%s" % (SERVER_NAME, OTHER_NAME)),
+        expiring=leaf("expiring", start=_asn1_time(days=-1),
+                      end=_asn1_time(days=3)),
         idp=leaf("idp", cn="127.0.0.1", san="localhost, IP:127.0.0.1"),
         pin_good=spki_pin(good), pin_other=spki_pin(self_signed))
     return certs

@@ -8,7 +8,10 @@ that it is still alive, exits 0 on SIGTERM and printed no sanitizer report.
 """
 
 import contextlib
+import os
+import shutil
 import socket
+import tempfile
 import time
 import unittest
 from dataclasses import dataclass
@@ -130,9 +133,23 @@ class Ctx:
         keys.update(opts)
         return Service(name, port, keys, host)
 
+    def control_path(self, index=0):
+        """The control socket of the test's daemon number index: in the
+        test's dir, or a short one when that path is too long for a
+        socket."""
+        path = os.path.join(self.tmp, "control%d" % index)
+        if len(path) > 100:
+            if not hasattr(self, "_short_dir"):
+                self._short_dir = tempfile.mkdtemp(prefix="mtd-")
+                self.stack.callback(shutil.rmtree, self._short_dir, True)
+            path = os.path.join(self._short_dir, "control%d" % index)
+        return path
+
     def config(self, services, **global_opts):
-        """Configuration text for services with the test defaults."""
-        g = {"log_level": "debug", "max_sessions": 1024}
+        """Configuration text for services with the test defaults (the
+        control socket in the test's dir, never the system's)."""
+        g = {"log_level": "debug", "max_sessions": 1024,
+             "control_socket": self.control_path()}
         g.update(global_opts)
         return config_text(g, [(s.name, s.opts) for s in services])
 
@@ -141,6 +158,9 @@ class Ctx:
         """Write a config for services and (by default) start the daemon."""
         d = Daemon(self.binary, self.tmp,
                    name or "mailtlsd%d" % len(self.daemons), env)
+        if self.daemons:        # two daemons at once: a socket each
+            global_opts.setdefault("control_socket",
+                                   self.control_path(len(self.daemons)))
         self.daemons.append(d)
         d.write_config(self.config(services, **global_opts))
         self.stack.callback(self._finish_daemon, d)

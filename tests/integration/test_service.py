@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 
 from client import noop
 from daemon import Daemon
@@ -57,18 +58,26 @@ class NotifySocket:
         return msg
 
     def pending(self):
-        """Messages already waiting, without blocking."""
+        """Messages already waiting, without blocking; status line
+        updates (a message of STATUS= alone) aside."""
         out = []
         self.sock.settimeout(0)
         while True:
             try:
-                out.append(self.sock.recv(4096))
+                data = self.sock.recv(4096)
             except BlockingIOError:
                 return out
+            if not data.startswith(b"STATUS=") or b"\n" in data.rstrip():
+                out.append(data)
 
     def expect(self, key, timeout=10):
-        """The next message, which must carry key=1."""
-        msg = self.next(timeout)
+        """The next message that carries key=1; status line updates (a
+        message of STATUS= alone, as counts change) may come before."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.next(max(deadline - time.monotonic(), 0.01))
+            if list(msg) != ["STATUS"]:
+                break
         check(msg.get(key) == "1", "expected %s=1, got %r", key, msg)
         return msg
 
@@ -464,7 +473,13 @@ def test_unit_privileges(t):
                "--bounding-set=-all,+net_bind_service"]
     d = ServiceDaemon(t.binary, home, "unit", wrapper=wrapper)
     t.daemons.append(d)
-    d.write_config(t.config([svc]))
+    # The control socket in a directory of the user's, as systemd's
+    # RuntimeDirectory= makes it.
+    run = os.path.join(home, "run")
+    os.mkdir(run, 0o750)
+    os.chown(run, uid, gid)
+    d.write_config(t.config([svc], control_socket=os.path.join(run,
+                                                               "control")))
     os.chmod(d.conf_path, 0o644)
     t.stack.callback(t._finish_daemon, d)
     d.start()

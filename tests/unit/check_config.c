@@ -359,6 +359,44 @@ START_TEST(test_global_keys)
 }
 END_TEST
 
+START_TEST(test_monitoring_keys)
+{
+	struct config	*cfg;
+
+	LOAD_OK(cfg, SVC);
+	ck_assert_str_eq(cfg->control_socket, CONFIG_DEFAULT_CONTROL_SOCKET);
+	ck_assert_int_eq(cfg->control_socket_set, 0);
+	ck_assert_uint_eq(cfg->metrics_listen.addrlen, 0);
+	config_free(cfg);
+
+	LOAD_OK(cfg, "[global]\ncontrol_socket = /tmp/m/ctl\n"
+	    "metrics_listen = [::1]:9101\n" SVC);
+	ck_assert_str_eq(cfg->control_socket, "/tmp/m/ctl");
+	ck_assert_int_eq(cfg->control_socket_set, 1);
+	ck_assert_str_eq(cfg->metrics_listen.text, "[::1]:9101");
+	ck_assert_int_eq(cfg->metrics_listen.line, 3);
+	config_free(cfg);
+
+	LOAD_OK(cfg, "[global]\ncontrol_socket = none\nmetrics_listen = none\n"
+	    SVC);
+	ck_assert_str_eq(cfg->control_socket, "");
+	ck_assert_int_eq(cfg->control_socket_set, 1);
+	ck_assert_uint_eq(cfg->metrics_listen.addrlen, 0);
+	config_free(cfg);
+
+	/* Another address only with allow_remote_clients in [global]. */
+	LOAD_OK(cfg, "[global]\nallow_remote_clients = yes\n"
+	    "metrics_listen = 0.0.0.0:9101\n" SVC);
+	ck_assert_str_eq(cfg->metrics_listen.text, "0.0.0.0:9101");
+	config_free(cfg);
+	EXPECT_ONE_ERROR("[global]\nmetrics_listen = 0.0.0.0:9101\n"
+	    "[s]\nallow_remote_clients = yes\nlisten = 127.0.0.1:1143\n"
+	    "remote = mail.example.com:993\n", 2, "is not loopback");
+	EXPECT_ONE_ERROR(SVC "control_socket = /x\n", 4,
+	    "control_socket is only allowed in [global]");
+}
+END_TEST
+
 /* ---- Global defaults ----------------------------------------------------- */
 
 /* Per-service keys set in [global]: lines 2 to 9 (or after SVC). */
@@ -1025,6 +1063,17 @@ static const struct {
 	    "1000000)" },
 	{ "state_dir = var/lib", "invalid state_dir 'var/lib' (expected an "
 	    "absolute path)" },
+	{ "control_socket = run/ctl", "invalid control_socket 'run/ctl' "
+	    "(expected an absolute path or none)" },
+	{ "control_socket = /xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	    "control_socket is too long for a socket (at most 107 characters)" },
+	{ "metrics_listen = localhost:9101", "invalid metrics_listen "
+	    "'localhost:9101'" },
+	{ "metrics_listen = 192.0.2.1:9101", "metrics_listen 192.0.2.1:9101 is "
+	    "not loopback; set allow_remote_clients = yes in [global]" },
+	{ "metrics_listen = 127.0.0.1:1143", "metrics_listen 127.0.0.1:1143 is "
+	    "already a listen address on line 4" },
 };
 
 START_TEST(test_bad_global_values)
@@ -1617,6 +1666,7 @@ config_suite(void)
 	tcase_add_test(tc, test_explicit_protocol_and_tls);
 	tcase_add_test(tc, test_every_service_key);
 	tcase_add_test(tc, test_global_keys);
+	tcase_add_test(tc, test_monitoring_keys);
 
 	tc = add_tcase(s, "global");
 	tcase_add_test(tc, test_global_defaults_before);

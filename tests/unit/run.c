@@ -42,6 +42,7 @@ static Suite *(*const suites[])(void) = {
 	tls_suite,
 	localcert_suite,
 	safefile_suite,
+	status_suite,
 	tokenstore_suite,
 	fuzz_suite,
 };

@@ -16,6 +16,7 @@ Suite	*proto_local_suite(void);
 Suite	*tls_suite(void);
 Suite	*localcert_suite(void);
 Suite	*safefile_suite(void);
+Suite	*status_suite(void);
 Suite	*tokenstore_suite(void);
 Suite	*fuzz_suite(void);
 
