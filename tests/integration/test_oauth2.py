@@ -229,19 +229,28 @@ class Rig:
 
     # -- the device flow --
     def expect_device_instructions(self, line, protocol, tag, since=0,
-                                   user=USER):
+                                   user=USER, why=False):
         """line carries the instructions for the IdP's newest device code;
-        returns that code's answer."""
+        returns that code's answer.  why: the instructions may follow the
+        reason a new authorisation is needed ("mailtlsd: WHY; to authorise
+        ..."), kept in self.why."""
         self.idp.wait_request(
             lambda r: r.endpoint == "devicecode" and r.status == 200,
             timeout=5, since=since, what="device authorisation request")
         req = self.idp.requests_of("devicecode", since=since, status=200)[-1]
         ans = req.answer
-        want = prefix(AUTHORISE_PREFIX, protocol, tag) + (
-            DEVICE_TEXT % (user, ans["verification_uri"], ans["user_code"])
-        ).encode() + b"\r\n"
-        check(line == want, "the login got %r, want the instructions %r",
-              line, want)
+        start = prefix(AUTHORISE_PREFIX, protocol, tag) + b"mailtlsd: "
+        text = (DEVICE_TEXT % (user, ans["verification_uri"],
+                               ans["user_code"])).encode() + b"\r\n"
+        want = start + text[len(b"mailtlsd: "):]
+        self.why = b""
+        if why and line != want:
+            tail = b"; " + text[len(b"mailtlsd: "):]
+            if line.startswith(start) and line.endswith(tail):
+                self.why = line[len(start):-len(tail)]
+                want = line if self.why.strip() else want
+        check(line == want, "the login got %r, want the instructions %r%s",
+              line, want, " (after a reason)" if why else "")
         check(req.form.get("client_id") == CLIENT_ID,
               "device request for client_id %r", req.form.get("client_id"))
         return ans
@@ -633,7 +642,8 @@ def test_device_flow_not_approved(t, outcome):
         check(not line.startswith(m.tag + b" OK"), "login succeeded after "
               "the code was %s", outcome)
         if rig.idp.requests_of("devicecode", since=dmark, status=200):
-            new = rig.expect_device_instructions(line, "imap", m.tag, dmark)
+            new = rig.expect_device_instructions(line, "imap", m.tag, dmark,
+                                                 why=True)
             check(new["user_code"] != ans["user_code"], "the %s code was "
                   "offered again", outcome)
             break
@@ -700,9 +710,11 @@ def expect_browser_instructions(rig, m, line):
     authorisation URL, or a link on the redirect listener that leads
     there.  Returns (what to open, the authorisation URL, its query)."""
     m.expect_prefix(line, AUTHORISE_PREFIX, "browser instructions")
-    check(line.startswith(prefix(AUTHORISE_PREFIX, m.protocol, m.tag) +
-                          b"mailtlsd: to authorise " + USER.encode() + b" ")
-          and line.endswith(b", then log in again\r\n"),
+    start = prefix(AUTHORISE_PREFIX, m.protocol, m.tag) + b"mailtlsd: "
+    to = b"to authorise " + USER.encode() + b" "
+    check(line.startswith(start) and (line[len(start):].startswith(to) or
+                                      b"; " + to in line) and
+          line.endswith(b", then log in again\r\n"),
           "not the instructions for %s: %r", USER, line)
     urls = re.findall(rb"https?://[^\s,()]+", line)
     check(urls, "no URL to open in %r", line)
@@ -973,7 +985,8 @@ def expect_new_authorisation(rig, protocol="imap", since=0):
               "login succeeded with a bad grant: %r", line)
         if rig.idp.requests_of("devicecode", since=since, status=200):
             return lines, rig.expect_device_instructions(line, protocol,
-                                                         m.tag, since)
+                                                         m.tag, since,
+                                                         why=True)
     raise AssertionError("no new instructions within two logins: %r"
                          % lines)
 
@@ -991,6 +1004,9 @@ def test_revoked_refresh_token(t):
           "refused: %s", rig.idp.summary(mark))
     check(rig.d.find_log(r"invalid_grant|revoked|expired", dmark),
           "the log does not say the grant went bad")
+    check(re.search(rb"revoked|expired|refused|invalid_grant",
+                    b"".join(lines), re.I), "the client was not told why it "
+          "must authorise again: %r", lines)
     rig.authorise(ans)
     rig.logged_in()
 
@@ -1023,12 +1039,10 @@ def test_provider_error_in_words(t, name):
     m = rig.client()
     line = m.login("login-atom")
     check(line.startswith(m.tag + b" NO "), "login answered %r", line)
-    if name in ("aadsts70043", "aadsts700082") and \
-            rig.idp.requests_of("devicecode", since=mark, status=200):
-        rig.expect_device_instructions(line, "imap", m.tag, mark)
-    else:
-        check(re.search(words.encode(), line, re.I), "the client line %r "
-              "does not say /%s/", line, words)
+    if rig.idp.requests_of("devicecode", since=mark, status=200):
+        rig.expect_device_instructions(line, "imap", m.tag, mark, why=True)
+    check(re.search(words.encode(), line, re.I), "the client line %r "
+          "does not say /%s/", line, words)
     expect_log(rig.d, words, since=dmark)
     expect_log(rig.d, description.split(":")[0], since=dmark)
     check(len(rig.idp.requests_of("token", "refresh_token", mark)) <= 1,
@@ -1051,11 +1065,13 @@ def test_google_revoked(t):
         m = rig.client()
         line = m.login("login-atom")
         lines.append(line)
-        if b"mailtlsd: to authorise " in line:
+        if b"to authorise " in line:
             expect_browser_instructions(rig, m, line)
             break
     else:
         raise AssertionError("no new authorisation URL: %r" % lines)
+    check(re.search(rb"revoked|expired|invalid_grant", b"".join(lines),
+                    re.I), "the client was not told why: %r", lines)
     expect_log(rig.d, r"expired or revoked|invalid_grant", since=dmark)
     expect_log(rig.d, r"Testing|7 days", since=dmark)
 
