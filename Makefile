@@ -106,7 +106,7 @@ UNIT_OBJS	:= $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 FUZZ_CC		?= clang
 FUZZ_SECONDS	?= 60
 FUZZ_DIR	:= build/fuzz
-FUZZ_TARGETS	:= config imap pop3 smtp
+FUZZ_TARGETS	:= config imap pop3 smtp login
 FUZZ_SAN	:= -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CFLAGS	:= -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
 		   $(filter-out -Werror,$(WARN)) -Idaemon -Itests/fuzz \
@@ -114,7 +114,8 @@ FUZZ_CFLAGS	:= -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
 FUZZ_OBJS	:= $(patsubst %.c,$(FUZZ_DIR)/%.o,daemon/addr.c daemon/config.c \
 		   daemon/log.c daemon/safefile.c \
 		   daemon/proto.c daemon/proto_imap.c daemon/proto_pop3.c \
-		   daemon/proto_smtp.c daemon/proto_local.c tests/fuzz/driver.c)
+		   daemon/proto_smtp.c daemon/proto_local.c daemon/proto_oauth2.c \
+		   tests/fuzz/driver.c tests/fuzz/login.c)
 FUZZ_BINS	:= $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 SOAK_SECONDS	?= 300
 SOAK_SESSIONS	?= 2000
@@ -170,11 +171,12 @@ $(BUILD)/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Idaemon -c -o $@ $<
 
-$(BUILD)/tests/fuzz/driver.o: tests/fuzz/driver.c
+$(BUILD)/tests/fuzz/%.o: tests/fuzz/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Idaemon -c -o $@ $<
 
-$(BUILD)/check_mailtlsd: $(UNIT_OBJS) $(LIB_OBJS) $(BUILD)/tests/fuzz/driver.o
+$(BUILD)/check_mailtlsd: $(UNIT_OBJS) $(LIB_OBJS) $(BUILD)/tests/fuzz/driver.o \
+		$(BUILD)/tests/fuzz/login.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(MBEDTLS_LIBS) $(EVENT_LIBS) $(OAUTH2_LIBS)
 
 # pytest's summary line ("N passed, N skipped in Xs") ends the output.
@@ -278,4 +280,5 @@ distclean:
 	rm -rf build
 
 -include $(DAEMON_OBJS:.o=.d) $(UNIT_OBJS:.o=.d)
--include $(BUILD)/tests/fuzz/driver.d $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d)
+-include $(BUILD)/tests/fuzz/driver.d $(BUILD)/tests/fuzz/login.d
+-include $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d)

@@ -25,6 +25,13 @@ struct http_request;
 typedef void	http_done_cb(int status, const char *body, size_t len,
 		    const char *error, void *arg);
 
+/*
+ * libcurl's global state: once in main(), before any thread starts (the
+ * token store's worker, libcurl's resolver threads).  0, or -1.
+ */
+int		 http_global_init(void);
+void		 http_global_cleanup(void);
+
 struct http	*http_new(struct event_base *, char *err, size_t errlen);
 void		 http_free(struct http *);	/* cancels every request */
 
@@ -37,6 +44,14 @@ struct http_request *http_post_form(struct http *, const char *url,
 		    const char *const *fields, const char *ca_file,
 		    unsigned timeout, http_done_cb *, void *arg);
 
+/* The callback will not be called; no-op inside its own callback. */
 void		 http_cancel(struct http_request *);
+
+/*
+ * Percent-encode in (every byte but ALPHA DIGIT - . _ ~) into out, for a
+ * URL's query or a form body: the length written, or -1 (out too small,
+ * left empty).
+ */
+int		 http_escape(const char *in, char *out, size_t outlen);
 
 #endif /* MAILTLSD_HTTP_H */

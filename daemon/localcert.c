@@ -157,24 +157,6 @@ localcert_path(char *buf, size_t len, const char *dir, const char *file)
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-/* Write all of data to fd; 0 or -1. */
-static int
-localcert_write_all(int fd, const unsigned char *data, size_t len)
-{
-	ssize_t	n;
-
-	while (len > 0) {
-		if ((n = write(fd, data, len)) < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Replace dir/file with data: a 0600 temporary file, then rename(). */
 static int
 localcert_write_file(const char *dir, const char *file,
@@ -195,7 +177,7 @@ localcert_write_file(const char *dir, const char *file,
 		    strerror(errno));
 		return -1;
 	}
-	if (fchmod(fd, 0600) != 0 || localcert_write_all(fd, data, len) != 0 ||
+	if (fchmod(fd, 0600) != 0 || safefile_write_all(fd, data, len) != 0 ||
 	    (uid != (uid_t)-1 && fchown(fd, uid, gid) != 0) ||
 	    fsync(fd) != 0) {
 		snprintf(err, errlen, "cannot write %s: %s", tmp,
@@ -454,7 +436,7 @@ localcert_use_dir(const char *dir, uid_t uid, gid_t gid, char *err,
 		else if (!localcert_dir_is_ours(fd, dir, err, errlen))
 			status = -1;
 		else if (fchown(fd, uid, gid) == 0) {
-			log_info("local_tls: gave state_dir %s to uid %lu, the "
+			log_info("gave state_dir %s to uid %lu, the "
 			    "user mailtlsd runs as", dir, (unsigned long)uid);
 			status = 0;
 		} else
@@ -477,7 +459,7 @@ localcert_make_dir(const char *dir, char *err, size_t errlen)
 			    dir, strerror(errno));
 			return -1;
 		}
-		log_info("local_tls: created state_dir %s", dir);
+		log_info("created state_dir %s", dir);
 	} else if (S_ISLNK(st.st_mode)) {
 		snprintf(err, errlen, "state_dir %s is a symbolic link", dir);
 		return -1;
@@ -1175,6 +1157,22 @@ localcert_owner(const struct config *cfg, uid_t *uid, gid_t *gid, char *err,
 	*uid = pw->pw_uid;
 	*gid = pw->pw_gid;
 	return 0;
+}
+
+/*
+ * Create state_dir when missing and give it to the configured user when
+ * started as root: where OAuth2 token files go, before the privilege drop.
+ */
+int
+localcert_state_dir(const struct config *cfg, char *err, size_t errlen)
+{
+	uid_t	uid;
+	gid_t	gid;
+
+	if (localcert_owner(cfg, &uid, &gid, err, errlen) != 0 ||
+	    localcert_make_dir(cfg->state_dir, err, errlen) != 0)
+		return -1;
+	return localcert_use_dir(cfg->state_dir, uid, gid, err, errlen);
 }
 
 /* Give every service that needs it the generated certificate. */

@@ -108,6 +108,12 @@ int	localcert_prepare(struct config *, time_t *renew_at, char *err,
 	    size_t errlen);
 
 /*
+ * Create state_dir (0700) when missing and, started as root with user =,
+ * give it to that user; for OAuth2 token files.  0, or -1 with err set.
+ */
+int	localcert_state_dir(const struct config *, char *err, size_t errlen);
+
+/*
  * The certificate and key read by the last localcert_ensure(), when sc
  * presents them (its local_cert and local_key are their paths), else
  * NULL: a TLS context is to be built from these bytes, not by reading the

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,13 +20,16 @@
 #include <sys/stat.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "activation.h"
 #include "config.h"
 #include "control.h"
+#include "http.h"
 #include "localcert.h"
 #include "log.h"
 #include "notify.h"
+#include "oauth2.h"
 #include "pidfile.h"
 #include "probe.h"
 #include "runtime.h"
@@ -40,6 +44,8 @@
 struct options {
 	const char	*config_path;
 	const char	*probe;
+	const char	*authorise;	/* -a SECTION */
+	const char	*authorise_user;
 	int		 detach;
 	int		 foreground;
 	int		 test_only;
@@ -54,12 +60,15 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: mailtlsd [-c FILE] [-f] [-d] [-t] [-p NAME] [-s [-j]] "
 	    "[-v] [-V] [-h]\n"
+	    "       mailtlsd [-c FILE] [-v] -a SECTION USER\n"
 	    "  -c FILE  configuration file (default %s)\n"
 	    "  -f       stay in the foreground, log to stderr (default)\n"
 	    "  -d       detach and log to syslog; writes pid_file if set\n"
 	    "  -t       check the configuration and exit\n"
 	    "  -p NAME  probe a service (or all) and exit\n"
 	    "  -s       print the running daemon's status (-j: as JSON)\n"
+	    "  -a SECTION USER\n"
+	    "           authorise USER with [oauth2:SECTION] in this terminal\n"
 	    "  -v       more logging (repeatable)\n"
 	    "  -V       print the version and exit\n"
 	    "  -h       print this help and exit\n", CONFIG_DEFAULT_PATH);
@@ -90,8 +99,11 @@ parse_options(int argc, char **argv, struct options *opts)
 
 	memset(opts, 0, sizeof(*opts));
 	opts->config_path = CONFIG_DEFAULT_PATH;
-	while ((ch = getopt(argc, argv, "c:fdtp:sjvVh")) != -1) {
+	while ((ch = getopt(argc, argv, "a:c:fdtp:sjvVh")) != -1) {
 		switch (ch) {
+		case 'a':
+			opts->authorise = optarg;
+			break;
 		case 'c':
 			opts->config_path = absolute_path(optarg);
 			break;
@@ -128,11 +140,16 @@ parse_options(int argc, char **argv, struct options *opts)
 			exit(2);
 		}
 	}
+	if (opts->authorise != NULL && optind == argc - 1)
+		opts->authorise_user = argv[optind++];
 	if (optind != argc || (opts->detach && opts->foreground) ||
 	    (opts->probe != NULL && (opts->detach || opts->test_only)) ||
 	    (opts->json && !opts->status) || (opts->status &&
 	    (opts->detach || opts->foreground || opts->test_only ||
-	    opts->probe != NULL))) {
+	    opts->probe != NULL)) ||
+	    (opts->authorise != NULL && (opts->authorise_user == NULL ||
+	    opts->probe != NULL || opts->detach || opts->foreground ||
+	    opts->test_only || opts->status))) {
 		usage(stderr);
 		exit(2);
 	}
@@ -219,6 +236,31 @@ drop_privileges(const char *user)
 	}
 	log_info("running as user %s", user);
 	return 0;
+}
+
+/*
+ * -a: authorise an account in the terminal, as the daemon's user so that
+ * the token files belong to it.
+ */
+static int
+authorise(const struct config *cfg, const struct options *opts)
+{
+	struct passwd	*pw;
+
+	if (cfg->user[0] != '\0' && geteuid() != 0 &&
+	    ((pw = getpwnam(cfg->user)) == NULL || pw->pw_uid != geteuid())) {
+		fprintf(stderr, "mailtlsd: -a runs as root or as %s: the token "
+		    "files must belong to the daemon's user\n", cfg->user);
+		return 1;
+	}
+	if (drop_privileges(cfg->user) != 0)
+		return 1;
+	if (geteuid() == 0 && cfg->user[0] == '\0')
+		log_warnx("%s: no user =: the token files will belong to root, "
+		    "and only a daemon running as root can read them",
+		    cfg->path);
+	return oauth2_authorise_cli(cfg, opts->authorise,
+	    opts->authorise_user);
 }
 
 /*
@@ -345,7 +387,8 @@ run_daemon(struct config *cfg, const struct options *opts)
 		if (daemonize(rt, &ready_fd) != 0)
 			goto done;
 	}
-	if (drop_privileges(runtime_config(rt)->user) != 0)
+	if (drop_privileges(runtime_config(rt)->user) != 0 ||
+	    runtime_start_oauth2(rt) != 0)
 		goto done;
 	runtime_ready(rt);
 	detach_done(ready_fd);
@@ -390,6 +433,19 @@ run_status(const char *path, int json)
 	return ret == 0 ? 0 : 1;
 }
 
+/*
+ * jansson's memory is wiped when freed: the OAuth2 provider's answers and
+ * the token files pass through it with tokens in them.
+ */
+static void
+json_free_wiped(void *p)
+{
+	if (p == NULL)
+		return;
+	explicit_bzero(p, malloc_usable_size(p));
+	free(p);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -397,12 +453,16 @@ main(int argc, char **argv)
 	struct config	*cfg;
 	int		 status;
 
+	json_set_alloc_funcs(malloc, json_free_wiped);
 	parse_options(argc, argv, &opts);
 	signal(SIGPIPE, SIG_IGN);
 	if (opts.status)
 		return run_status(opts.config_path, opts.json);
 	log_init(log_stderr_is_journal() ? LOG_TO_JOURNAL : LOG_TO_STDERR,
 	    LOG_LEVEL_INFO);
+	/* Before any thread: libcurl's global state is not thread-safe. */
+	if (http_global_init() != 0)
+		fatalx("cannot initialise libcurl");
 	if ((cfg = load_config(opts.config_path)) == NULL)
 		return 1;
 	log_set_level(log_level_raise(cfg->log_level, opts.verbose));
@@ -416,6 +476,15 @@ main(int argc, char **argv)
 		status = probe_run(cfg, opts.probe);
 		config_free(cfg);
 		tls_cleanup();
+		return status;
+	}
+	if (opts.authorise != NULL) {
+		/* The dialogue is the output; the log says what is wrong. */
+		log_set_level(log_level_raise(LOG_LEVEL_WARN, opts.verbose));
+		status = authorise(cfg, &opts);
+		config_free(cfg);
+		tls_cleanup();
+		http_global_cleanup();
 		return status;
 	}
 	if (opts.test_only) {

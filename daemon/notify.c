@@ -26,6 +26,18 @@
 #define NOTIFY_MESSAGE_MAX	512
 
 static int	notify_fd = -1;
+/* The daemon's own status, and the note shown instead while set. */
+static char	notify_status[NOTIFY_MESSAGE_MAX];
+static char	notify_note[NOTIFY_MESSAGE_MAX];
+
+/* What STATUS= says now: the note, or else status (kept for later). */
+static const char *
+notify_status_line(const char *status)
+{
+	if (status != NULL)
+		snprintf(notify_status, sizeof(notify_status), "%s", status);
+	return notify_note[0] != '\0' ? notify_note : notify_status;
+}
 
 /* Fill sun from $NOTIFY_SOCKET's value; its length, or 0 if unusable. */
 static socklen_t
@@ -118,7 +130,7 @@ notify_send(const char *fmt, ...)
 void
 notify_ready(const char *status)
 {
-	notify_send("READY=1\nSTATUS=%s", status);
+	notify_send("READY=1\nSTATUS=%s", notify_status_line(status));
 }
 
 /* Tell the service manager a reload started. */
@@ -131,6 +143,15 @@ notify_reloading(const char *status)
 	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=%s",
 	    (unsigned long long)ts.tv_sec * 1000000ULL +
 	    (unsigned long long)ts.tv_nsec / 1000ULL, status);
+}
+
+/* Show note instead of the status line, or the status again (NULL). */
+void
+notify_status_note(const char *note)
+{
+	snprintf(notify_note, sizeof(notify_note), "%s", note != NULL ? note :
+	    "");
+	notify_send("STATUS=%s", notify_status_line(NULL));
 }
 
 /* Tell the service manager the daemon is shutting down. */

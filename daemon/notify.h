@@ -27,6 +27,13 @@ void	notify_ready(const char *status);
 /* RELOADING=1 (with MONOTONIC_USEC=) and a STATUS= line. */
 void	notify_reloading(const char *status);
 
+/*
+ * A note that takes the place of the status line while it is set (an
+ * authorisation waiting for a person); NULL gives the line back to the
+ * status of the last notify_ready() or notify_reloading().
+ */
+void	notify_status_note(const char *note);
+
 /* STOPPING=1 with a STATUS= line. */
 void	notify_stopping(const char *status);
 

@@ -73,7 +73,7 @@ struct oauth2_request *oauth2_login(struct oauth2 *, const char *section,
 		    const char *user, const char *password, size_t pwlen,
 		    int refresh, oauth2_login_cb *, void *arg);
 
-/* The session went away: cb will not be called. */
+/* The session went away: cb will not be called.  NULL is fine. */
 void		 oauth2_cancel(struct oauth2_request *);
 
 /*
@@ -84,6 +84,15 @@ void		 oauth2_cancel(struct oauth2_request *);
  */
 int		 oauth2_authorise_cli(const struct config *, const char *section,
 		    const char *user);
+
+/*
+ * A mail server's refusal of a login (an SMTP reply such as "535 5.7.139
+ * ...", "550 5.7.30 ...", "534-5.7.9 Application-specific password
+ * required", or an IMAP or POP3 error line) in words that say what to
+ * change, as one "mailtlsd: ..." line for the client and the log; NULL
+ * when mailtlsd has nothing to add.  Also for services without oauth2.
+ */
+const char	*oauth2_explain_server_error(const char *server_text);
 
 /* What `mailtlsd -s` and the metrics show of one account (no secrets). */
 struct oauth2_account_status {

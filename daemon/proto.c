@@ -277,6 +277,7 @@ proto_filter_free(struct proto_filter *f)
 {
 	if (f == NULL)
 		return;
+	proto_oauth2_free(f);
 	f->ops->filter_free(f->impl);
 	free(f);
 }
@@ -406,8 +407,10 @@ proto_filter_client(struct proto_filter *f, struct evbuffer *from_client,
 
 	if (f->reason[0] != '\0')
 		return -1;
+	/* During an OAuth2 login the client's next commands wait. */
 	while (!f->done && evbuffer_get_length(from_client) > 0 &&
-	    evbuffer_get_length(to_client) < PROTO_CLIENT_BACKLOG)
+	    evbuffer_get_length(to_client) < PROTO_CLIENT_BACKLOG &&
+	    !proto_oauth2_busy(f))
 		if ((r = f->ops->client_step(f, from_client, to_server,
 		    to_client)) <= 0)
 			return proto_filter_result(f, r);
@@ -440,6 +443,13 @@ const char *
 proto_filter_reason(const struct proto_filter *f)
 {
 	return f->reason[0] != '\0' ? f->reason : "no failure";
+}
+
+/* Whether the filter failed. */
+int
+proto_filter_failed(const struct proto_filter *f)
+{
+	return f->reason[0] != '\0';
 }
 
 /* Record why the filter failed; -1. */
@@ -670,21 +680,29 @@ proto_fifo_refuse(struct proto_filter *f, struct evbuffer *in, size_t n)
 }
 
 /*
- * Between two responses (POP3, SMTP): write the daemon's answers to a
- * client's STARTTLS that are due, and be done once logged in with none of
- * them left.  0 or -1 (the filter failed).
+ * Between two responses (POP3, SMTP): write the daemon's own answers that
+ * are due, and be done once logged in with none of them left.  0 or -1
+ * (the filter failed).
  */
 int
 proto_fifo_settle(struct proto_filter *f, struct proto_fifo *fifo,
-    int local, const char *answer, int authed, struct evbuffer *to_client)
+    proto_local_fn *local, int authed, struct evbuffer *to_client)
 {
-	while (proto_fifo_head(fifo) == local) {
-		if (evbuffer_add(to_client, answer, strlen(answer)) != 0)
+	int	type, i, r;
+
+	while ((type = proto_fifo_head(fifo)) >= 0 &&
+	    (r = local(f, type, to_client)) != 0) {
+		if (r < 0)
 			return proto_filter_fail(f, "out of memory");
 		proto_fifo_pop(fifo);
 	}
-	if (authed && !proto_fifo_holds(fifo, local))
-		f->done = 1;
+	if (!authed)
+		return 0;
+	for (i = 0; i < fifo->count; i++)
+		if (local(f, fifo->entry[(fifo->head + i) %
+		    PROTO_PIPELINE_MAX], NULL) != 0)
+			return 0;
+	f->done = 1;
 	return 0;
 }
 

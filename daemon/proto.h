@@ -164,12 +164,18 @@ int		 proto_filter_client(struct proto_filter *,
  * instead of passing it on -- IMAP LOGIN (atoms, quoted strings, literals
  * including {n+}, answering "+" itself) and AUTHENTICATE PLAIN (SASL-IR or
  * continuation); POP3 USER/PASS and AUTH PLAIN; SMTP AUTH PLAIN and AUTH
- * LOGIN -- and waits for proto_filter_login_token().  Toward the client,
- * capability lists offer the plain mechanisms (IMAP AUTH=PLAIN, POP3 USER
- * and SASL PLAIN, SMTP AUTH PLAIN LOGIN) and hide XOAUTH2 and OAUTHBEARER;
- * the filter remembers which of the two the server offers.
+ * LOGIN -- and waits for proto_filter_login_token().  Other mechanisms are
+ * refused with the protocol's line (IMAP "NO [CANNOT]", POP3 "-ERR", SMTP
+ * "504 5.5.4"), so that the client falls back to these; so are APOP, an
+ * authorization identity other than the user in PLAIN, an SMTP AUTH before
+ * EHLO ("503 5.5.1"), and a user name or password over 1024 bytes.
+ * Toward the client, capability lists offer the plain mechanisms (IMAP
+ * AUTH=PLAIN, POP3 USER and SASL PLAIN, SMTP AUTH PLAIN LOGIN) and no
+ * other; the filter remembers which of XOAUTH2 and OAUTHBEARER (and IMAP
+ * SASL-IR) the server offers.  0, or -1 (no memory: the filter failed,
+ * proto_filter_reason(), and takes no more bytes).
  */
-void		 proto_filter_use_oauth2(struct proto_filter *);
+int		 proto_filter_use_oauth2(struct proto_filter *);
 
 enum proto_login {
 	PROTO_LOGIN_NONE = 0,	/* no login under way */
@@ -179,12 +185,20 @@ enum proto_login {
 				 * proto_filter_login_error() */
 };
 
+/*
+ * Where the login is: look after each proto_filter_client() (WANTED) and
+ * proto_filter_server() (REJECTED, or done).  From WANTED until the login
+ * ends the filter takes no client bytes; the commands a client pipelined
+ * after its login wait in from_client, in order: after success they go to
+ * the server as the plain relay starts, after a refusal the filter takes
+ * them (call proto_filter_client() again).
+ */
 enum proto_login proto_filter_login(const struct proto_filter *);
 
 /*
- * PROTO_LOGIN_WANTED: the user name and password the client gave, NUL
- * terminated (a password may also hold NUL: pwlen), owned by the filter,
- * wiped once the login ends.
+ * WANTED, SENT or REJECTED: the user name and password the client gave,
+ * NUL terminated (a password may also hold NUL: pwlen), owned by the
+ * filter, wiped once the login ends; "" otherwise.
  */
 void		 proto_filter_login_credentials(const struct proto_filter *,
 		    const char **user, const char **password, size_t *pwlen);
@@ -193,30 +207,54 @@ void		 proto_filter_login_credentials(const struct proto_filter *,
  * Log in to the server with an access token (from PROTO_LOGIN_WANTED, or
  * once more after PROTO_LOGIN_REJECTED): appends to to_server the SASL
  * exchange -- XOAUTH2, or OAUTHBEARER (RFC 7628) when the server offers
- * only that, with an initial response where the server takes one; first
- * the filter's own capability request when the server's mechanisms are
- * not known yet.  A server's error challenge is answered as the mechanism
- * requires.  Success reaches the client as the server's success line (with
- * the client's IMAP tag) and the filter is done; failure becomes
- * PROTO_LOGIN_REJECTED and nothing reaches the client yet.  0, or -1 (no
- * memory, or a token that cannot be sent).
+ * only that, with an initial response where the server takes one (IMAP
+ * with SASL-IR, SMTP always, POP3 when the command fits in 255 octets);
+ * first the filter's own capability request (IMAP CAPABILITY under a tag
+ * of its own, POP3 CAPA, whose answers the client never sees) when the
+ * server's mechanisms are not known yet and the client asked for none.
+ * A server's error challenge is answered as the mechanism requires.
+ * Success reaches the client as the server's success line (IMAP: the
+ * tagged OK to the client's own tag) and the filter is done; failure
+ * becomes PROTO_LOGIN_REJECTED and nothing reaches the client yet.
+ *
+ * The filter keeps to_server until the login ends: the rest of the
+ * exchange (the command after the capability answer, the response after
+ * "+", the answer to an error challenge) is appended to it from inside
+ * proto_filter_server().  Pass the buffer toward the server that
+ * proto_filter_client() gets, which lives as long as the filter, and send
+ * what it holds after proto_filter_server() too.
+ *
+ * 0, or -1: the token is empty, longer than 8192 bytes or holds bytes
+ * outside visible ASCII, no login waits for a token, or no memory;
+ * nothing changed unless the filter failed (proto_filter_reason()), and
+ * the login can be refused.
  */
 int		 proto_filter_login_token(struct proto_filter *,
 		    const char *token, struct evbuffer *to_server);
 
 /*
- * End the login under way without success: appends the protocol's failure
- * line carrying text to to_client (IMAP "TAG NO [ALERT] text" when alert,
- * else "TAG NO [AUTHENTICATIONFAILED] text"; POP3 "-ERR [AUTH] text"; SMTP
- * "454 4.7.0 text" when temporary, else "535 5.7.8 text") and takes the
- * client's next command.  0 or -1 (no memory).
+ * End the login under way (WANTED or REJECTED) without success: appends
+ * the protocol's failure line carrying text to to_client (IMAP "TAG NO
+ * [ALERT] text" when alert, else "TAG NO [UNAVAILABLE] text" when
+ * temporary, else "TAG NO [AUTHENTICATIONFAILED] text"; POP3 "-ERR
+ * [SYS/TEMP] text" when temporary and not alert, else "-ERR [AUTH]
+ * text"; SMTP "454
+ * 4.7.0 text" when temporary, else "535 5.7.8 text"; POP3 and SMTP lines
+ * wait for the answers still due to commands before the login), wipes
+ * the credentials and takes the client's next command.  text becomes one
+ * line of at most 400 bytes of printable ASCII.  0, or -1 (no login to
+ * refuse, or no memory: the filter failed).
  */
 int		 proto_filter_login_refuse(struct proto_filter *, int temporary,
 		    int alert, const char *text, struct evbuffer *to_client);
 
 /*
  * PROTO_LOGIN_REJECTED: what the server said, in words for the log and to
- * pick a translation (the XOAUTH2 error's status, "535 5.7.139 ...").
+ * pick a translation: its failure line without the IMAP tag, codes kept
+ * ("NO [AUTHENTICATIONFAILED] Invalid credentials", "535 5.7.139
+ * Authentication unsuccessful, ..."), then the error challenge's status
+ * when there was one ("(status 401)", "(status invalid_token)"); ""
+ * otherwise.
  */
 const char	*proto_filter_login_error(const struct proto_filter *);
 
@@ -235,6 +273,9 @@ unsigned	 proto_filter_refused(const struct proto_filter *);
 
 /* Why the filter failed. */
 const char	*proto_filter_reason(const struct proto_filter *);
+
+/* Whether the filter failed (and takes no more bytes). */
+int		 proto_filter_failed(const struct proto_filter *);
 
 /*
  * Whether a client line (len bytes, without its line end) is an HTTP

@@ -10,7 +10,15 @@
  * LOGINDISABLED from untagged CAPABILITY responses and from [CAPABILITY]
  * response codes, refuses a client's own STARTTLS, remembers the tags of
  * LOGIN and AUTHENTICATE, and is done after the tagged OK to one of them.
+ *
+ * With OAuth2 (proto_oauth2.c) the filter takes LOGIN (atoms, quoted
+ * strings, literals: it answers "+" to a synchronizing one itself) and
+ * AUTHENTICATE PLAIN (SASL-IR or after its own "+") from the client and
+ * logs in with AUTHENTICATE XOAUTH2 or OAUTHBEARER under the client's tag,
+ * so that the server's tagged OK reaches the client as it is; capability
+ * lists offer AUTH=PLAIN and no other mechanism.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,12 +31,26 @@
 #define IMAP_DIALOGUE_TAG	"M1"
 #define IMAP_TAG_MAX		64	/* tags the filter must remember */
 #define IMAP_AUTH_TAGS		8	/* LOGIN/AUTHENTICATE in flight */
+#define IMAP_OWN_TAG		"mailtlsd"	/* its capability request */
 
 #define IMAP_STARTTLS_REFUSAL	" BAD STARTTLS is not available: " \
 				"mailtlsd already uses TLS to the server\r\n"
 /* RFC 4978: COMPRESS belongs to the authenticated state. */
 #define IMAP_COMPRESS_REFUSAL	" BAD COMPRESS is only available after " \
 				"login\r\n"
+
+/* OAuth2: the daemon's answers while it takes the login. */
+#define IMAP_LITERAL_GO		"+ Ready for literal data\r\n"
+#define IMAP_PLAIN_GO		"+ \r\n"
+#define IMAP_LOGIN_MALFORMED	" BAD mailtlsd: malformed LOGIN command\r\n"
+#define IMAP_AUTH_MALFORMED	" BAD mailtlsd: malformed AUTHENTICATE " \
+				"command\r\n"
+#define IMAP_AUTH_CANCELLED	" BAD mailtlsd: AUTHENTICATE cancelled\r\n"
+#define IMAP_MECH_REFUSAL	" NO [CANNOT] mailtlsd logs in to the " \
+				"server with OAuth2 itself: use LOGIN or " \
+				"AUTHENTICATE PLAIN\r\n"
+#define IMAP_UNTAGGED_LOGIN	"* BAD mailtlsd: LOGIN or AUTHENTICATE " \
+				"without a tag\r\n"
 
 /* Where the client's stream is. */
 enum imap_client_state {
@@ -37,7 +59,18 @@ enum imap_client_state {
 	IMAP_CLI_LITERAL,	/* literal bytes */
 	IMAP_CLI_WAIT_LITERAL,	/* a synchronizing literal waits for "+" */
 	IMAP_CLI_WAIT_AUTH,	/* AUTHENTICATE waits for "+" or its reply */
-	IMAP_CLI_SASL		/* one line of SASL data */
+	IMAP_CLI_SASL,		/* one line of SASL data */
+	IMAP_CLI_LOGIN,		/* OAuth2: LOGIN goes on after a literal */
+	IMAP_CLI_LOGIN_LITERAL,	/* OAuth2: a LOGIN argument's literal */
+	IMAP_CLI_PLAIN		/* OAuth2: the PLAIN response after "+" */
+};
+
+/* What the arguments in one segment of a LOGIN came to. */
+enum imap_login_parse {
+	IMAP_LOGIN_DONE,	/* both arguments, and the command ended */
+	IMAP_LOGIN_LITERAL,	/* a literal follows */
+	IMAP_LOGIN_BAD,		/* not LOGIN's syntax */
+	IMAP_LOGIN_HUGE		/* a literal over PROTO_PAYLOAD_MAX */
 };
 
 /* What the first line of a server response is. */
@@ -73,6 +106,14 @@ struct imap_filter {
 
 	struct evbuffer		*local;		/* refusals for the client */
 	int			 n_local;
+
+	/* OAuth2: the login taken from the client. */
+	struct imap_tag		 login_tag;	/* of LOGIN or AUTHENTICATE */
+	int			 login_arg;	/* 0 user, 1 password, 2 both */
+	int			 login_over;	/* an argument over its bound */
+	struct imap_tag		 own_tag;	/* of its CAPABILITY */
+	uint8_t			 sent_capa[PROTO_PIPELINE_MAX]; /* which of
+						   sent are CAPABILITY */
 };
 
 /* Whether line begins with an untagged "* ". */
@@ -331,8 +372,10 @@ imap_server_tagged(struct imap_filter *im, const char *tag, size_t len,
 {
 	int	i;
 
-	if ((i = imap_sent_find(im, imap_tag_hash(tag, len))) >= 0)
+	if ((i = imap_sent_find(im, imap_tag_hash(tag, len))) >= 0) {
 		im->sent[i] = im->sent[--im->n_sent];
+		im->sent_capa[i] = im->sent_capa[im->n_sent];
+	}
 
 	/* A refused synchronizing literal or a finished AUTHENTICATE. */
 	if ((im->cli == IMAP_CLI_WAIT_LITERAL ||
@@ -367,11 +410,12 @@ imap_server_continuation(struct imap_filter *im)
  */
 static enum imap_response
 imap_server_classify(struct imap_filter *im, const char *p, size_t len,
-    size_t *code, size_t *n)
+    size_t *code, size_t *n, int *caps)
 {
 	size_t	w, tag;
 
 	*n = 0;
+	*caps = 0;
 	if (len >= 1 && p[0] == '+') {
 		imap_server_continuation(im);
 		return IMAP_RESP_CONTINUATION;
@@ -380,6 +424,7 @@ imap_server_classify(struct imap_filter *im, const char *p, size_t len,
 		if ((w = proto_skip_word(p + 2, len - 2, "CAPABILITY")) != 0) {
 			*code = 2 + w;
 			*n = len - *code;
+			*caps = 1;
 			return IMAP_RESP_CAPABILITY;
 		}
 		if ((w = imap_status_word(p + 2, len - 2, 1)) == 0)
@@ -396,26 +441,147 @@ imap_server_classify(struct imap_filter *im, const char *p, size_t len,
 		    proto_skip_word(p + tag + 1, len - tag - 1, "OK") != 0);
 		w += tag + 1;
 	}
-	if (imap_capability_code(p + w, len - w, code, n))
+	if ((*caps = imap_capability_code(p + w, len - w, code, n)))
 		*code += w;
 	return IMAP_RESP_STATUS;
 }
 
+/* Whether a capability token is AUTH=mech (ignoring case). */
+static int
+imap_auth_token(const char *p, size_t len, const char *mech)
+{
+	return len > 5 && proto_word_is(p, 5, "AUTH=") &&
+	    (mech == NULL || proto_word_is(p + 5, len - 5, mech));
+}
+
+/* What a capability list offers an OAuth2 login (PROTO_MECH_*). */
+static unsigned
+imap_mechs(const char *p, size_t len)
+{
+	unsigned	mechs = 0;
+	size_t		n;
+
+	while (len > 0) {
+		if (*p == ' ') {
+			p++;
+			len--;
+			continue;
+		}
+		n = proto_word_len(p, len);
+		if (imap_auth_token(p, n, NULL))
+			mechs |= proto_oauth2_mech(p + 5, n - 5);
+		else if (proto_word_is(p, n, "SASL-IR"))
+			mechs |= PROTO_MECH_SASL_IR;
+		p += n;
+		len -= n;
+	}
+	return mechs;
+}
+
 /*
- * Write a server line with the capability list at [code, code + n)
- * filtered (n == 0: unchanged) and take it from the input.
+ * Append a capability list as the client of an OAuth2 filter sees it:
+ * without the hidden tokens and without any AUTH= mechanism but PLAIN,
+ * which is added when the server does not offer it (the filter serves it).
  */
 static int
-imap_server_write(struct evbuffer *in, struct evbuffer *out, const char *p,
-    size_t len, size_t eol, size_t code, size_t n)
+imap_write_oauth2_caps(struct evbuffer *out, const char *p, size_t len)
 {
-	if (n == 0)
+	size_t	sp, n;
+	int	plain = 0, keep;
+
+	while (len > 0) {
+		for (sp = 0; sp < len && p[sp] == ' '; sp++)
+			;
+		n = proto_word_len(p + sp, len - sp);
+		keep = n == 0 || (!proto_token_hidden(p + sp, n) &&
+		    (!imap_auth_token(p + sp, n, NULL) ||
+		    imap_auth_token(p + sp, n, "PLAIN")));
+		plain |= imap_auth_token(p + sp, n, "PLAIN");
+		if (keep && evbuffer_add(out, p, sp + n) != 0)
+			return -1;
+		p += sp + n;
+		len -= sp + n;
+	}
+	return plain ? 0 : evbuffer_add(out, " AUTH=PLAIN", 11);
+}
+
+/*
+ * Write a server line with the capability list at [code, code + n)
+ * filtered (caps == 0: there is none) and take it from the input.  The
+ * OAuth2 filter's mechanisms matter only before login: the list that
+ * comes with the login's OK is filtered as any other filter's.
+ */
+static int
+imap_server_write(struct proto_filter *f, struct evbuffer *in,
+    struct evbuffer *out, const char *p, size_t len, size_t eol,
+    size_t code, size_t n, int caps)
+{
+	struct imap_filter	*im = f->impl;
+	int			 oauth2 = f->oauth2 != NULL && !im->srv_done;
+
+	if (!caps || (n == 0 && !oauth2))
 		return proto_move(in, out, len + eol);
-	if (evbuffer_add(out, p, code) != 0 ||
-	    proto_write_tokens(out, p + code, n) != 0 ||
+	if (evbuffer_add(out, p, code) != 0 || (oauth2 ?
+	    imap_write_oauth2_caps(out, p + code, n) :
+	    proto_write_tokens(out, p + code, n)) != 0 ||
 	    evbuffer_add(out, p + code + n, len + eol - code - n) != 0)
 		return -1;
 	return evbuffer_drain(in, len + eol);
+}
+
+/*
+ * OAuth2: a server line that belongs to the login under way -- the
+ * continuation, the tagged result, the answer to the filter's own
+ * CAPABILITY -- is taken here: 1.  0 when it goes the usual way (the
+ * tagged OK that logs the client in among them), -1 when the filter failed.
+ */
+static int
+imap_oauth2_server(struct proto_filter *f, struct imap_filter *im,
+    struct evbuffer *in, const char *p, size_t len, size_t eol)
+{
+	struct proto_oauth2	*o = f->oauth2;
+	size_t			 tag, w;
+	int			 r = 0;
+
+	if (!proto_oauth2_awaits_server(f))
+		return 0;
+	if (len >= 1 && p[0] == '+') {
+		if (o->phase == OA_CAPS_SENT)
+			return proto_filter_fail(f, "IMAP server sent a "
+			    "continuation to a CAPABILITY command");
+		w = len >= 2 && p[1] == ' ' ? 2 : 1;
+		r = proto_oauth2_challenge(f, p + w, len - w);
+	} else if (imap_untagged(p, len)) {
+		if (o->phase != OA_CAPS_SENT || (w = proto_skip_word(p + 2,
+		    len - 2, "CAPABILITY")) == 0)
+			return 0;
+		/* The answer to the filter's own question: not relayed. */
+		proto_oauth2_caps(f, imap_mechs(p + 2 + w, len - 2 - w));
+	} else {
+		tag = proto_word_len(p, len);
+		if (tag == 0 || tag == len || imap_status_word(p + tag + 1,
+		    len - tag - 1, 0) == 0)
+			return 0;
+		if (o->phase == OA_CAPS_SENT) {
+			if (!imap_tag_is(&im->own_tag, p, tag))
+				return 0;
+			if (evbuffer_drain(in, len + eol) != 0)
+				return proto_filter_fail(f, "out of memory");
+			return proto_oauth2_caps_answered(f) == 0 ? 1 : -1;
+		}
+		if (!imap_tag_is(&im->login_tag, p, tag))
+			return 0;
+		if (proto_skip_word(p + tag + 1, len - tag - 1, "OK") != 0) {
+			proto_oauth2_succeeded(f);
+			im->srv_done = 1;
+			return 0;
+		}
+		proto_oauth2_error_text(f, p + tag + 1, len - tag - 1);
+		proto_oauth2_rejected(f);
+	}
+	if (r == 0 && evbuffer_drain(in, len + eol) != 0)
+		return proto_filter_fail(f, "out of memory");
+	return r == 0 ? 1 : -1;
 }
 
 /* One line (or the part of one up to a literal) from the server. */
@@ -427,15 +593,21 @@ imap_server_segment(struct proto_filter *f, struct imap_filter *im,
 	enum imap_response	kind = IMAP_RESP_OTHER;
 	size_t			code = 0, n = 0;
 	uint64_t		size = 0;
-	int			lit = 0, sync;
+	int			lit = 0, sync, caps = 0, r;
 
-	if (!im->srv_continue)
-		kind = imap_server_classify(im, p, len, &code, &n);
+	if (!im->srv_continue) {
+		if (f->oauth2 != NULL && (r = imap_oauth2_server(f, im, in, p,
+		    len, eol)) != 0)
+			return r < 0 ? -1 : 0;
+		kind = imap_server_classify(im, p, len, &code, &n, &caps);
+		if (caps)
+			proto_oauth2_caps(f, imap_mechs(p + code, n));
+	}
 	/* Status, capability and continuation lines carry no literal. */
 	if (kind == IMAP_RESP_OTHER &&
 	    (lit = imap_literal(p, len, 0, &size, &sync)) < 0)
 		return proto_filter_fail(f, "server literal too large");
-	if (imap_server_write(in, out, p, len, eol, code, n) != 0)
+	if (imap_server_write(f, in, out, p, len, eol, code, n, caps) != 0)
 		return proto_filter_fail(f, "out of memory");
 	im->srv_continue = lit;
 	im->srv_literal = size;
@@ -488,7 +660,8 @@ imap_filter_server(struct proto_filter *f, struct evbuffer *in,
 			return -1;
 		if (r == 0)
 			break;
-		if (imap_server_segment(f, im, in, out, p, len, eol) != 0)
+		if (imap_server_segment(f, im, in, out, p, len, eol) != 0 ||
+		    proto_oauth2_proceed(f) != 0)
 			return -1;
 	}
 	if (imap_flush_local(im, out) != 0)
@@ -552,9 +725,376 @@ imap_client_tag_sent(struct proto_filter *f, struct imap_filter *im,
 	if (im->n_sent == PROTO_PIPELINE_MAX)
 		return proto_filter_fail(f, "too many pipelined commands "
 		    "before login");
+	im->sent_capa[im->n_sent] = 0;
 	im->sent[im->n_sent++] = hash;
 	return 0;
 }
+
+/* Answer the client's login here with the login's tag (or none). */
+static int
+imap_login_answer(struct proto_filter *f, struct imap_filter *im,
+    const char *answer, struct evbuffer *to_client)
+{
+	return imap_refuse(f, im, im->login_tag.text, im->login_tag.len,
+	    answer, to_client);
+}
+
+/* The answer to credentials the filter cannot take. */
+static const char *
+imap_cred_answer(enum proto_cred r)
+{
+	switch (r) {
+	case PROTO_CRED_BAD_BASE64:
+		return " BAD mailtlsd: the PLAIN response is not valid "
+		    "base64\r\n";
+	case PROTO_CRED_MALFORMED:
+		return " BAD mailtlsd: malformed PLAIN response\r\n";
+	case PROTO_CRED_AUTHZID:
+		return " NO [AUTHORIZATIONFAILED] mailtlsd: logging in as "
+		    "another user (an authorization identity) is not "
+		    "supported\r\n";
+	case PROTO_CRED_TOO_LONG:
+		return " NO [LIMIT] mailtlsd: user name or password longer "
+		    "than " PROTO_USER_MAX_TEXT " bytes\r\n";
+	case PROTO_CRED_BAD_USER:
+	case PROTO_CRED_OK:
+		break;
+	}
+	return " NO [AUTHENTICATIONFAILED] mailtlsd: the user name is empty "
+	    "or holds control characters\r\n";
+}
+
+/* The client's login failed before it began: wipe it, answer. */
+static int
+imap_login_failed(struct proto_filter *f, struct imap_filter *im,
+    const char *answer, struct evbuffer *to_client)
+{
+	proto_oauth2_forget(f);
+	im->cli = IMAP_CLI_COMMAND;
+	return imap_login_answer(f, im, answer, to_client);
+}
+
+/* The credentials are in: the session wants a token, or they are refused. */
+static int
+imap_login_taken(struct proto_filter *f, struct imap_filter *im,
+    enum proto_cred r, struct evbuffer *to_client)
+{
+	if (r != PROTO_CRED_OK)
+		return imap_login_failed(f, im, imap_cred_answer(r), to_client);
+	im->cli = IMAP_CLI_COMMAND;
+	proto_oauth2_wanted(f);
+	return 0;
+}
+
+/* Whether c can be part of an astring's atom (bytes over 0x7f: UTF-8). */
+static int
+imap_astring_char(unsigned char c)
+{
+	return c > ' ' && c != 0x7f && strchr("(){%*\"\\", c) == NULL;
+}
+
+/* Append bytes to the LOGIN argument being read, within its bound. */
+static void
+imap_login_put(struct proto_filter *f, struct imap_filter *im,
+    const char *p, size_t n)
+{
+	struct proto_oauth2	*o = f->oauth2;
+	char			*dst = im->login_arg == 0 ? o->user :
+				    o->password;
+	size_t			*len = im->login_arg == 0 ? &o->user_len :
+				    &o->password_len;
+	size_t			 max = im->login_arg == 0 ? PROTO_USER_MAX :
+				    PROTO_PASSWORD_MAX;
+
+	if (im->login_over || *len + n > max) {
+		im->login_over = 1;
+		return;
+	}
+	memcpy(dst + *len, p, n);
+	*len += n;
+	dst[*len] = '\0';
+}
+
+/*
+ * A literal announcement that is all of p: "{n}" or "{n+}".  1 with its
+ * size, 0 when p is not one, -1 when the size is over PROTO_PAYLOAD_MAX.
+ */
+static int
+imap_login_literal(const char *p, size_t len, uint64_t *size, int *sync)
+{
+	size_t	end, i;
+
+	if (len < 3 || p[0] != '{' || p[len - 1] != '}')
+		return 0;
+	end = len - 1;
+	*sync = p[end - 1] != '+';
+	if (!*sync)
+		end--;
+	if (end < 2)
+		return 0;
+	for (i = 1; i < end; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return 0;
+	return proto_parse_number(p + 1, end - 1, PROTO_PAYLOAD_MAX,
+	    size) == 0 ? 1 : -1;
+}
+
+/* A quoted string at p (after its '"'): its length with the '"', or 0. */
+static size_t
+imap_login_quoted(struct proto_filter *f, struct imap_filter *im,
+    const char *p, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < len && p[i] != '"'; i++) {
+		if (p[i] == '\\') {
+			if (i + 1 == len || (p[i + 1] != '"' &&
+			    p[i + 1] != '\\'))
+				return 0;
+			i++;
+		}
+		if (p[i] == '\0' || p[i] == '\r')
+			return 0;
+		imap_login_put(f, im, p + i, 1);
+	}
+	return i < len ? i + 2 : 0;
+}
+
+/*
+ * Read LOGIN's arguments (RFC 9051: LOGIN SP userid SP password, each an
+ * astring) from one segment of the command: after the command name, or a
+ * continuation after a literal.
+ */
+static enum imap_login_parse
+imap_login_args(struct proto_filter *f, struct imap_filter *im,
+    const char *s, size_t n, uint64_t *size, int *sync)
+{
+	size_t	pos = 0, start, q;
+	int	r;
+
+	for (; im->login_arg < 2; im->login_arg++) {
+		if (pos + 1 >= n || s[pos] != ' ')
+			return IMAP_LOGIN_BAD;
+		pos++;
+		if (s[pos] == '"') {
+			if ((q = imap_login_quoted(f, im, s + pos + 1,
+			    n - pos - 1)) == 0)
+				return IMAP_LOGIN_BAD;
+			pos += q;
+		} else if (s[pos] == '{') {
+			if ((r = imap_login_literal(s + pos, n - pos, size,
+			    sync)) == 0)
+				return IMAP_LOGIN_BAD;
+			return r < 0 ? IMAP_LOGIN_HUGE : IMAP_LOGIN_LITERAL;
+		} else {
+			for (start = pos; pos < n &&
+			    imap_astring_char((unsigned char)s[pos]); pos++)
+				;
+			if (pos == start)
+				return IMAP_LOGIN_BAD;
+			imap_login_put(f, im, s + start, pos - start);
+		}
+	}
+	return pos == n ? IMAP_LOGIN_DONE : IMAP_LOGIN_BAD;
+}
+
+/*
+ * What a segment of LOGIN came to, once it is taken from the input;
+ * tail_sync is 0 when the segment ends with a non-synchronizing literal
+ * announcement, whose bytes come whatever the filter answers.
+ */
+static int
+imap_login_parsed(struct proto_filter *f, struct imap_filter *im,
+    enum imap_login_parse r, uint64_t size, int sync, int tail_sync,
+    struct evbuffer *to_client)
+{
+	struct proto_oauth2	*o = f->oauth2;
+	size_t			 max = im->login_arg == 0 ? PROTO_USER_MAX :
+				    PROTO_PASSWORD_MAX;
+	enum proto_cred		 cred;
+
+	switch (r) {
+	case IMAP_LOGIN_HUGE:
+		return proto_filter_fail(f, "client literal too large");
+	case IMAP_LOGIN_BAD:
+		/* Its bytes could not be told from a command. */
+		if (!tail_sync)
+			return proto_filter_fail(f, "malformed IMAP LOGIN "
+			    "with a non-synchronizing literal");
+		return imap_login_failed(f, im, IMAP_LOGIN_MALFORMED,
+		    to_client);
+	case IMAP_LOGIN_LITERAL:
+		if (size > max && sync)
+			return imap_login_failed(f, im, imap_cred_answer(
+			    PROTO_CRED_TOO_LONG), to_client);
+		if (size > max)
+			im->login_over = 1;	/* read, then refused */
+		else if (sync && imap_refuse(f, im, "", 0, IMAP_LITERAL_GO,
+		    to_client) != 0)
+			return -1;
+		im->cli_literal = size;
+		im->cli = IMAP_CLI_LOGIN_LITERAL;
+		return 0;
+	case IMAP_LOGIN_DONE:
+		if (im->login_over)
+			return imap_login_taken(f, im, PROTO_CRED_TOO_LONG,
+			    to_client);
+		if ((cred = proto_oauth2_user(f, o->user, o->user_len)) ==
+		    PROTO_CRED_OK)
+			cred = proto_oauth2_password(f, o->password,
+			    o->password_len);
+		return imap_login_taken(f, im, cred, to_client);
+	}
+	fatalx("imap: bad LOGIN parse %d", (int)r);
+}
+
+/* A segment of LOGIN's arguments (p, len of the line): taken. */
+static int
+imap_login_segment(struct proto_filter *f, struct imap_filter *im,
+    struct evbuffer *in, const char *p, size_t len, size_t eol, size_t skip,
+    struct evbuffer *to_client)
+{
+	enum imap_login_parse	 r;
+	uint64_t		 size = 0, tail_size;
+	int			 sync = 1, tail_sync = 1;
+
+	if (imap_literal(p, len, 1, &tail_size, &tail_sync) <= 0)
+		tail_sync = 1;
+	r = imap_login_args(f, im, p + skip, len - skip, &size, &sync);
+	if (evbuffer_drain(in, len + eol) != 0)
+		return proto_filter_fail(f, "out of memory");
+	return imap_login_parsed(f, im, r, size, sync, tail_sync, to_client);
+}
+
+/* The bytes of a LOGIN argument's literal, as they come. */
+static int
+imap_login_literal_bytes(struct proto_filter *f, struct imap_filter *im,
+    struct evbuffer *in)
+{
+	struct proto_oauth2	*o = f->oauth2;
+	size_t			 n = evbuffer_get_length(in);
+	char			*dst = im->login_arg == 0 ? o->user :
+				    o->password;
+	size_t			*len = im->login_arg == 0 ? &o->user_len :
+				    &o->password_len;
+
+	if ((uint64_t)n > im->cli_literal)
+		n = (size_t)im->cli_literal;
+	/* An argument is one literal: within its bound, it has room. */
+	if (im->login_over) {
+		if (evbuffer_drain(in, n) != 0)
+			return proto_filter_fail(f, "out of memory");
+	} else {
+		if (evbuffer_remove(in, dst + *len, n) != (int)n)
+			return proto_filter_fail(f, "out of memory");
+		*len += n;
+		dst[*len] = '\0';
+	}
+	im->cli_literal -= n;
+	if (im->cli_literal == 0) {
+		im->login_arg++;
+		im->cli = IMAP_CLI_LOGIN;
+	}
+	return 1;
+}
+
+/* The PLAIN response line after the filter's "+". */
+static int
+imap_plain_line(struct proto_filter *f, struct imap_filter *im,
+    struct evbuffer *in, struct evbuffer *to_client)
+{
+	const char	*p;
+	size_t		 len, eol;
+	enum proto_cred	 r;
+	int		 got, cancel;
+
+	if ((got = proto_filter_line(f, 0, in, &p, &len, &eol)) <= 0)
+		return got;
+	/* RFC 9051 6.2.2: "*" cancels, and gets a tagged BAD. */
+	cancel = len == 1 && p[0] == '*';
+	r = cancel ? PROTO_CRED_OK : proto_oauth2_plain(f, p, len);
+	if (evbuffer_drain(in, len + eol) != 0)
+		return proto_filter_fail(f, "out of memory");
+	if (cancel)
+		return imap_login_failed(f, im, IMAP_AUTH_CANCELLED,
+		    to_client) == 0 ? 1 : -1;
+	return imap_login_taken(f, im, r, to_client) == 0 ? 1 : -1;
+}
+
+/*
+ * AUTHENTICATE from the client (args: what follows the command name):
+ * PLAIN with SASL-IR ("=" is an empty response) or, without, after the
+ * filter's own "+"; any other mechanism is refused, so that the client
+ * falls back to PLAIN or LOGIN.
+ */
+static int
+imap_oauth2_authenticate(struct proto_filter *f, struct imap_filter *im,
+    const char *args, size_t n, struct evbuffer *to_client,
+    enum proto_cred *cred)
+{
+	size_t	mech, ir;
+
+	*cred = PROTO_CRED_OK;
+	if (n < 2 || args[0] != ' ')
+		return imap_login_failed(f, im, IMAP_AUTH_MALFORMED,
+		    to_client);
+	args++;
+	n--;
+	mech = proto_word_len(args, n);
+	ir = mech < n ? proto_word_len(args + mech + 1, n - mech - 1) : 0;
+	if (mech == 0 || (mech < n && (ir == 0 || mech + 1 + ir != n)))
+		return imap_login_failed(f, im, IMAP_AUTH_MALFORMED,
+		    to_client);
+	if (!proto_word_is(args, mech, "PLAIN"))
+		return imap_login_failed(f, im, IMAP_MECH_REFUSAL, to_client);
+	if (mech == n) {
+		im->cli = IMAP_CLI_PLAIN;
+		return imap_refuse(f, im, "", 0, IMAP_PLAIN_GO, to_client);
+	}
+	args += mech + 1;
+	*cred = ir == 1 && args[0] == '=' ? proto_oauth2_plain(f, "", 0) :
+	    proto_oauth2_plain(f, args, ir);
+	return 1;
+}
+
+/*
+ * OAuth2: the client's LOGIN or AUTHENTICATE (cmd, at c, in the line p),
+ * taken here and never sent on.  Its tag names the answer and must be
+ * unique among the commands in flight.  0 or -1.
+ */
+static int
+imap_oauth2_command(struct proto_filter *f, struct imap_filter *im,
+    struct evbuffer *in, const char *p, size_t len, size_t eol, size_t tag,
+    const char *c, size_t cmd, int lit, struct evbuffer *to_client)
+{
+	size_t		skip = (size_t)(c - p) + cmd;
+	enum proto_cred	cred;
+	int		r;
+
+	if (imap_tag_set(&im->login_tag, p, tag) != 0)
+		return proto_filter_fail(f, "IMAP tag of a LOGIN longer than "
+		    "64 bytes");
+	if (imap_sent_find(im, imap_tag_hash(p, tag)) >= 0)
+		return proto_filter_fail(f, "IMAP client gave a LOGIN or "
+		    "AUTHENTICATE the tag of another command in progress");
+	proto_oauth2_forget(f);
+	im->login_arg = 0;
+	im->login_over = 0;
+	if (proto_word_is(c, cmd, "LOGIN"))
+		return imap_login_segment(f, im, in, p, len, eol, skip,
+		    to_client);
+	if (lit)
+		return proto_filter_fail(f, "IMAP AUTHENTICATE with a "
+		    "literal");
+	r = imap_oauth2_authenticate(f, im, p + skip, len - skip, to_client,
+	    &cred);
+	if (r <= 0)
+		return r < 0 || evbuffer_drain(in, len + eol) != 0 ? -1 : 0;
+	if (evbuffer_drain(in, len + eol) != 0)
+		return proto_filter_fail(f, "out of memory");
+	return imap_login_taken(f, im, cred, to_client);
+}
+
 
 /*
  * The first line of a client command: 1 when it was answered
@@ -575,11 +1115,29 @@ imap_client_command(struct proto_filter *f, struct imap_filter *im,
 	im->cli_tag_ok = 0;
 	if (proto_client_command(f, p, len) != 0)
 		return -1;
+	if (f->oauth2 != NULL && (proto_word_is(p, tag, "LOGIN") ||
+	    proto_word_is(p, tag, "AUTHENTICATE"))) {
+		/* Never sent on: the server would take it for a tag. */
+		if (lit)
+			return proto_filter_fail(f, "IMAP LOGIN or "
+			    "AUTHENTICATE without a tag, with a literal");
+		if (imap_refuse(f, im, "", 0, IMAP_UNTAGGED_LOGIN,
+		    to_client) != 0 || evbuffer_drain(in, len + eol) != 0)
+			return -1;
+		return 1;
+	}
 	if (tag == 0 || tag == len)
 		return 0;
 	im->cli_tag_ok = imap_tag_set(&im->cli_tag, p, tag) == 0;
 	c = p + tag + 1;
-	cmd = proto_word_len(c, len - tag - 1);
+	/* OAuth2: a LOGIN after more spaces is a LOGIN all the same. */
+	while (f->oauth2 != NULL && c < p + len && *c == ' ')
+		c++;
+	cmd = proto_word_len(c, len - (size_t)(c - p));
+	if (f->oauth2 != NULL && (proto_word_is(c, cmd, "LOGIN") ||
+	    proto_word_is(c, cmd, "AUTHENTICATE")))
+		return imap_oauth2_command(f, im, in, p, len, eol, tag, c,
+		    cmd, lit, to_client) == 0 ? 1 : -1;
 	/* Compressed bytes would end the filter's reading (RFC 4978). */
 	if (proto_word_is(c, cmd, "COMPRESS") && lit)
 		return proto_filter_fail(f, "IMAP COMPRESS before login");
@@ -599,6 +1157,8 @@ imap_client_command(struct proto_filter *f, struct imap_filter *im,
 	if (imap_client_tag_sent(f, im, p, tag, proto_word_is(c, cmd,
 	    "AUTHENTICATE") || proto_word_is(c, cmd, "LOGIN")) != 0)
 		return -1;
+	/* OAuth2: its answer names the server's mechanisms. */
+	im->sent_capa[im->n_sent - 1] = proto_word_is(c, cmd, "CAPABILITY");
 	if (proto_word_is(c, cmd, "AUTHENTICATE"))
 		im->cli_authenticate = 1;
 	else if (!proto_word_is(c, cmd, "LOGIN"))
@@ -662,6 +1222,15 @@ imap_client_step(struct proto_filter *f, struct evbuffer *in,
 		if ((r = proto_sasl_line(f, in, out)) == 1)
 			im->cli = IMAP_CLI_WAIT_AUTH;
 		return r;
+	case IMAP_CLI_LOGIN_LITERAL:
+		return imap_login_literal_bytes(f, im, in);
+	case IMAP_CLI_LOGIN:
+		if ((r = proto_filter_line(f, 0, in, &p, &len, &eol)) <= 0)
+			return r;
+		return imap_login_segment(f, im, in, p, len, eol, 0,
+		    to_client) == 0 ? 1 : -1;
+	case IMAP_CLI_PLAIN:
+		return imap_plain_line(f, im, in, to_client);
 	case IMAP_CLI_COMMAND:
 	case IMAP_CLI_CONTINUE:
 		/* Any number may be pipelined: beyond these, they wait. */
@@ -678,6 +1247,72 @@ imap_client_step(struct proto_filter *f, struct evbuffer *in,
 	fatalx("imap: bad client state %d", (int)im->cli);
 }
 
+/* OAuth2: whether a CAPABILITY of the client waits for its answer. */
+static int
+imap_oauth2_caps_due(struct proto_filter *f)
+{
+	struct imap_filter	*im = f->impl;
+	int			 i;
+
+	for (i = 0; i < im->n_sent; i++)
+		if (im->sent_capa[i])
+			return 1;
+	return 0;
+}
+
+/* OAuth2: ask the server's capabilities under a tag of the filter's own. */
+static int
+imap_oauth2_ask_caps(struct proto_filter *f, struct evbuffer *to_server)
+{
+	struct imap_filter	*im = f->impl;
+	char			 tag[IMAP_TAG_MAX];
+	unsigned		 i;
+	int			 n;
+
+	/* At most PROTO_PIPELINE_MAX tags are in flight: one is free. */
+	for (i = 0;; i++) {
+		n = snprintf(tag, sizeof(tag), IMAP_OWN_TAG "%u", i);
+		if (imap_sent_find(im, imap_tag_hash(tag, (size_t)n)) < 0 &&
+		    !imap_tag_is(&im->login_tag, tag, (size_t)n))
+			break;
+	}
+	imap_tag_set(&im->own_tag, tag, (size_t)n);
+	return evbuffer_add_printf(to_server, "%s CAPABILITY\r\n", tag) < 0 ?
+	    -1 : 1;
+}
+
+/* OAuth2: AUTHENTICATE under the client's tag, with SASL-IR if offered. */
+static int
+imap_oauth2_auth(struct proto_filter *f, struct evbuffer *to_server,
+    const char *mech, const char *b64, size_t len)
+{
+	struct imap_filter	*im = f->impl;
+	int			 ir;
+
+	ir = (f->oauth2->mechs & PROTO_MECH_SASL_IR) != 0;
+
+	if (evbuffer_add(to_server, im->login_tag.text, im->login_tag.len) !=
+	    0 || evbuffer_add_printf(to_server, " AUTHENTICATE %s%s", mech,
+	    ir ? " " : "") < 0 || (ir && evbuffer_add(to_server, b64,
+	    len) != 0) || evbuffer_add(to_server, "\r\n", 2) != 0)
+		return -1;
+	return ir;
+}
+
+/* OAuth2: the login's tagged NO, with the words of mailtlsd. */
+static int
+imap_oauth2_refuse(struct proto_filter *f, int temporary, int alert,
+    const char *text, struct evbuffer *to_client)
+{
+	struct imap_filter	*im = f->impl;
+	char			 line[PROTO_REFUSAL_MAX + 64];
+
+	snprintf(line, sizeof(line), " NO [%s] %s\r\n", alert ? "ALERT" :
+	    temporary ? "UNAVAILABLE" : "AUTHENTICATIONFAILED", text);
+	proto_oauth2_forget(f);
+	return imap_login_answer(f, im, line, to_client);
+}
+
 const struct proto_ops proto_imap_ops = {
 	.name = "imap",
 	.dialogue_line = imap_dialogue_line,
@@ -687,4 +1322,8 @@ const struct proto_ops proto_imap_ops = {
 	.filter_expect_greeting = imap_filter_expect_greeting,
 	.filter_server = imap_filter_server,
 	.client_step = imap_client_step,
+	.oauth2_caps_due = imap_oauth2_caps_due,
+	.oauth2_ask_caps = imap_oauth2_ask_caps,
+	.oauth2_auth = imap_oauth2_auth,
+	.oauth2_refuse = imap_oauth2_refuse,
 };

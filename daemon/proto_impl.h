@@ -18,6 +18,18 @@ struct evbuffer;
 #define PROTO_REASON_MAX	256	/* a dialogue or filter reason */
 #define PROTO_TEXT_MAX		100	/* server text quoted in a reason */
 #define PROTO_PAYLOAD_MAX	(1ULL << 31)	/* literal or BDAT chunk */
+#define PROTO_USER_MAX		1024	/* OAuth2: a login's user name */
+#define PROTO_USER_MAX_TEXT	"1024"
+#define PROTO_PASSWORD_MAX	1024	/* and its password */
+#define PROTO_TOKEN_MAX		8192	/* an access token */
+#define PROTO_REFUSAL_MAX	400	/* text of a login refusal */
+/* The longest PLAIN message: authzid, authcid and password. */
+#define PROTO_PLAIN_MAX		(2 * PROTO_USER_MAX + PROTO_PASSWORD_MAX + 2)
+
+/* What a server's capability list offers for an OAuth2 login. */
+#define PROTO_MECH_XOAUTH2	0x01
+#define PROTO_MECH_OAUTHBEARER	0x02
+#define PROTO_MECH_SASL_IR	0x04	/* IMAP SASL-IR (RFC 4959) */
 
 /* The states of a STARTTLS dialogue, shared by the three protocols. */
 enum proto_dialogue_state {
@@ -41,10 +53,49 @@ struct proto_dialogue {
 	char				 reason[PROTO_REASON_MAX];
 };
 
+/* Where an OAuth2 login taken from the client is. */
+enum proto_oauth2_phase {
+	OA_IDLE = 0,		/* no login under way: commands pass */
+	OA_WANTED,		/* credentials taken: waiting for a token */
+	OA_CAPS_WAIT,		/* token given: the mechanisms are due */
+	OA_CAPS_SENT,		/* the filter's own capability request is out */
+	OA_AUTH_SENT,		/* AUTH without initial response: "+" is due */
+	OA_RESPONSE_SENT,	/* the response is out: the result is due */
+	OA_ERROR_ANSWERED,	/* error challenge answered: failure due */
+	OA_REJECTED,		/* the server refused the token */
+	OA_REFUSING		/* POP3, SMTP: the refusal waits for its turn */
+};
+
+/*
+ * The login of a filter that logs in with OAuth2 (proto_oauth2.c): what
+ * the client gave, what the server offers, the exchange under way.  The
+ * password and the token are wiped when the login ends and when the
+ * filter is freed.
+ */
+struct proto_oauth2 {
+	enum proto_oauth2_phase	 phase;
+	char			 user[PROTO_USER_MAX + 1];
+	size_t			 user_len;
+	char			 password[PROTO_PASSWORD_MAX + 1];
+	size_t			 password_len;
+	char			*token;		/* until the AUTH is sent */
+	size_t			 token_len;
+	char			*response;	/* base64, until it is sent */
+	size_t			 response_len;
+	int			 bearer;	/* OAUTHBEARER, not XOAUTH2 */
+	int			 mechs_known;	/* a capability list was seen */
+	unsigned		 mechs;		/* PROTO_MECH_* it offered */
+	struct evbuffer		*to_server;	/* the session's, kept */
+	char			 status[64];	/* of an error challenge */
+	char			 error[PROTO_REASON_MAX];
+	char			 refusal[PROTO_REFUSAL_MAX + 80]; /* the line */
+};
+
 /* One pre-login filter; the protocol keeps its own state behind impl. */
 struct proto_filter {
 	const struct proto_ops	*ops;
 	void			*impl;
+	struct proto_oauth2	*oauth2;	/* NULL: logins pass */
 	int			 done;
 	int			 drop_greeting;	/* local STARTTLS greeted */
 	int			 mail_taken;	/* SMTP: 354 without AUTH */
@@ -69,6 +120,22 @@ struct proto_ops {
 	int		(*client_step)(struct proto_filter *,
 			    struct evbuffer *, struct evbuffer *,
 			    struct evbuffer *);
+
+	/* OAuth2.  Whether a capability answer the client asked for is
+	 * still due from the server. */
+	int		(*oauth2_caps_due)(struct proto_filter *);
+	/* Ask the server's capabilities: 1 when asked, 0 when the
+	 * protocol cannot (SMTP), -1 (no memory). */
+	int		(*oauth2_ask_caps)(struct proto_filter *,
+			    struct evbuffer *);
+	/* Write the AUTH command for mech with the base64 response b64
+	 * as its initial response where that can be: 1 when it was, 0
+	 * when the response waits for "+", -1 (no memory). */
+	int		(*oauth2_auth)(struct proto_filter *, struct evbuffer *,
+			    const char *mech, const char *b64, size_t len);
+	/* End the login with the protocol's failure line (text is safe). */
+	int		(*oauth2_refuse)(struct proto_filter *, int temporary,
+			    int alert, const char *text, struct evbuffer *);
 };
 
 extern const struct proto_ops	proto_imap_ops;
@@ -118,6 +185,51 @@ int		 proto_parse_number(const char *p, size_t len, uint64_t max,
 void		 proto_safe_text(char *dst, size_t dstlen, const char *src,
 		    size_t len);
 
+/*
+ * OAuth2 logins (proto_oauth2.c), for the protocol files: taking the
+ * client's credentials, following the exchange with the server.
+ */
+enum proto_cred {
+	PROTO_CRED_OK = 0,
+	PROTO_CRED_BAD_BASE64,	/* not strict base64 */
+	PROTO_CRED_MALFORMED,	/* not a PLAIN message */
+	PROTO_CRED_AUTHZID,	/* PLAIN for another user than authcid */
+	PROTO_CRED_TOO_LONG,	/* user or password over its bound */
+	PROTO_CRED_BAD_USER	/* empty, or with control bytes */
+};
+void		 proto_oauth2_free(struct proto_filter *);
+int		 proto_oauth2_busy(const struct proto_filter *);
+int		 proto_oauth2_awaits_server(const struct proto_filter *);
+enum proto_cred	 proto_oauth2_user(struct proto_filter *, const char *,
+		    size_t);
+enum proto_cred	 proto_oauth2_password(struct proto_filter *, const char *,
+		    size_t);
+enum proto_cred	 proto_oauth2_user_b64(struct proto_filter *, const char *,
+		    size_t);
+enum proto_cred	 proto_oauth2_password_b64(struct proto_filter *,
+		    const char *, size_t);
+enum proto_cred	 proto_oauth2_plain(struct proto_filter *, const char *b64,
+		    size_t);
+int		 proto_oauth2_user_ok(const struct proto_filter *);
+void		 proto_oauth2_wanted(struct proto_filter *);
+void		 proto_oauth2_forget(struct proto_filter *);
+void		 proto_oauth2_caps(struct proto_filter *, unsigned mechs);
+unsigned	 proto_oauth2_mech(const char *p, size_t len);
+unsigned	 proto_oauth2_mechs(const char *p, size_t len);
+int		 proto_oauth2_proceed(struct proto_filter *);
+int		 proto_oauth2_caps_answered(struct proto_filter *);
+int		 proto_oauth2_challenge(struct proto_filter *, const char *b64,
+		    size_t len);
+void		 proto_oauth2_error_text(struct proto_filter *,
+		    const char *text, size_t len);
+void		 proto_oauth2_rejected(struct proto_filter *);
+void		 proto_oauth2_succeeded(struct proto_filter *);
+int		 proto_base64_decode(const char *in, size_t len,
+		    unsigned char *out, size_t outmax, size_t *outlen);
+int		 proto_base64_encode(const unsigned char *in, size_t len,
+		    char **out, size_t *outlen);
+void		 proto_wipe(void *, size_t);
+
 /* The FIFO of expected responses, and the filters built on it. */
 typedef int	proto_settle_fn(struct proto_filter *, struct evbuffer *);
 typedef int	proto_line_fn(struct proto_filter *, struct evbuffer *,
@@ -134,8 +246,14 @@ int		 proto_fifo_server(struct proto_filter *, struct evbuffer *in,
 		    proto_line_fn *);
 int		 proto_fifo_refuse(struct proto_filter *, struct evbuffer *,
 		    size_t n);
-int		 proto_fifo_settle(struct proto_filter *, struct proto_fifo *,
-		    int local, const char *answer, int authed,
+/*
+ * The daemon's own answer for a FIFO entry of type: written to to_client
+ * (or, with to_client NULL, only told): 1 when the daemon answers such an
+ * entry, 0 when the server does, -1 (no memory).
+ */
+typedef int	proto_local_fn(struct proto_filter *, int type,
 		    struct evbuffer *to_client);
+int		 proto_fifo_settle(struct proto_filter *, struct proto_fifo *,
+		    proto_local_fn *, int authed, struct evbuffer *to_client);
 
 #endif /* MAILTLSD_PROTO_IMPL_H */

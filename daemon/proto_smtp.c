@@ -11,7 +11,15 @@
  * exchange of 334 challenges and client lines; after a 354 to DATA the
  * client's bytes are the message up to CRLF.CRLF; after BDAT n, n raw
  * bytes (RFC 3030).  The filter is done after 235.
+ *
+ * With OAuth2 (proto_oauth2.c) the filter takes AUTH PLAIN and AUTH LOGIN
+ * itself, answering their 334 challenges, and logs in with AUTH XOAUTH2
+ * or OAUTHBEARER and an initial response; its answers and the login's
+ * outcome keep their places in the FIFO.  The EHLO reply offers AUTH
+ * PLAIN LOGIN.  Only the client's EHLO tells the server's mechanisms:
+ * an AUTH before any EHLO is refused, as a server would.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,7 +47,45 @@ enum smtp_expect {
 	SMTP_EXP_EHLO,		/* EHLO's reply: held, STARTTLS dropped */
 	SMTP_EXP_AUTH,		/* 334 challenges until the result */
 	SMTP_EXP_DATA,		/* 354 opens the message */
-	SMTP_EXP_LOCAL		/* the daemon's own answer to STARTTLS */
+	SMTP_EXP_OAUTH2,	/* OAuth2: the login, or its refusal */
+	SMTP_EXP_LOCAL,		/* the daemon's own answer to STARTTLS */
+	/* OAuth2: more of the daemon's own answers, in smtp_answers. */
+	SMTP_EXP_GO_PLAIN,	/* AUTH PLAIN: the response is due */
+	SMTP_EXP_GO_USER,	/* AUTH LOGIN: the user name is due */
+	SMTP_EXP_GO_PASS,	/* AUTH LOGIN: the password is due */
+	SMTP_EXP_SYNTAX,
+	SMTP_EXP_EHLO_FIRST,
+	SMTP_EXP_MECH,
+	SMTP_EXP_CANCELLED,
+	SMTP_EXP_BAD_BASE64,
+	SMTP_EXP_MALFORMED,
+	SMTP_EXP_AUTHZID,
+	SMTP_EXP_TOO_LONG,
+	SMTP_EXP_BAD_USER
+};
+
+/* The daemon's own answers, by the type of their FIFO entry. */
+static const char *const smtp_answers[] = {
+	[SMTP_EXP_LOCAL] = SMTP_STARTTLS_REFUSAL,
+	[SMTP_EXP_GO_PLAIN] = "334 \r\n",
+	[SMTP_EXP_GO_USER] = "334 VXNlcm5hbWU6\r\n",	/* "Username:" */
+	[SMTP_EXP_GO_PASS] = "334 UGFzc3dvcmQ6\r\n",	/* "Password:" */
+	[SMTP_EXP_SYNTAX] = "501 5.5.4 mailtlsd: malformed AUTH command\r\n",
+	[SMTP_EXP_EHLO_FIRST] = "503 5.5.1 mailtlsd: send EHLO first\r\n",
+	[SMTP_EXP_MECH] = "504 5.5.4 mailtlsd logs in to the server with "
+	    "OAuth2 itself: use AUTH PLAIN or AUTH LOGIN\r\n",
+	[SMTP_EXP_CANCELLED] = "501 5.7.0 mailtlsd: authentication "
+	    "cancelled\r\n",
+	[SMTP_EXP_BAD_BASE64] = "501 5.5.2 mailtlsd: the response is not "
+	    "valid base64\r\n",
+	[SMTP_EXP_MALFORMED] = "501 5.5.2 mailtlsd: malformed PLAIN "
+	    "response\r\n",
+	[SMTP_EXP_AUTHZID] = "535 5.7.8 mailtlsd: logging in as another user "
+	    "(an authorization identity) is not supported\r\n",
+	[SMTP_EXP_TOO_LONG] = "535 5.7.8 mailtlsd: user name or password "
+	    "longer than " PROTO_USER_MAX_TEXT " bytes\r\n",
+	[SMTP_EXP_BAD_USER] = "535 5.7.8 mailtlsd: the user name is empty or "
+	    "holds control characters\r\n",
 };
 
 /* Where the client's stream is. */
@@ -48,7 +94,10 @@ enum smtp_client_state {
 	SMTP_CLI_WAIT,		/* AUTH or DATA waits for the server */
 	SMTP_CLI_SASL,		/* one line of SASL data */
 	SMTP_CLI_BODY,		/* message data up to CRLF.CRLF */
-	SMTP_CLI_CHUNK		/* BDAT bytes */
+	SMTP_CLI_CHUNK,		/* BDAT bytes */
+	SMTP_CLI_PLAIN,		/* OAuth2: the PLAIN response, here */
+	SMTP_CLI_LOGIN_USER,	/* OAuth2: AUTH LOGIN's user name, here */
+	SMTP_CLI_LOGIN_PASS	/* OAuth2: and its password */
 };
 
 /* The filter's view of both streams. */
@@ -60,6 +109,11 @@ struct smtp_filter {
 	struct evbuffer		*last;		/* last EHLO line kept */
 	int			 authed;	/* login succeeded */
 	int			 mail_taken;	/* 354 to DATA */
+
+	/* OAuth2: what the EHLO reply under way offers. */
+	int			 ehlo_sent;	/* the client sent EHLO */
+	int			 ehlo_auth;	/* an AUTH line was seen */
+	unsigned		 ehlo_mechs;	/* PROTO_MECH_* of AUTH */
 
 	enum smtp_client_state	 cli;
 	int			 cli_bol;	/* body: at a line start */
@@ -232,7 +286,35 @@ smtp_filter_expect_greeting(struct proto_filter *f)
 	proto_fifo_push(&sf->fifo, SMTP_EXP_REPLY);
 }
 
-/* Between two replies: proto_fifo_settle(), not inside a multi-line one. */
+/* The daemon's own answer to an entry of the FIFO (proto_local_fn). */
+static int
+smtp_local(struct proto_filter *f, int type, struct evbuffer *to_client)
+{
+	const char	*answer;
+
+	if (type == SMTP_EXP_OAUTH2) {
+		/* The login's refusal, which waited for its turn. */
+		if (f->oauth2 == NULL || f->oauth2->phase != OA_REFUSING)
+			return 0;
+		answer = f->oauth2->refusal;
+	} else if (type >= SMTP_EXP_LOCAL && (size_t)type <
+	    sizeof(smtp_answers) / sizeof(smtp_answers[0]))
+		answer = smtp_answers[type];
+	else
+		return 0;
+	if (to_client == NULL)
+		return 1;
+	if (evbuffer_add(to_client, answer, strlen(answer)) != 0)
+		return -1;
+	if (type == SMTP_EXP_OAUTH2)
+		proto_oauth2_forget(f);
+	return 1;
+}
+
+/*
+ * Between two replies: proto_fifo_settle(), not inside a multi-line one;
+ * and a login's token that waited for the EHLO reply goes on.
+ */
 static int
 smtp_settle(struct proto_filter *f, struct evbuffer *to_client)
 {
@@ -240,27 +322,73 @@ smtp_settle(struct proto_filter *f, struct evbuffer *to_client)
 
 	if (sf->srv_code != 0)
 		return 0;
-	return proto_fifo_settle(f, &sf->fifo, SMTP_EXP_LOCAL,
-	    SMTP_STARTTLS_REFUSAL, sf->authed, to_client);
+	if (proto_fifo_settle(f, &sf->fifo, smtp_local, sf->authed,
+	    to_client) != 0)
+		return -1;
+	return proto_oauth2_proceed(f);
+}
+
+/* Move the held last line with c (' ' or '-') after its code. */
+static int
+smtp_last_marker(struct evbuffer *last, struct evbuffer *out, char c)
+{
+	char	next = '\0';
+
+	if (proto_move(last, out, 3) != 0)
+		return -1;
+	evbuffer_copyout(last, &next, 1);
+	if ((next == ' ' || next == '-') && evbuffer_drain(last, 1) != 0)
+		return -1;
+	if (evbuffer_add(out, &c, 1) != 0)
+		return -1;
+	return evbuffer_add_buffer(out, last);
 }
 
 /*
  * Write the held EHLO reply.  When its last line was dropped, the last
- * line kept becomes the last line: "250-" turns into "250 ".
+ * line kept becomes the last line: "250-" turns into "250 ".  With
+ * add_auth, an AUTH line the filter serves ends the reply.
  */
 static int
 smtp_ehlo_flush(struct smtp_filter *sf, struct evbuffer *out,
-    int last_dropped)
+    int last_dropped, int add_auth)
 {
 	if (evbuffer_add_buffer(out, sf->hold) != 0)
 		return -1;
+	if (add_auth)
+		return smtp_last_marker(sf->last, out, '-') != 0 ? -1 :
+		    evbuffer_add(out, "250 AUTH PLAIN LOGIN\r\n", 22);
 	if (!last_dropped)
 		return evbuffer_add_buffer(out, sf->last);
-	if (proto_move(sf->last, out, 3) != 0 ||
-	    evbuffer_drain(sf->last, 1) != 0 ||
-	    evbuffer_add(out, " ", 1) != 0)
-		return -1;
-	return evbuffer_add_buffer(out, sf->last);
+	return smtp_last_marker(sf->last, out, ' ');
+}
+
+/*
+ * OAuth2: what to do with an EHLO keyword line: 0 keep, 1 drop, 2 replace
+ * with the AUTH line the filter serves.  AUTH lines name the server's
+ * mechanisms; the client sees one AUTH PLAIN LOGIN, and no AUTH= line
+ * (the old form of it).
+ */
+static int
+smtp_ehlo_oauth2(struct smtp_filter *sf, const char *kw, size_t n,
+    const char *line, size_t len)
+{
+	const char	*rest = kw + n;
+	size_t		 rlen = len - (size_t)(rest - line);
+
+	if (proto_word_is(kw, n, "AUTH")) {
+		sf->ehlo_mechs |= proto_oauth2_mechs(rest, rlen);
+		if (sf->ehlo_auth)
+			return 1;
+		sf->ehlo_auth = 1;
+		return 2;
+	}
+	if (n > 5 && proto_word_is(kw, 5, "AUTH=")) {
+		sf->ehlo_mechs |= proto_oauth2_mech(kw + 5, n - 5) |
+		    proto_oauth2_mechs(rest, rlen);
+		return 1;
+	}
+	return 0;
 }
 
 /* One line of a 250 reply to EHLO: held, or dropped when it is STARTTLS. */
@@ -271,7 +399,7 @@ smtp_ehlo_line(struct proto_filter *f, struct smtp_filter *sf,
 {
 	const char	*kw;
 	size_t		 n = smtp_keyword(line, len, &kw);
-	int		 drop;
+	int		 drop, how = 0;
 
 	if (sf->srv_lines >= SMTP_EHLO_LINES)
 		return proto_filter_fail(f, "EHLO reply longer than 128 lines");
@@ -279,14 +407,26 @@ smtp_ehlo_line(struct proto_filter *f, struct smtp_filter *sf,
 	    len + eol > SMTP_EHLO_BYTES)
 		return proto_filter_fail(f, "EHLO reply longer than 16384 "
 		    "bytes");
-	drop = sf->srv_lines > 0 && proto_token_hidden(kw, n);
+	if (sf->srv_lines == 0) {
+		sf->ehlo_auth = 0;
+		sf->ehlo_mechs = 0;
+	} else if (f->oauth2 != NULL)
+		how = smtp_ehlo_oauth2(sf, kw, n, line, len);
+	drop = how == 1 || (sf->srv_lines > 0 && proto_token_hidden(kw, n));
 	if (drop) {
 		if (evbuffer_drain(in, len + eol) != 0)
 			return proto_filter_fail(f, "out of memory");
 	} else if (evbuffer_add_buffer(sf->hold, sf->last) != 0 ||
-	    proto_move(in, sf->last, len + eol) != 0)
+	    (how == 2 ? evbuffer_add_printf(sf->last, "250%cAUTH PLAIN "
+	    "LOGIN\r\n", more ? '-' : ' ') < 0 ||
+	    evbuffer_drain(in, len + eol) != 0 :
+	    proto_move(in, sf->last, len + eol) != 0))
 		return proto_filter_fail(f, "out of memory");
-	if (!more && smtp_ehlo_flush(sf, out, drop) != 0)
+	if (more)
+		return 0;
+	proto_oauth2_caps(f, sf->ehlo_mechs);
+	if (smtp_ehlo_flush(sf, out, drop, f->oauth2 != NULL &&
+	    !sf->ehlo_auth) != 0)
 		return proto_filter_fail(f, "out of memory");
 	return 0;
 }
@@ -323,6 +463,44 @@ smtp_reply_done(struct smtp_filter *sf, int code)
 	proto_fifo_pop(&sf->fifo);
 }
 
+/*
+ * OAuth2: a reply line for the login under way: a challenge, the success
+ * (relayed), or the failure, whose lines become the error text.  0 or -1.
+ */
+static int
+smtp_oauth2_line(struct proto_filter *f, struct smtp_filter *sf,
+    struct evbuffer *in, struct evbuffer *out, const char *line, size_t len,
+    size_t eol, int code, int more)
+{
+	int	r = 0;
+
+	if (code == 235) {
+		if (proto_move(in, out, len + eol) != 0)
+			return proto_filter_fail(f, "out of memory");
+		if (!more) {
+			proto_oauth2_succeeded(f);
+			sf->authed = 1;
+			proto_fifo_pop(&sf->fifo);
+		}
+		return 0;
+	}
+	if (code == 334 && !more)
+		r = proto_oauth2_challenge(f, line + (len > 4 ? 4 : len),
+		    len > 4 ? len - 4 : 0);
+	else if (code != 334) {
+		/* The first line whole (codes kept), then the texts. */
+		if (sf->srv_code == 0)
+			proto_oauth2_error_text(f, line, len);
+		else if (len > 4)
+			proto_oauth2_error_text(f, line + 4, len - 4);
+		if (!more)
+			proto_oauth2_rejected(f);
+	}
+	if (r == 0 && evbuffer_drain(in, len + eol) != 0)
+		return proto_filter_fail(f, "out of memory");
+	return r;
+}
+
 /* One reply line from the server. */
 static int
 smtp_server_line(struct proto_filter *f, struct evbuffer *in,
@@ -344,6 +522,15 @@ smtp_server_line(struct proto_filter *f, struct evbuffer *in,
 	if (sf->srv_code != 0 && code != sf->srv_code)
 		return proto_filter_fail(f, "malformed multi-line SMTP reply "
 		    "from the server (the code changed)");
+	if (proto_fifo_head(&sf->fifo) == SMTP_EXP_OAUTH2 &&
+	    proto_oauth2_awaits_server(f)) {
+		if (smtp_oauth2_line(f, sf, in, out, line, len, eol, code,
+		    more) != 0)
+			return -1;
+		sf->srv_code = more ? code : 0;
+		sf->srv_lines = more ? sf->srv_lines + 1 : 0;
+		return 0;
+	}
 	if (proto_fifo_head(&sf->fifo) == SMTP_EXP_EHLO && code == 250) {
 		if (smtp_ehlo_line(f, sf, in, out, line, len, eol, more) != 0)
 			return -1;
@@ -392,8 +579,12 @@ smtp_client_expect(struct smtp_filter *sf, const char *line, size_t len)
 	if (proto_word_is(line, verb, "STARTTLS"))
 		return SMTP_EXP_LOCAL;
 	if (proto_word_is(line, verb, "EHLO") ||
-	    proto_word_is(line, verb, "LHLO"))
+	    proto_word_is(line, verb, "LHLO")) {
+		sf->ehlo_sent = 1;
 		return SMTP_EXP_EHLO;
+	}
+	if (proto_word_is(line, verb, "HELO"))
+		sf->ehlo_sent = 0;	/* no extensions, no AUTH */
 	if (proto_word_is(line, verb, "AUTH")) {
 		sf->cli = SMTP_CLI_WAIT;
 		return SMTP_EXP_AUTH;
@@ -410,6 +601,135 @@ smtp_client_expect(struct smtp_filter *sf, const char *line, size_t len)
 	return SMTP_EXP_REPLY;
 }
 
+/* OAuth2: the FIFO entry for credentials taken, or for their refusal. */
+static enum smtp_expect
+smtp_login_taken(struct proto_filter *f, enum proto_cred r)
+{
+	switch (r) {
+	case PROTO_CRED_OK:
+		proto_oauth2_wanted(f);
+		return SMTP_EXP_OAUTH2;
+	case PROTO_CRED_BAD_BASE64:
+		return SMTP_EXP_BAD_BASE64;
+	case PROTO_CRED_MALFORMED:
+		return SMTP_EXP_MALFORMED;
+	case PROTO_CRED_AUTHZID:
+		return SMTP_EXP_AUTHZID;
+	case PROTO_CRED_TOO_LONG:
+		return SMTP_EXP_TOO_LONG;
+	case PROTO_CRED_BAD_USER:
+		break;
+	}
+	return SMTP_EXP_BAD_USER;
+}
+
+/*
+ * OAuth2: AUTH from the client (args after its name), taken here: PLAIN
+ * or LOGIN, each with an initial response ("=" is an empty one, RFC 4954
+ * 4) or after the filter's 334; any other mechanism is refused (504), so
+ * that the client falls back to one of these.  The FIFO entry of the
+ * answer.
+ */
+static enum smtp_expect
+smtp_client_auth(struct proto_filter *f, struct smtp_filter *sf,
+    const char *args, size_t len)
+{
+	size_t		 mech = proto_word_len(args, len), ir;
+	const char	*resp;
+	enum proto_cred	 r;
+
+	proto_oauth2_forget(f);
+	if (!sf->ehlo_sent)
+		return SMTP_EXP_EHLO_FIRST;
+	ir = mech < len ? len - mech - 1 : 0;
+	if (mech == 0 || (mech < len && (ir == 0 ||
+	    memchr(args + mech + 1, ' ', ir) != NULL)))
+		return SMTP_EXP_SYNTAX;
+	resp = args + mech + (mech < len);
+	if (ir == 1 && resp[0] == '=')
+		ir = 0;
+	if (proto_word_is(args, mech, "PLAIN")) {
+		if (mech < len)
+			return smtp_login_taken(f, proto_oauth2_plain(f, resp,
+			    ir));
+		sf->cli = SMTP_CLI_PLAIN;
+		return SMTP_EXP_GO_PLAIN;
+	}
+	if (!proto_word_is(args, mech, "LOGIN"))
+		return SMTP_EXP_MECH;
+	if (mech == len) {
+		sf->cli = SMTP_CLI_LOGIN_USER;
+		return SMTP_EXP_GO_USER;
+	}
+	if ((r = proto_oauth2_user_b64(f, resp, ir)) != PROTO_CRED_OK)
+		return smtp_login_taken(f, r);
+	sf->cli = SMTP_CLI_LOGIN_PASS;
+	return SMTP_EXP_GO_PASS;
+}
+
+/* A command or response answered here: taken, its answer in the FIFO. */
+static int
+smtp_answer_here(struct proto_filter *f, struct smtp_filter *sf,
+    struct evbuffer *in, size_t n, int expect, struct evbuffer *to_client)
+{
+	if (proto_fifo_push(&sf->fifo, expect) != 0 ||
+	    evbuffer_drain(in, n) != 0)
+		return proto_filter_fail(f, "out of memory");
+	if (expect >= SMTP_EXP_SYNTAX)
+		proto_oauth2_forget(f);
+	return smtp_settle(f, to_client) == 0 ? 1 : -1;
+}
+
+/* OAuth2: a line of AUTH PLAIN or AUTH LOGIN after the filter's 334. */
+static int
+smtp_sasl_here(struct proto_filter *f, struct smtp_filter *sf,
+    struct evbuffer *in, struct evbuffer *to_client)
+{
+	const char		*line;
+	size_t			 len, eol;
+	enum smtp_client_state	 was = sf->cli;
+	int			 r, expect;
+
+	if (sf->fifo.count == PROTO_PIPELINE_MAX)
+		return 0;
+	if ((r = proto_filter_line(f, 0, in, &line, &len, &eol)) <= 0)
+		return r;
+	sf->cli = SMTP_CLI_COMMAND;
+	/* RFC 4954 4: "*" cancels, and gets 501. */
+	if (len == 1 && line[0] == '*')
+		expect = SMTP_EXP_CANCELLED;
+	else if (was == SMTP_CLI_PLAIN)
+		expect = smtp_login_taken(f, proto_oauth2_plain(f, line, len));
+	else if (was == SMTP_CLI_LOGIN_PASS)
+		expect = smtp_login_taken(f, proto_oauth2_password_b64(f, line,
+		    len));
+	else if ((r = proto_oauth2_user_b64(f, line, len)) != PROTO_CRED_OK)
+		expect = smtp_login_taken(f, r);
+	else {
+		sf->cli = SMTP_CLI_LOGIN_PASS;
+		expect = SMTP_EXP_GO_PASS;
+	}
+	return smtp_answer_here(f, sf, in, len + eol, expect, to_client);
+}
+
+/* OAuth2: an AUTH command (after any spaces), or -1 for another. */
+static int
+smtp_oauth2_command(struct proto_filter *f, struct smtp_filter *sf,
+    const char *line, size_t len)
+{
+	size_t	verb;
+
+	while (len > 0 && line[0] == ' ') {
+		line++;
+		len--;
+	}
+	verb = proto_word_len(line, len);
+	if (!proto_word_is(line, verb, "AUTH"))
+		return -1;
+	return smtp_client_auth(f, sf, line + verb + (verb < len),
+	    len - verb - (verb < len));
+}
+
 /* One client command: forwarded, or STARTTLS answered here. */
 static int
 smtp_client_command(struct proto_filter *f, struct smtp_filter *sf,
@@ -422,6 +742,9 @@ smtp_client_command(struct proto_filter *f, struct smtp_filter *sf,
 	/* Pipelining has no limit (RFC 2920): more commands wait. */
 	if ((r = proto_fifo_command(f, &sf->fifo, in, &line, &len, &eol)) <= 0)
 		return r;
+	if (f->oauth2 != NULL && (r = smtp_oauth2_command(f, sf, line,
+	    len)) >= 0)
+		return smtp_answer_here(f, sf, in, len + eol, r, to_client);
 	if ((expect = smtp_client_expect(sf, line, len)) < 0)
 		return proto_filter_fail(f, "BDAT chunk too large");
 	proto_fifo_push(&sf->fifo, expect);
@@ -526,10 +849,60 @@ smtp_client_step(struct proto_filter *f, struct evbuffer *in,
 		return 1;
 	case SMTP_CLI_BODY:
 		return smtp_client_body(f, sf, in, out);
+	case SMTP_CLI_PLAIN:
+	case SMTP_CLI_LOGIN_USER:
+	case SMTP_CLI_LOGIN_PASS:
+		return smtp_sasl_here(f, sf, in, to_client);
 	case SMTP_CLI_COMMAND:
 		return smtp_client_command(f, sf, in, out, to_client);
 	}
 	fatalx("smtp: bad client state %d", (int)sf->cli);
+}
+
+/* OAuth2: whether the client's EHLO waits for its reply. */
+static int
+smtp_oauth2_caps_due(struct proto_filter *f)
+{
+	struct smtp_filter	*sf = f->impl;
+
+	return proto_fifo_holds(&sf->fifo, SMTP_EXP_EHLO);
+}
+
+/*
+ * OAuth2: only EHLO asks an SMTP server what it offers, and a second one
+ * would reset the client's session: the filter does not ask.
+ */
+static int
+smtp_oauth2_ask_caps(struct proto_filter *f, struct evbuffer *to_server)
+{
+	(void)f;
+	(void)to_server;
+	return 0;
+}
+
+/* OAuth2: AUTH with the initial response, which SMTP always allows. */
+static int
+smtp_oauth2_auth(struct proto_filter *f, struct evbuffer *to_server,
+    const char *mech, const char *b64, size_t len)
+{
+	(void)f;
+	if (evbuffer_add_printf(to_server, "AUTH %s ", mech) < 0 ||
+	    evbuffer_add(to_server, b64, len) != 0 ||
+	    evbuffer_add(to_server, "\r\n", 2) != 0)
+		return -1;
+	return 1;
+}
+
+/* OAuth2: the refusal, in the login's place in the FIFO. */
+static int
+smtp_oauth2_refuse(struct proto_filter *f, int temporary, int alert,
+    const char *text, struct evbuffer *to_client)
+{
+	(void)alert;
+	snprintf(f->oauth2->refusal, sizeof(f->oauth2->refusal), "%s %s\r\n",
+	    temporary ? "454 4.7.0" : "535 5.7.8", text);
+	f->oauth2->phase = OA_REFUSING;
+	return smtp_settle(f, to_client);
 }
 
 const struct proto_ops proto_smtp_ops = {
@@ -541,4 +914,8 @@ const struct proto_ops proto_smtp_ops = {
 	.filter_expect_greeting = smtp_filter_expect_greeting,
 	.filter_server = smtp_filter_server,
 	.client_step = smtp_client_step,
+	.oauth2_caps_due = smtp_oauth2_caps_due,
+	.oauth2_ask_caps = smtp_oauth2_ask_caps,
+	.oauth2_auth = smtp_oauth2_auth,
+	.oauth2_refuse = smtp_oauth2_refuse,
 };

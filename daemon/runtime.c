@@ -32,6 +32,7 @@
 #include "log.h"
 #include "monitor.h"
 #include "notify.h"
+#include "oauth2.h"
 #include "peers.h"
 #include "pool.h"
 #include "runtime.h"
@@ -67,6 +68,7 @@ struct runtime {
 	struct stats_registry	*stats;
 	struct monitor		*monitor;
 	time_t			 started;
+	int			 oauth2_started; /* runtime_start_oauth2() ran */
 };
 
 static void	runtime_session_ended(void *);
@@ -122,6 +124,12 @@ runtime_prepare_local_cert(struct config *cfg, time_t *renew_at)
 {
 	char	err[512];
 
+	/* OAuth2 token files go in state_dir/oauth2, made by the store. */
+	if (cfg->n_oauth2 > 0 &&
+	    localcert_state_dir(cfg, err, sizeof(err)) != 0) {
+		log_errorx("%s: oauth2: %s", cfg->path, err);
+		return -1;
+	}
 	if (localcert_prepare(cfg, renew_at, err, sizeof(err)) == 0)
 		return 0;
 	log_errorx("%s: local_tls: %s", cfg->path, err);
@@ -469,13 +477,9 @@ runtime_fill_status(struct status *st, void *arg)
 		ss->pool_backing_off = pool.backing_off;
 	}
 	runtime_status_sessions(rt, st);
-	/*
-	 * OAuth2 accounts: once the runtime holds its struct oauth2 (rt->oauth2,
-	 * see oauth2.h), show them with
-	 *	if (rt->oauth2 != NULL)
-	 *		oauth2_foreach_account(rt->oauth2,
-	 *		    status_add_oauth2_account, st);
-	 */
+	if (rt->host.oauth2 != NULL)
+		oauth2_foreach_account(rt->host.oauth2,
+		    status_add_oauth2_account, st);
 }
 
 /* One line per live session, for the control socket and SIGUSR1. */
@@ -593,6 +597,39 @@ runtime_keep_start_settings(const struct config *running, struct config *cfg)
 	cfg->metrics_listen = running->metrics_listen;
 }
 
+/*
+ * Give OAuth2 accounts the configuration cfg (creating them at the first
+ * section); 0, or -1 after logging why (the running accounts are kept).
+ */
+static int
+runtime_update_oauth2(struct runtime *rt, const struct config *cfg)
+{
+	char	err[256];
+
+	if (!rt->oauth2_started)
+		return 0;
+	if (rt->host.oauth2 != NULL) {
+		if (oauth2_reload(rt->host.oauth2, cfg, err, sizeof(err)) == 0)
+			return 0;
+	} else if (cfg->n_oauth2 == 0 || (rt->host.oauth2 = oauth2_new(
+	    rt->host.base, cfg, err, sizeof(err))) != NULL)
+		return 0;
+	log_errorx("oauth2: %s", err);
+	return -1;
+}
+
+/*
+ * OAuth2 accounts start once privileges are dropped and -d has forked:
+ * their token files belong to the daemon's user, and their worker thread
+ * to the process that runs.
+ */
+int
+runtime_start_oauth2(struct runtime *rt)
+{
+	rt->oauth2_started = 1;
+	return runtime_update_oauth2(rt, rt->config);
+}
+
 /* Load the file again and switch to it; -1 (running one kept) on error. */
 static int
 runtime_reload_config(struct runtime *rt)
@@ -615,7 +652,8 @@ runtime_reload_config(struct runtime *rt)
 	runtime_keep_start_settings(rt->config, cfg);
 	if (runtime_prepare_local_cert(cfg, &renew_at) != 0 ||
 	    runtime_build_services(rt, cfg, &set) != 0 ||
-	    runtime_build_listeners(rt, cfg, &set, &reused) != 0) {
+	    runtime_build_listeners(rt, cfg, &set, &reused) != 0 ||
+	    runtime_update_oauth2(rt, cfg) != 0) {
 		runtime_return_listeners(rt, &set);
 		runtime_set_free(&set);
 		config_free(cfg);
@@ -781,6 +819,7 @@ runtime_free(struct runtime *rt)
 	set.listeners = rt->listeners;
 	set.n_listeners = rt->n_listeners;
 	runtime_set_free(&set);
+	oauth2_free(rt->host.oauth2);
 	peers_free(rt->host.peers);
 	if (rt->sig_term != NULL)
 		event_free(rt->sig_term);

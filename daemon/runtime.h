@@ -16,6 +16,12 @@ struct runtime;
 struct runtime	*runtime_new(struct config *, int verbose);
 void		 runtime_free(struct runtime *);
 
+/*
+ * Start the OAuth2 accounts of the configuration, after the privilege
+ * drop; 0, or -1 after logging why.
+ */
+int		 runtime_start_oauth2(struct runtime *);
+
 /* Log and notify that the daemon serves (after the privilege drop). */
 void		 runtime_ready(const struct runtime *);
 

@@ -151,3 +151,21 @@ safefile_free(unsigned char *buf, size_t len)
 	if (buf != NULL)
 		safefile_wipe(buf, len + 1);
 }
+
+/* Write all of data to fd; 0, or -1 with errno. */
+int
+safefile_write_all(int fd, const unsigned char *data, size_t len)
+{
+	ssize_t	n;
+
+	while (len > 0) {
+		if ((n = write(fd, data, len)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}

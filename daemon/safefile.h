@@ -48,4 +48,7 @@ int	safefile_read(const char *path, size_t max, unsigned char **buf,
 /* Zero (it may hold a key) and free a buffer of len bytes (as read). */
 void	safefile_free(unsigned char *buf, size_t len);
 
+/* Write all of data to fd (through EINTR and short writes); 0 or -1. */
+int	safefile_write_all(int fd, const unsigned char *data, size_t len);
+
 #endif /* MAILTLSD_SAFEFILE_H */

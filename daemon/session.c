@@ -46,6 +46,7 @@
 
 #include "addr.h"
 #include "log.h"
+#include "oauth2.h"
 #include "peers.h"
 #include "proto.h"
 #include "proto_local.h"
@@ -111,6 +112,7 @@ struct session {
 	struct proto_local	*local;		/* local STARTTLS opening */
 	struct event		*timer;
 	struct proto_filter	*filter;	/* until the client logged in */
+	struct oauth2_request	*login_req;	/* oauth2: a token on its way */
 	struct evbuffer		*down_plain;	/* server bytes for the filter */
 	struct evbuffer		*up_plain;	/* filtered client bytes */
 	struct session_pool_cb	 pool;		/* its pool's callbacks */
@@ -128,6 +130,7 @@ struct session {
 	unsigned		 pool_ready : 1;	/* parked, greeted */
 	unsigned		 pool_aged : 1;		/* reached pool_max_age */
 	unsigned		 starttls_logged : 1;	/* a refusal was logged */
+	unsigned		 login_retried : 1;	/* oauth2: one refresh */
 
 	unsigned long long	 bytes_up;
 	unsigned long long	 bytes_down;
@@ -143,6 +146,9 @@ static int	session_fail(struct session *, enum stats_reason,
 static int	session_client_close(struct session *, enum log_level,
 		    const char *);
 static int	session_pump_up(struct session *);
+static int	session_login_step(struct session *);
+static int	session_filter_failed(struct session *, enum stats_reason);
+static int	session_client_flush(struct session *);
 static int	session_relay(struct session *);
 static int	session_park(struct session *);
 static void	session_arm_timer(struct session *);
@@ -253,6 +259,7 @@ session_free(struct session *s)
 		stats_session_ended(s->svc->stats,
 		    s->failure != STATS_REASON_NONE);
 	uplink_cancel(s->uplink);
+	oauth2_cancel(s->login_req);
 	tls_stream_free(s->server.tls);
 	tls_stream_free(s->client.tls);
 	proto_local_free(s->local);
@@ -492,6 +499,8 @@ session_close(struct session *s, enum log_level level, const char *reason)
 		session_log(s, level, "ending: %s", reason);
 	uplink_cancel(s->uplink);
 	s->uplink = NULL;
+	oauth2_cancel(s->login_req);
+	s->login_req = NULL;
 	if (s->server.bev != NULL && s->server.broken) {
 		/* Nothing can be flushed there any more. */
 		tls_stream_free(s->server.tls);
@@ -569,6 +578,133 @@ session_server_finished(struct session *s, int how)
 	    "server closed the connection without close_notify");
 }
 
+/* ---- OAuth2 logins (services with oauth2 = NAME) ------------------------ */
+
+/*
+ * The filter takes the client's login itself; a token comes from oauth2.c
+ * (which may unlock the token file, refresh, or start an authorisation)
+ * and goes to the server as XOAUTH2 or OAUTHBEARER.  A server that refuses
+ * a token gets one refreshed token within the same login.
+ */
+
+/* The end of an oauth2_login(): send the token, or answer the client. */
+static void
+session_login_cb(enum oauth2_result result, const char *token,
+    const char *client_text, const char *log_text, void *arg)
+{
+	struct session	*s = arg;
+	int		 temporary = 0, alert = 0;
+	enum log_level	 level = LOG_LEVEL_INFO;
+
+	s->login_req = NULL;
+	if (s->state != SESSION_RELAYING || s->filter == NULL)
+		session_bad_state(s, "oauth2 login answer");
+	switch (result) {
+	case OAUTH2_TOKEN:
+		session_log(s, LOG_LEVEL_DEBUG, "oauth2: access token ready, "
+		    "logging in to the server");
+		if (proto_filter_login_token(s->filter, token, s->up_plain) == 0) {
+			session_pump_up(s);
+			return;
+		}
+		if (proto_filter_failed(s->filter)) {
+			session_filter_failed(s, STATS_REASON_OTHER);
+			return;
+		}
+		/* A token the filter cannot send (not visible ASCII). */
+		temporary = 1;
+		level = LOG_LEVEL_WARN;
+		client_text = "mailtlsd: the provider gave an access token "
+		    "that cannot be sent; see mailtlsd's log";
+		log_text = "the provider's access token cannot be sent in "
+		    "SASL (empty, too long or not visible ASCII)";
+		break;
+	case OAUTH2_AUTHORISE:
+		temporary = alert = 1;		/* try again once authorised */
+		break;
+	case OAUTH2_REFUSED:
+		alert = 1;
+		level = LOG_LEVEL_WARN;
+		break;
+	case OAUTH2_TEMPORARY:
+		temporary = 1;
+		level = LOG_LEVEL_WARN;
+		break;
+	case OAUTH2_WRONG_PASSWORD:
+		level = LOG_LEVEL_WARN;
+		break;
+	}
+	session_log(s, level, "login refused: %s", log_text);
+	if (proto_filter_login_refuse(s->filter, temporary, alert, client_text,
+	    session_client_out(s)) != 0) {
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
+		return;
+	}
+	/* The client may try again, or have sent its next command. */
+	session_pump_up(s);
+}
+
+/* Ask oauth2.c for a token for the login the filter holds; 0 or -1. */
+static int
+session_login_request(struct session *s, int refresh)
+{
+	const char	*user, *password;
+	size_t		 pwlen;
+
+	if (s->host->oauth2 == NULL)
+		session_bad_state(s, "oauth2 login without accounts");
+	proto_filter_login_credentials(s->filter, &user, &password, &pwlen);
+	s->login_req = oauth2_login(s->host->oauth2, s->svc->cfg.oauth2, user,
+	    password, pwlen, refresh, session_login_cb, s);
+	if (s->login_req == NULL)
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
+	return 0;
+}
+
+/* What the filter's login needs next; 0, or -1 when the session ended. */
+static int
+session_login_step(struct session *s)
+{
+	char		 text[512];
+	const char	*explained;
+
+	if (s->login_req != NULL)
+		return 0;		/* waiting for oauth2.c */
+	switch (proto_filter_login(s->filter)) {
+	case PROTO_LOGIN_WANTED:
+		s->login_retried = 0;
+		return session_login_request(s, 0);
+	case PROTO_LOGIN_REJECTED:
+		if (!s->login_retried) {
+			s->login_retried = 1;
+			session_log(s, LOG_LEVEL_INFO, "oauth2: the server "
+			    "refused the access token (%s): refreshing it once",
+			    proto_filter_login_error(s->filter));
+			return session_login_request(s, 1);
+		}
+		explained = oauth2_explain_server_error(
+		    proto_filter_login_error(s->filter));
+		if (explained != NULL)
+			snprintf(text, sizeof(text), "%s", explained);
+		else
+			snprintf(text, sizeof(text), "mailtlsd: the server "
+			    "refused the login: %s",
+			    proto_filter_login_error(s->filter));
+		session_log(s, LOG_LEVEL_WARN, "login refused by the server: "
+		    "%s", proto_filter_login_error(s->filter));
+		/* [ALERT] only for what the user can act on. */
+		if (proto_filter_login_refuse(s->filter, 0, explained != NULL,
+		    text, session_client_out(s)) != 0)
+			return session_fail(s, STATS_REASON_OTHER,
+			    LOG_LEVEL_ERROR, "out of memory");
+		return session_client_flush(s);
+	default:
+		return 0;
+	}
+}
+
 /* The client has logged in: the relay becomes a plain copy. */
 static void
 session_filter_done(struct session *s)
@@ -608,8 +744,15 @@ session_filter_down(struct session *s)
 		return session_filter_failed(s, STATS_REASON_SERVER);
 	if (proto_filter_done(s->filter))
 		session_filter_done(s);
-	/* The filter holds client bytes whose meaning waited for this. */
-	if (s->client.bev != NULL && evbuffer_get_length(session_client_in(s)) > 0)
+	else if (session_login_step(s) != 0)
+		return -1;
+	/*
+	 * The filter holds client bytes whose meaning waited for this, or
+	 * wrote the next step of an OAuth2 login for the server.
+	 */
+	if (s->client.bev != NULL &&
+	    (evbuffer_get_length(session_client_in(s)) > 0 ||
+	    (s->up_plain != NULL && evbuffer_get_length(s->up_plain) > 0)))
 		return session_pump_up(s);
 	return 0;
 }
@@ -699,6 +842,8 @@ session_filter_up(struct session *s)
 	}
 	if (proto_filter_done(s->filter))
 		session_filter_done(s);
+	else if (session_login_step(s) != 0)
+		return -1;
 	return 0;
 }
 
@@ -826,7 +971,8 @@ session_relay(struct session *s)
 		return 0;
 	}
 	if (session_greet(s) != 0)
-		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 	session_set_state(s, SESSION_RELAYING);
 	/* What arrived meanwhile, both ways. */
 	return session_pump_down(s) == 0 ? session_pump_up(s) : -1;
@@ -865,7 +1011,8 @@ static int
 session_park(struct session *s)
 {
 	if ((s->parked = evbuffer_new()) == NULL)
-		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 	session_set_state(s, SESSION_PARKED);
 	/* The greeting may have come with the handshake. */
 	return session_pump_down(s) == 0 ? session_parked_check(s) : -1;
@@ -886,7 +1033,11 @@ session_start_relay(struct session *s)
 	s->down_plain = evbuffer_new();
 	s->up_plain = evbuffer_new();
 	if (s->filter == NULL || s->down_plain == NULL || s->up_plain == NULL)
-		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
+	if (sc->oauth2[0] != '\0' && proto_filter_use_oauth2(s->filter) != 0)
+		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 	/* After the local STARTTLS the client has had its greeting. */
 	if (sc->tls == TLS_MODE_IMPLICIT && s->client.bev != NULL &&
 	    sc->local_tls == LOCAL_TLS_STARTTLS)
@@ -1445,11 +1596,13 @@ session_start(struct session_host *host, struct service *svc, int fd,
 			return -1;
 		}
 		/* The client's socket is ours now: it gets the error line. */
-		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 		return 0;
 	}
 	if (session_connect(s) != 0) {
-		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 		return 0;
 	}
 	/* The client's deadlines run while the uplink reaches the server. */
@@ -1491,7 +1644,8 @@ session_attach(struct session *s, int fd, const struct sockaddr *sa,
 	if (session_setup_client(s, fd, sa) != 0) {
 		int	fd_is_callers = s->client.bev == NULL;
 
-		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR, "out of memory");
+		session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
+		    "out of memory");
 		return fd_is_callers ? -1 : 0;
 	}
 	stats_session_started(s->svc->stats);

@@ -12,6 +12,7 @@
 
 struct event_base;
 struct evdns_base;
+struct oauth2;
 struct peers;
 struct service;
 struct session;
@@ -29,6 +30,7 @@ struct session_host {
 	unsigned		 max_sessions;
 	unsigned		 max_per_client;	/* 0: no limit */
 	struct peers		*peers;		/* sessions per address */
+	struct oauth2		*oauth2;	/* accounts; NULL without any */
 	struct session_list	 sessions;
 	unsigned		 n_sessions;
 	unsigned long long	 next_id;

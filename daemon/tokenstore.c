@@ -808,24 +808,6 @@ ts_unseal(struct tokenstore_job *job, const unsigned char *buf, size_t len,
 	return TOKENSTORE_OK;
 }
 
-/* Write all of data to fd; 0 or -1 with errno. */
-static int
-ts_write_all(int fd, const unsigned char *data, size_t len)
-{
-	ssize_t	n;
-
-	while (len > 0) {
-		if ((n = write(fd, data, len)) < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Give tmp the account's name; replace an existing file only if asked. */
 static int
 ts_file_rename(int dirfd, const char *tmp, const char *name, int replace)
@@ -870,7 +852,7 @@ ts_file_write(struct tokenstore_job *job, int dirfd, const unsigned char *data,
 	if (fd < 0)
 		return ts_fail(job, TOKENSTORE_ERROR, "cannot make a file "
 		    "beside %s: %s", job->shown, strerror(errno));
-	if (fchmod(fd, 0600) != 0 || ts_write_all(fd, data, len) != 0 ||
+	if (fchmod(fd, 0600) != 0 || safefile_write_all(fd, data, len) != 0 ||
 	    fsync(fd) != 0 || ts_file_rename(dirfd, tmp, job->fname,
 	    replace) != 0) {
 		error = errno;

@@ -7,7 +7,8 @@
  *
  *   LD_PRELOAD=build/tests/failalloc.so FAILALLOC_CONTROL=FILE mailtlsd ...
  *
- * Nothing fails until SIGUSR1 arms the shim; SIGUSR2 disarms it.  Each
+ * Nothing fails until SIGRTMIN+2 arms the shim; SIGRTMIN+3 disarms it
+ * (real-time signals: the daemon handles SIGUSR1 itself).  Each
  * signal writes one line to stderr (the daemon's log, where the tests wait
  * for it) with the counts since the last arming and the number of live
  * blocks, which a test compares before and after a storm to find leaks:
@@ -196,7 +197,7 @@ read_control(void)
 	}
 }
 
-/* SIGUSR1 arms, SIGUSR2 disarms; both report on stderr. */
+/* SIGRTMIN+2 arms, SIGRTMIN+3 disarms; both report on stderr. */
 static void
 failalloc_signal_cb(int sig)
 {
@@ -206,7 +207,7 @@ failalloc_signal_cb(int sig)
 	long	l = live;
 
 	put_str(line, &len, "failalloc: ");
-	if (sig == SIGUSR1) {
+	if (sig == SIGRTMIN + 2) {
 		read_control();
 		calls = failed = 0;
 		armed = 1;
@@ -279,10 +280,10 @@ failalloc_init(void)
 	sa.sa_handler = failalloc_signal_cb;
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	sigaddset(&sa.sa_mask, SIGUSR1);
-	sigaddset(&sa.sa_mask, SIGUSR2);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGUSR2, &sa, NULL);
+	sigaddset(&sa.sa_mask, SIGRTMIN + 2);
+	sigaddset(&sa.sa_mask, SIGRTMIN + 3);
+	sigaction(SIGRTMIN + 2, &sa, NULL);
+	sigaction(SIGRTMIN + 3, &sa, NULL);
 }
 
 /* Say which allocation fails, and from where. */

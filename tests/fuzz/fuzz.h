@@ -56,6 +56,18 @@
 #define FUZZ_EAGER		0x10
 #define FUZZ_LOCAL		0x20
 
+/*
+ * fuzz_login: the flags byte chooses the protocol (bits 6 and 7: IMAP,
+ * POP3, SMTP, IMAP) and keeps bits 1, 3 and 4; bit 0 makes the session's
+ * calls come by themselves (a token when the login wants one; after a
+ * rejection a second token, then a refusal).  Besides S and C, 0xfe
+ * followed by T (a token), L (a token of 8192 bytes), t (a token that
+ * cannot be sent), R, r, A (a refusal: for good, temporary, an alert)
+ * makes that call.
+ */
+#define FUZZ_LOGIN_AUTO		0x01
+#define FUZZ_LOGIN_PROTOCOL(flags)	(((flags) >> 6) & 3)
+
 #define FUZZ_ESCAPE		0xfe
 #define FUZZ_PIECES_MAX		256	/* the split grows for long inputs */
 
@@ -65,6 +77,20 @@
  */
 int	fuzz_proto_run(enum mail_protocol, const uint8_t *data, size_t size,
 	    char *why, size_t whylen);
+
+/*
+ * Run one input through a filter that logs in with OAuth2 (login.c).  It
+ * checks, besides the above: that the client's bytes the filter sends on
+ * are the client's, in order, and never hold a password the client gave
+ * (once, of 8 bytes or more); that every other line the filter writes to
+ * the server is its own (a capability request, AUTHENTICATE or AUTH with
+ * XOAUTH2 or OAUTHBEARER, a base64 message carrying the token, an answer
+ * to an error challenge); that the calls succeed exactly in the states
+ * that allow them and that the login's state, credentials and error hold
+ * together.
+ */
+int	fuzz_login_run(const uint8_t *data, size_t size, char *why,
+	    size_t whylen);
 
 /* Load the configuration file at path and check the result; 0 or -1. */
 int	fuzz_config_run(const char *path, char *why, size_t whylen);

@@ -6,7 +6,8 @@
 Protocol seeds are realistic sessions (Dovecot-, Cyrus-, Postfix- and
 Exim-style servers; Thunderbird-style clients), each written in the input
 format of fuzz.h: a flags byte, a split byte, then the transcript with
-0xfe S / 0xfe C marking who speaks.  Every transcript is written whole and
+0xfe S / 0xfe C marking who speaks (and, for the login target, 0xfe T,
+L, t, R, r, A the session's calls).  Every transcript is written whole and
 cut into small pieces, and STARTTLS transcripts also run through the
 plaintext dialogue.  Configuration seeds are the sample configuration, the
 examples of mailtlsd.conf(5) and the good and bad configurations of the
@@ -436,6 +437,130 @@ def protocol_seeds(table):
     return seeds
 
 
+# ----------------------------------------------------------------- login
+# OAuth2 logins (fuzz_login): the protocol in the flags' top bits, AUTO
+# for the session's calls made by the driver, or T(oken) and R(efuse)
+# steps where the transcript makes them.
+
+AUTO = 0x01
+L_IMAP, L_POP3, L_SMTP = 0x00, 0x40, 0x80
+
+
+def A(code):
+    return (code, b"")
+
+
+def encode_login(flags, split, steps):
+    """Like encode(), with the session's calls as steps of their own."""
+    out = bytearray([flags, split])
+    for d, data in steps:
+        out += bytes([ESC, ord(d)])
+        out += data.replace(bytes([ESC]), bytes([ESC, ESC]))
+    return bytes(out)
+
+
+XOAUTH2_ERROR = "eyJzdGF0dXMiOiI0MDAiLCJzY2hlbWVzIjoiQmVhcmVyIn0="
+PLAIN = "AGJvYkBleGFtcGxlLmNvbQBzZWNyZXQ="
+
+LOGIN = {
+    "imap-login-sasl-ir": (L_IMAP | IMPLICIT | AUTO, [
+        S("* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ AUTH=PLAIN "
+          "AUTH=XOAUTH2 AUTH=OAUTHBEARER] Gimap ready\r\n"),
+        C("1 CAPABILITY\r\n"),
+        S("* CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=PLAIN\r\n"
+          "1 OK done\r\n"),
+        C("2 LOGIN bob@example.com \"pass \\\"word\"\r\n3 SELECT INBOX\r\n"),
+        S("2 OK [CAPABILITY IMAP4rev1 IDLE] bob@example.com "
+          "authenticated (Success)\r\n* 3 EXISTS\r\n"),
+    ]),
+    "imap-literals-own-capability": (L_IMAP, [
+        C("a1 LOGIN {15}\r\n"), C("bob@example.com {6+}\r\nsecret\r\n"),
+        A("T"),
+        S("* CAPABILITY IMAP4rev1 AUTH=XOAUTH2\r\nmailtlsd0 OK\r\n"),
+        S("+ \r\n"),
+        S("+ " + XOAUTH2_ERROR + "\r\n"),
+        S("a1 NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)\r\n"),
+        A("L"),
+        S("+ \r\na1 OK in\r\n"),
+    ]),
+    "imap-authenticate-refused": (L_IMAP | IMPLICIT, [
+        S("* OK [CAPABILITY IMAP4rev1 AUTH=OAUTHBEARER SASL-IR] hi\r\n"),
+        C("a1 AUTHENTICATE PLAIN\r\n"), C(PLAIN + "\r\n"),
+        A("t"), A("T"),
+        S("+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIn0=\r\n"),
+        S("a1 NO [AUTHENTICATIONFAILED] Authentication failed\r\n"),
+        A("A"),
+        C("a2 AUTHENTICATE CRAM-MD5\r\na3 AUTHENTICATE PLAIN\r\n*\r\n"
+          "a4 LOGIN bob pw\r\na5 NOOP\r\n"),
+        A("r"),
+        S("a5 OK\r\n"),
+    ]),
+    "pop3-user-pass": (L_POP3 | IMPLICIT | AUTO, [
+        S("+OK Dovecot ready.\r\n"),
+        C("CAPA\r\n"),
+        S("+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nSTLS\r\nUSER\r\n"
+          "SASL PLAIN XOAUTH2\r\n.\r\n"),
+        C("USER bob@example.com\r\nPASS secret with spaces\r\nSTAT\r\n"),
+        S("+OK Logged in.\r\n+OK 2 320\r\n"),
+    ]),
+    "pop3-own-capa-rejected": (L_POP3, [
+        C("AUTH\r\nAPOP a b\r\nAUTH PLAIN\r\n"), C(PLAIN + "\r\n"),
+        A("L"),
+        S("+OK\r\nSASL OAUTHBEARER\r\n.\r\n"),
+        S("+ \r\n+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIn0=\r\n"),
+        S("-ERR [AUTH] Authentication failed.\r\n"),
+        A("R"),
+        C("USER bob\r\nPASS x\r\nQUIT\r\n"),
+        A("r"),
+        S("+OK bye\r\n"),
+    ]),
+    "smtp-auth-plain": (L_SMTP | IMPLICIT | AUTO, [
+        S("220 smtp.gmail.com ESMTP ready\r\n"),
+        C("EHLO client\r\n"),
+        S("250-smtp.gmail.com at your service\r\n250-SIZE 35882577\r\n"
+          "250-AUTH LOGIN PLAIN XOAUTH2 PLAIN-CLIENTTOKEN OAUTHBEARER\r\n"
+          "250-STARTTLS\r\n250 SMTPUTF8\r\n"),
+        C("AUTH PLAIN " + PLAIN + "\r\nMAIL FROM:<bob@example.com>\r\n"),
+        S("334 " + XOAUTH2_ERROR + "\r\n"),
+        S("535-5.7.8 Username and Password not accepted.\r\n"
+          "535 5.7.8 https://support.google.com/mail/?p=BadCredentials\r\n"),
+        S("235 2.7.0 Accepted\r\n250 2.1.0 OK\r\n"),
+    ]),
+    "smtp-auth-login-microsoft": (L_SMTP, [
+        C("EHLO c\r\nAUTH LOGIN\r\n"),
+        S("250-outlook.office365.com\r\n250-AUTH LOGIN XOAUTH2\r\n"
+          "250-AUTH=LOGIN\r\n250 CHUNKING\r\n"),
+        C("Ym9iQGV4YW1wbGUuY29t\r\n"), C("c2VjcmV0\r\n"),
+        A("T"),
+        S("535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication "
+          "is disabled for the Tenant.\r\n"),
+        A("r"),
+        C("AUTH CRAM-MD5\r\nAUTH PLAIN\r\n*\r\nQUIT\r\n"),
+        S("221 2.0.0 bye\r\n"),
+    ]),
+    "smtp-before-ehlo": (L_SMTP | AUTO, [
+        C("AUTH PLAIN " + PLAIN + "\r\nHELO c\r\n"),
+        S("250 hi\r\n"),
+        C("EHLO c\r\nAUTH PLAIN " + PLAIN + "\r\n"),
+        S("250 hi\r\n"),
+        S("504 5.5.4 Unrecognized authentication type\r\n"),
+        S("504 5.5.4 Unrecognized authentication type\r\n"),
+    ]),
+}
+
+
+def login_seeds(table):
+    seeds = {}
+    for name, (flags, steps) in table.items():
+        for split in SPLITS:
+            seeds["%s-split%d" % (name, split)] = encode_login(
+                flags, split, steps)
+            if split == 7:
+                seeds["%s-eager%d" % (name, split)] = encode_login(
+                    flags | EAGER, split, steps)
+    return seeds
+
+
 # ---------------------------------------------------------------- config
 
 def man_examples():
@@ -531,6 +656,7 @@ def main():
     write("pop3", protocol_seeds(POP3))
     write("smtp", protocol_seeds(SMTP))
     write("config", config_seeds())
+    write("login", login_seeds(LOGIN))
 
 
 if __name__ == "__main__":

@@ -303,8 +303,8 @@ class FailAlloc:
     """The daemon's allocation-failure switch (see tests/faults/failalloc.c).
 
     arm(**opts) writes the options (after, every, limit, min, max) to the
-    control file and sends SIGUSR1; disarm() sends SIGUSR2.  Both wait for
-    the shim's line in the log, so allocations fail from the moment arm()
+    control file and sends SIGRTMIN+2; disarm() sends SIGRTMIN+3 (SIGUSR1
+    is the daemon's own).  Both wait for the shim's line in the log, so allocations fail from the moment arm()
     returns until disarm() returns."""
 
     def __init__(self, t):
@@ -339,13 +339,13 @@ class FailAlloc:
                  "spare=%s" % spare, "within=%s" % within]
         with open(self.control, "w") as f:
             f.write(" ".join(words) + "\n")
-        m = self._signal(signal.SIGUSR1)
+        m = self._signal(signal.SIGRTMIN + 2)
         check(m.group(1) == "armed", "shim said %r", m.group(0))
         return int(m.group(4))
 
     def disarm(self):
         """Stop failing; returns (calls, failed, live) since arming."""
-        m = self._signal(signal.SIGUSR2)
+        m = self._signal(signal.SIGRTMIN + 3)
         check(m.group(1).startswith("disarmed"), "shim said %r", m.group(0))
         return int(m.group(2)), int(m.group(3)), int(m.group(4))
 

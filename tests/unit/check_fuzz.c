@@ -21,12 +21,14 @@
 static const struct {
 	const char		*name;
 	enum mail_protocol	 protocol;	/* NONE: the configuration */
+	int			 login;		/* fuzz_login_run() */
 	int			 min_seeds;	/* corpus sanity */
 } targets[] = {
-	{ "config", MAIL_PROTO_NONE, 20 },
-	{ "imap", MAIL_PROTO_IMAP, 20 },
-	{ "pop3", MAIL_PROTO_POP3, 20 },
-	{ "smtp", MAIL_PROTO_SMTP, 20 },
+	{ "config", MAIL_PROTO_NONE, 0, 20 },
+	{ "imap", MAIL_PROTO_IMAP, 0, 20 },
+	{ "pop3", MAIL_PROTO_POP3, 0, 20 },
+	{ "smtp", MAIL_PROTO_SMTP, 0, 20 },
+	{ "login", MAIL_PROTO_NONE, 1, 20 },
 };
 
 /* Read a whole file; NULL if it cannot be read. */
@@ -75,13 +77,15 @@ replay_dir(int t, const char *dir)
 		if (e->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (targets[t].protocol == MAIL_PROTO_NONE)
+		if (targets[t].protocol == MAIL_PROTO_NONE &&
+		    !targets[t].login)
 			r = fuzz_config_run(path, why, sizeof(why));
 		else {
 			data = read_file(path, &len);
 			ck_assert_msg(data != NULL, "cannot read %s", path);
-			r = fuzz_proto_run(targets[t].protocol, data, len, why,
-			    sizeof(why));
+			r = targets[t].login ? fuzz_login_run(data, len, why,
+			    sizeof(why)) : fuzz_proto_run(targets[t].protocol,
+			    data, len, why, sizeof(why));
 			free(data);
 		}
 		ck_assert_msg(r == 0, "%s: %s", path, why);

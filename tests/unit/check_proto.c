@@ -310,6 +310,73 @@ harness_deliver(struct harness *h, char dir, const char *data, size_t len)
 	harness_pump(h);
 }
 
+/* The name of a login state, as the transcripts write it. */
+static const char *
+login_name(enum proto_login login)
+{
+	switch (login) {
+	case PROTO_LOGIN_NONE:
+		return "NONE";
+	case PROTO_LOGIN_WANTED:
+		return "WANTED";
+	case PROTO_LOGIN_SENT:
+		return "SENT";
+	case PROTO_LOGIN_REJECTED:
+		return "REJECTED";
+	}
+	return "?";
+}
+
+/* What the session does, or what must hold, between two deliveries. */
+static void
+harness_act(struct harness *h, const struct transcript *t,
+    const struct step *st)
+{
+	const char	*user, *password;
+	size_t		 pwlen;
+
+	if (h->r->fail[0] != '\0' || h->r->done)
+		return;
+	proto_filter_login_credentials(h->f, &user, &password, &pwlen);
+	switch (st->dir) {
+	case 'T':
+	case 't':
+		ck_assert_msg(proto_filter_login_token(h->f, st->data,
+		    h->r->to_server) == (st->dir == 'T' ? 0 : -1),
+		    "%s: token %s", t->name, st->data);
+		break;
+	case 'R':
+	case 'r':
+	case 'A':
+		ck_assert_msg(proto_filter_login_refuse(h->f, st->dir == 'r',
+		    st->dir == 'A', st->data, h->r->to_client) == 0,
+		    "%s: refuse", t->name);
+		break;
+	case 'L':
+		ck_assert_msg(strcmp(login_name(proto_filter_login(h->f)),
+		    st->data) == 0, "%s: login %s, not %s", t->name,
+		    login_name(proto_filter_login(h->f)), st->data);
+		return;
+	case 'U':
+		ck_assert_msg(strcmp(user, st->data) == 0, "%s: user \"%s\"",
+		    t->name, user);
+		return;
+	case 'P':
+		ck_assert_msg(pwlen == strlen(st->data) &&
+		    strcmp(password, st->data) == 0, "%s: password \"%s\"",
+		    t->name, password);
+		return;
+	case 'E':
+		ck_assert_msg(strcmp(proto_filter_login_error(h->f),
+		    st->data) == 0, "%s: error \"%s\"", t->name,
+		    proto_filter_login_error(h->f));
+		return;
+	default:
+		ck_abort_msg("%s: step '%c'", t->name, st->dir);
+	}
+	harness_pump(h);
+}
+
 enum feed_mode {
 	FEED_WHOLE,	/* each step at once */
 	FEED_CUT,	/* one step split at a byte position */
@@ -318,8 +385,8 @@ enum feed_mode {
 
 /* Run a transcript; with FEED_CUT the byte at cut starts a new chunk. */
 static void
-run_transcript(const struct transcript *t, enum feed_mode mode, size_t cut,
-    struct result *r)
+run_transcript(const struct transcript *t, int oauth2, enum feed_mode mode,
+    size_t cut, struct result *r)
 {
 	struct harness	h;
 	size_t		pos = 0, len, i;
@@ -335,10 +402,16 @@ run_transcript(const struct transcript *t, enum feed_mode mode, size_t cut,
 		proto_filter_expect_greeting(h.f);
 	h.from_server = evbuffer_new();
 	h.from_client = evbuffer_new();
-	for (s = 0; s < 12 && t->steps[s].data != NULL; s++) {
+	if (oauth2)
+		ck_assert_int_eq(proto_filter_use_oauth2(h.f), 0);
+	for (s = 0; s < TRANSCRIPT_STEPS && t->steps[s].data != NULL; s++) {
 		const struct step	*st = &t->steps[s];
 
 		len = strlen(st->data);
+		if (st->dir != 'S' && st->dir != 'C') {
+			harness_act(&h, t, st);
+			continue;
+		}
 		if (mode == FEED_BYTES) {
 			for (i = 0; i < len; i++)
 				harness_deliver(&h, st->dir, st->data + i, 1);
@@ -362,8 +435,9 @@ transcript_len(const struct transcript *t)
 	size_t	n = 0;
 	int	s;
 
-	for (s = 0; s < 12 && t->steps[s].data != NULL; s++)
-		n += strlen(t->steps[s].data);
+	for (s = 0; s < TRANSCRIPT_STEPS && t->steps[s].data != NULL; s++)
+		if (t->steps[s].dir == 'S' || t->steps[s].dir == 'C')
+			n += strlen(t->steps[s].data);
 	return n;
 }
 
@@ -397,21 +471,35 @@ check_result(const struct transcript *t, struct result *r, const char *how,
 	evbuffer_free(r->to_server);
 }
 
-/* One transcript: whole, cut at every byte, and a byte at a time. */
-void
-check_transcript(const struct transcript *t)
+/* Run a transcript whole, cut at every byte, and a byte at a time. */
+static void
+check_transcript_runs(const struct transcript *t, int oauth2)
 {
 	struct result		 r;
 	size_t			 cut, total = transcript_len(t);
 
-	run_transcript(t, FEED_WHOLE, 0, &r);
+	run_transcript(t, oauth2, FEED_WHOLE, 0, &r);
 	check_result(t, &r, "whole", 0);
 	for (cut = 1; cut < total; cut++) {
-		run_transcript(t, FEED_CUT, cut, &r);
+		run_transcript(t, oauth2, FEED_CUT, cut, &r);
 		check_result(t, &r, "cut at", cut);
 	}
-	run_transcript(t, FEED_BYTES, 0, &r);
+	run_transcript(t, oauth2, FEED_BYTES, 0, &r);
 	check_result(t, &r, "bytes", 0);
+}
+
+/* One transcript: whole, cut at every byte, and a byte at a time. */
+void
+check_transcript(const struct transcript *t)
+{
+	check_transcript_runs(t, 0);
+}
+
+/* The same with a filter that logs in with OAuth2. */
+void
+check_transcript_oauth2(const struct transcript *t)
+{
+	check_transcript_runs(t, 1);
 }
 
 /* Bytes after the line that completes the login stay for the session. */

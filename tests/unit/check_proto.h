@@ -36,18 +36,28 @@ struct greeting_case {
 
 /*
  * Filter transcripts: what client (C) and server (S) send, in order, and
- * what each side must receive in the end.
+ * what each side must receive in the end.  Run by check_transcript_oauth2()
+ * the filter logs in itself (proto_filter_use_oauth2()), and steps can
+ * also be what the session does or checks at that point:
+ *   T token    proto_filter_login_token() must return 0;
+ *   t token    ... must return -1 and change nothing;
+ *   R text     proto_filter_login_refuse() (r: temporary, A: alert);
+ *   L state    proto_filter_login() is "NONE", "WANTED", "SENT" or
+ *              "REJECTED";
+ *   U user, P password, E error: the credentials, the login's error.
  */
 struct step {
 	char		 dir;
 	const char	*data;
 };
 
+#define TRANSCRIPT_STEPS	24
+
 struct transcript {
 	const char		*name;
 	enum mail_protocol	 protocol;
 	int			 greeting;	/* implicit TLS */
-	struct step		 steps[12];
+	struct step		 steps[TRANSCRIPT_STEPS];
 	const char		*to_client;
 	const char		*to_server;
 	int			 done;
@@ -72,5 +82,7 @@ void	 check_dialogue_case(const struct dialogue_case *);
 void	 check_greeting_case(const struct greeting_case *, int);
 /* One transcript: whole, cut at every byte, and a byte at a time. */
 void	 check_transcript(const struct transcript *);
+/* The same with a filter that logs in with OAuth2. */
+void	 check_transcript_oauth2(const struct transcript *);
 
 #endif /* MAILTLSD_CHECK_PROTO_H */

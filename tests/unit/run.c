@@ -38,6 +38,7 @@ static Suite *(*const suites[])(void) = {
 	proto_imap_suite,
 	proto_pop3_suite,
 	proto_smtp_suite,
+	proto_oauth2_suite,
 	proto_local_suite,
 	tls_suite,
 	localcert_suite,
@@ -45,6 +46,8 @@ static Suite *(*const suites[])(void) = {
 	status_suite,
 	tokenstore_suite,
 	fuzz_suite,
+	http_suite,
+	oauth2_suite,
 };
 
 /* Run all suites and report. */
