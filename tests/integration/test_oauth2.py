@@ -858,6 +858,41 @@ def test_client_credentials(t):
     rig.check_no_password_sent(PASSWORD, OTHER_PASSWORD)
 
 
+@case(timeout=40)
+def test_user_names_stay_in_state_dir(t):
+    """User names that look like paths are accounts like any other: each
+    one's file lies in the section's directory, two names never share one,
+    and nothing is written outside state_dir/oauth2."""
+    rig = Rig(t, provider="microsoft", flow="client_credentials",
+              secret=CLIENT_SECRET)
+    users = {"../../escape": "pw-1", "a/b": "pw-2", "a%2Fb": "pw-3",
+             ".hidden": "pw-4", "..": "pw-5"}
+    before = set(os.listdir(t.tmp))
+    for user, password in users.items():
+        rig.logged_in(form="login-quoted", user=user, password=password)
+        check(rig.attempts()[-1].user == user, "SASL user %r for %r",
+              rig.attempts()[-1].user, user)
+    files = token_files(t)
+    check(len(files) == len(users), "%d token files for %d users: %s",
+          len(files), len(users), sorted(files))
+    for path in files:
+        parts = path.split(os.sep)
+        check(len(parts) == 2 and not parts[1].startswith(".") and
+              parts[1] not in ("..", "."), "token file %r", path)
+    check(set(os.listdir(t.tmp)) - before <= {"state"} | {
+        n for n in os.listdir(t.tmp) if n.endswith((".log", ".conf"))},
+        "new files beside state_dir: %s", set(os.listdir(t.tmp)) - before)
+    for root, _, names in os.walk(os.path.dirname(t.tmp)):
+        check("escape" not in names, "a file named escape in %s", root)
+    names = list(users)
+    for i, user in enumerate(names):
+        other = users[names[(i + 1) % len(names)]]
+        m = rig.client()
+        m.expect_prefix(m.login("login-quoted", user, other),
+                        REFUSED_PREFIX, "%r with another user's password"
+                        % user)
+
+
 # ================================================= 4. tokens over time
 
 @case(timeout=40)
