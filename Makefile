@@ -233,7 +233,9 @@ soak: $(BUILD)/mailtlsd
 		--seconds $(SOAK_SECONDS) --sessions $(SOAK_SESSIONS)
 
 # Interoperability suite (tests/interop): real Dovecot, Postfix and mail
-# clients through mailtlsd. Needs root and tests/interop/setup.sh once.
+# clients through mailtlsd, then the OAuth2 part (an authorisation server
+# from npm, Dovecot and Postfix taking only bearer tokens). Needs root and
+# tests/interop/setup.sh once. INTEROP_PART=clients or oauth2 runs one part.
 interop: $(BUILD)/mailtlsd
 	MAILTLSD=$(abspath $(BUILD)/mailtlsd) $(PYTHON) tests/interop/run.py
 

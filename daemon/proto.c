@@ -938,3 +938,34 @@ proto_greeting_complete(enum mail_protocol protocol, struct evbuffer *buf)
 		return 0;
 	return len == evbuffer_get_length(buf) ? 1 : -1;
 }
+
+/*
+ * The daemon's own answer to a FIFO entry of type (POP3, SMTP): the OAuth2
+ * login's refusal (oauth2_type) once it is due, or answers[type] for the
+ * entries from local_first on.  1 when answered (with to_client NULL:
+ * when it would be), 0 when the server answers it, -1 without memory.
+ */
+int
+proto_fifo_local(struct proto_filter *f, int type, int oauth2_type,
+    int local_first, const char *const *answers, size_t n_answers,
+    struct evbuffer *to_client)
+{
+	const char	*answer;
+
+	if (type == oauth2_type) {
+		/* The login's refusal, which waited for its turn. */
+		if (f->oauth2 == NULL || f->oauth2->phase != OA_REFUSING)
+			return 0;
+		answer = f->oauth2->refusal;
+	} else if (type >= local_first && (size_t)type < n_answers)
+		answer = answers[type];
+	else
+		return 0;
+	if (to_client == NULL)
+		return 1;
+	if (evbuffer_add(to_client, answer, strlen(answer)) != 0)
+		return -1;
+	if (type == oauth2_type)
+		proto_oauth2_forget(f);
+	return 1;
+}

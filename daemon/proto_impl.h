@@ -253,6 +253,10 @@ int		 proto_fifo_refuse(struct proto_filter *, struct evbuffer *,
  */
 typedef int	proto_local_fn(struct proto_filter *, int type,
 		    struct evbuffer *to_client);
+int		 proto_fifo_local(struct proto_filter *, int type,
+		    int oauth2_type, int local_first,
+		    const char *const *answers, size_t n_answers,
+		    struct evbuffer *to_client);
 int		 proto_fifo_settle(struct proto_filter *, struct proto_fifo *,
 		    proto_local_fn *, int authed, struct evbuffer *to_client);
 

@@ -290,25 +290,9 @@ smtp_filter_expect_greeting(struct proto_filter *f)
 static int
 smtp_local(struct proto_filter *f, int type, struct evbuffer *to_client)
 {
-	const char	*answer;
-
-	if (type == SMTP_EXP_OAUTH2) {
-		/* The login's refusal, which waited for its turn. */
-		if (f->oauth2 == NULL || f->oauth2->phase != OA_REFUSING)
-			return 0;
-		answer = f->oauth2->refusal;
-	} else if (type >= SMTP_EXP_LOCAL && (size_t)type <
-	    sizeof(smtp_answers) / sizeof(smtp_answers[0]))
-		answer = smtp_answers[type];
-	else
-		return 0;
-	if (to_client == NULL)
-		return 1;
-	if (evbuffer_add(to_client, answer, strlen(answer)) != 0)
-		return -1;
-	if (type == SMTP_EXP_OAUTH2)
-		proto_oauth2_forget(f);
-	return 1;
+	return proto_fifo_local(f, type, SMTP_EXP_OAUTH2, SMTP_EXP_LOCAL,
+	    smtp_answers, sizeof(smtp_answers) / sizeof(smtp_answers[0]),
+	    to_client);
 }
 
 /*

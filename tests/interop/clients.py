@@ -901,9 +901,10 @@ def versions():
         ("mbsync", "%s (isync %s)" % (first(["mbsync", "--version"],
                                             r"^isync (\S+)"),
                                       deb("isync"))),
-        ("Node.js", "%s, nodemailer %s, imapflow %s" % (
-            first(["node", "--version"]), _npm_version("nodemailer"),
-            _npm_version("imapflow"))),
+        ("Node.js", "%s, nodemailer %s, imapflow %s, oauth2-mock-server "
+         "%s" % (first(["node", "--version"]), _npm_version("nodemailer"),
+                 _npm_version("imapflow"),
+                 _npm_version("oauth2-mock-server"))),
         ("Python", sys.version.split()[0] +
          " (imaplib, poplib, smtplib)"),
         ("OpenSSL", first(["openssl", "version"], r"^OpenSSL (\S+)")),

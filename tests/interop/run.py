@@ -39,6 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import clients as C  # noqa: E402
+import oauth2 as O2   # noqa: E402
 import stack as S    # noqa: E402
 
 MODES = ("implicit", "starttls")
@@ -48,8 +49,9 @@ BIG_SIZE = 25 * 1024 * 1024
 DELIVERY_TIMEOUT = 60
 
 
-class Aborted(Exception):
-    pass
+class Aborted(BaseException):
+    """A signal: not an Exception, so that no check takes it for its own
+    failure (the OAuth2 part's rows catch every Exception)."""
 
 
 def _abort(signum, frame):
@@ -530,33 +532,10 @@ def _first_diff_tail(data, sent):
                       data[max(0, i - 20):i + 20], sent[max(0, j - 20):j + 20])
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--keep", action="store_true",
-                    default=os.environ.get("INTEROP_KEEP") == "1",
-                    help="keep the run directory (logs, transcripts)")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
-    mailtlsd = os.path.abspath(os.environ.get(
-        "MAILTLSD", os.path.join(ROOT, "build", "mailtlsd")))
-    idle_seconds = float(os.environ.get("INTEROP_IDLE_SECONDS", "60"))
-    port_base = int(os.environ.get("INTEROP_PORT_BASE", "19100"))
-    mail_user = os.environ.get("INTEROP_MAIL_USER", "mailtlsd-interop")
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, _abort)
-    started = time.monotonic()
-    print("mailtlsd interop suite: %s" % mailtlsd)
-    for name, ver in C.versions():
-        print("  %-10s %s" % (name, ver))
-    print("  IMAP IDLE must survive %g s (INTEROP_IDLE_SECONDS)"
-          % idle_seconds, flush=True)
-
-    extra = [kv.strip() for kv in
-             os.environ.get("INTEROP_MAILTLSD_GLOBAL", "").split(";")
-             if kv.strip()]
-    for kv in extra:
-        print("  mailtlsd [global] %s (INTEROP_MAILTLSD_GLOBAL)" % kv)
+def run_clients(mailtlsd, port_base, mail_user, idle_seconds, extra, args):
+    """The mail clients through mailtlsd in front of Dovecot and Postfix:
+    (the suite with its counts, whether a signal ended it)."""
+    aborted = False
     st = S.Stack(mailtlsd, port_base, mail_user, keep=args.keep,
                  extra_global=extra)
     suite = Suite(st, idle_seconds, args.verbose)
@@ -607,6 +586,8 @@ def main():
     except Aborted as e:
         print("aborted: %s" % e, flush=True)
         suite.failed += 0 if suite.failed else 1
+        # a signal ends the whole run; the OAuth2 part has its own servers
+        aborted = str(e) != "setup failed"
     finally:
         for m in list(suite.open_sessions):
             try:
@@ -636,9 +617,58 @@ def main():
                 print("(INTEROP_KEEP=1 or --keep keeps the run directory "
                       "with every transcript)")
         st.remove()
+    return suite, aborted
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--keep", action="store_true",
+                    default=os.environ.get("INTEROP_KEEP") == "1",
+                    help="keep the run directory (logs, transcripts)")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--part", choices=("all", "clients", "oauth2"),
+                    default=os.environ.get("INTEROP_PART", "all"),
+                    help="the mail clients, the OAuth2 part, or both")
+    args = ap.parse_args()
+    mailtlsd = os.path.abspath(os.environ.get(
+        "MAILTLSD", os.path.join(ROOT, "build", "mailtlsd")))
+    idle_seconds = float(os.environ.get("INTEROP_IDLE_SECONDS", "60"))
+    port_base = int(os.environ.get("INTEROP_PORT_BASE", "19100"))
+    mail_user = os.environ.get("INTEROP_MAIL_USER", "mailtlsd-interop")
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _abort)
+    started = time.monotonic()
+    print("mailtlsd interop suite: %s" % mailtlsd)
+    for name, ver in C.versions():
+        print("  %-10s %s" % (name, ver))
+    print("  IMAP IDLE must survive %g s (INTEROP_IDLE_SECONDS)"
+          % idle_seconds, flush=True)
+
+    extra = [kv.strip() for kv in
+             os.environ.get("INTEROP_MAILTLSD_GLOBAL", "").split(";")
+             if kv.strip()]
+    for kv in extra:
+        print("  mailtlsd [global] %s (INTEROP_MAILTLSD_GLOBAL)" % kv)
+    passed = failed = 0
+    aborted = False
+    if args.part in ("all", "clients"):
+        suite, aborted = run_clients(mailtlsd, port_base, mail_user,
+                                     idle_seconds, extra, args)
+        passed, failed = suite.passed, suite.failed
+    if args.part in ("all", "oauth2") and not aborted:
+        rep = O2.Reporter()
+        try:
+            O2.run_part(mailtlsd, port_base, mail_user, rep, args.keep,
+                        args.verbose, extra)
+        except Aborted as e:
+            print("aborted: %s" % e, flush=True)
+            rep.failed += 1
+        passed += rep.passed
+        failed += rep.failed
     print("interop: %.0f s" % (time.monotonic() - started))
-    print("%d passed, %d failed" % (suite.passed, suite.failed), flush=True)
-    return 1 if suite.failed else 0
+    print("%d passed, %d failed" % (passed, failed), flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 # root or with sudo: installs the servers and clients from the distribution
 # without letting the packages start their own Dovecot or Postfix, and
 # creates the system user that owns the test mailboxes; installs the Node.js
-# clients (nodemailer, imapflow) with npm into build/interop-node. .ci/run
+# clients (nodemailer, imapflow) and the OAuth2 part's authorisation server
+# (oauth2-mock-server) with npm into build/interop-node. .ci/run
 # calls it; afterwards `make interop` runs the suite. Nothing else in /etc is
 # changed: the suite brings its own configurations and runs them from a
 # temporary directory.
@@ -74,6 +75,10 @@ if [ "$NODE_MAJOR" -ge 20 ]; then
 else
 	NODE_PKGS="nodemailer@7.0.9 imapflow@1.7.8"
 fi
+# The OAuth2 part's authorisation server (oauth2-idp.js builds on it):
+# 7.2.1 is the last release that runs on Node.js 18 (and 20, 22); later
+# ones need 20.19 or 22.12.
+NODE_PKGS="$NODE_PKGS oauth2-mock-server@7.2.1"
 NEW_BUILD=""
 [ -d "$ROOT/build" ] || NEW_BUILD=1
 mkdir -p "$NODE_DIR"

@@ -511,9 +511,11 @@ def cleanup_stale():
         os.unlink(STALE_POINTER)
         return
     if os.path.isdir(rundir):
-        pid = _read_pid(os.path.join(rundir, "mailtlsd.pid"))
-        if pid and rundir in _cmdline(pid):
-            _kill(pid, signal.SIGKILL)
+        for pidfile in ("mailtlsd.pid", "idp/idp.pid"):
+            # the OAuth2 part also runs an authorisation server (node)
+            pid = _read_pid(os.path.join(rundir, pidfile))
+            if pid and rundir in _cmdline(pid):
+                _kill(pid, signal.SIGKILL)
         pf = os.path.join(rundir, "postfix", "etc")
         if os.path.exists(os.path.join(pf, "main.cf")):
             subprocess.run(["postfix", "-c", pf, "abort"],
