@@ -90,6 +90,8 @@ class Certs:
     two_names: str          # mail.test and other.test, signed by ca, key
     expiring: str           # mail.test, signed by ca, ends 3 days after
                             # the run started
+    idp: str                # 127.0.0.1 and localhost (the fake OAuth2
+                            # server's HTTPS), signed by ca, key
     pin_good: str           # base64 SHA-256 of good's SPKI
     pin_other: str          # the same for other_key
 
@@ -220,6 +222,7 @@ def generate(d):
                        san="%s, DNS:%s" % (SERVER_NAME, OTHER_NAME)),
         expiring=leaf("expiring", start=_asn1_time(days=-1),
                       end=_asn1_time(days=3)),
+        idp=leaf("idp", cn="127.0.0.1", san="localhost, IP:127.0.0.1"),
         pin_good=spki_pin(good), pin_other=spki_pin(self_signed))
     return certs
 

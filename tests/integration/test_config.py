@@ -2,9 +2,12 @@
 
 Good configs must print "configuration OK" and exit 0; bad ones exit 1 and
 report every error as FILE:LINE: message on stderr.  Configs are written
-with a marker comment "# <-" on the line the error must point at.
+with a marker comment "# <-" on the line the error must point at.  The
+[oauth2:NAME] sections have their own table, whose errors must also say
+what is wrong (a regex on the message).
 """
 
+import os
 import re
 import subprocess
 
@@ -74,17 +77,30 @@ BAD = {
 }
 
 
-def write(t, name, text):
-    """Fill in the placeholders, strip "# <-" markers; return (path, line)."""
+def write(t, name, text, mode=None):
+    """Fill in the placeholders, strip "# <-" markers; return (path, line).
+    {secret} is a client secret file (mode 0600)."""
     text = text.format(ca=t.certs.ca, pin=t.certs.pin_good,
-                       pin2=t.certs.pin_other)
+                       pin2=t.certs.pin_other, secret=secret_file(t))
     lines = text.splitlines()
     marked = [i + 1 for i, l in enumerate(lines) if "# <-" in l]
     text = "\n".join(l.split("  # <-")[0] for l in lines) + "\n"
     path = "%s/%s.conf" % (t.tmp, name)
     with open(path, "w") as f:
         f.write(text)
+    if mode is not None:
+        os.chmod(path, mode)
     return path, (marked[0] if marked else None)
+
+
+def secret_file(t):
+    """An app's client secret in a file only its owner reads."""
+    path = os.path.join(t.tmp, "app.secret")
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("app-secret-value\n")
+    return path
 
 
 def error_lines(path, stderr):
@@ -143,3 +159,187 @@ def test_start_with_bad_config_fails(t):
     check(p.returncode != 0, "daemon started with a bad config")
     check(line in error_lines(path, err), "no %s:%d: error in %r", path,
           line, err)
+
+
+# ------------------------------------------------------- [oauth2:NAME]
+
+OA_SERVICE = SERVICE + "oauth2 = m365\n"
+OA_MICROSOFT = ("[oauth2:m365]\nprovider = microsoft\n"
+                "client_id = 00000000-1111-2222-3333-444444444444\n")
+OA_GOOGLE = ("[oauth2:m365]\nprovider = google\n"
+             "client_id = 1234-abc.apps.googleusercontent.com\n")
+OA_GENERIC = ("[oauth2:m365]\nprovider = generic\nclient_id = app\n"
+              "flow = device\n"
+              "device_url = https://idp.test/device\n"
+              "token_url = https://idp.test/token\n"
+              "scope = https://idp.test/mail offline_access\n")
+
+OAUTH2_GOOD = {
+    "microsoft_device": HEAD + OA_SERVICE + OA_MICROSOFT,
+    "microsoft_device_tenant": HEAD + OA_SERVICE + OA_MICROSOFT +
+                               "tenant = contoso.onmicrosoft.com\n"
+                               "flow = device\n",
+    "microsoft_client_credentials": HEAD + OA_SERVICE + OA_MICROSOFT +
+                                    "flow = client_credentials\n"
+                                    "tenant = contoso.onmicrosoft.com\n"
+                                    "client_secret_file = {secret}\n",
+    "microsoft_browser": HEAD + OA_SERVICE + OA_MICROSOFT +
+                         "flow = browser\n"
+                         "redirect_listen = 127.0.0.1:8400\n",
+    "google_browser": HEAD + OA_SERVICE + OA_GOOGLE +
+                      "client_secret_file = {secret}\n",
+    "google_browser_ipv6_redirect": HEAD + OA_SERVICE + OA_GOOGLE +
+                                    "client_secret_file = {secret}\n"
+                                    "flow = browser\n"
+                                    "redirect_listen = [::1]:8400\n",
+    "generic_device": HEAD + OA_SERVICE + OA_GENERIC,
+    "generic_client_credentials": HEAD + OA_SERVICE +
+                                  "[oauth2:m365]\nprovider = generic\n"
+                                  "client_id = app\n"
+                                  "flow = client_credentials\n"
+                                  "token_url = https://idp.test/token\n"
+                                  "scope = mail\n"
+                                  "client_secret_file = {secret}\n",
+    "tuning_bounds": HEAD + OA_SERVICE + OA_MICROSOFT +
+                     "http_timeout = 5\nca_file = {ca}\n"
+                     "kdf_memory = 8\nkdf_passes = 10\n",
+    "kdf_memory_max": HEAD + OA_SERVICE + OA_MICROSOFT +
+                      "kdf_memory = 1024\nkdf_passes = 1\n",
+    "two_services_one_section": HEAD + OA_SERVICE +
+                                "[smtp]\nlisten = 127.0.0.1:10587\n"
+                                "remote = mail.test:587\n"
+                                "ca_file = {ca}\noauth2 = m365\n" +
+                                OA_MICROSOFT,
+}
+
+# name: (config, regex the error message must match); "# <-" marks the
+# line the error must point at.
+OAUTH2_BAD = {
+    "google_device": (HEAD + OA_SERVICE + OA_GOOGLE +
+                      "client_secret_file = {secret}\n"
+                      "flow = device  # <-\n",
+                      r"device.*(mail\.google\.com|Google)"),
+    "missing_client_id": (HEAD + OA_SERVICE +
+                          "[oauth2:m365]  # <-\nprovider = microsoft\n",
+                          r"client_id"),
+    "missing_provider": (HEAD + OA_SERVICE +
+                         "[oauth2:m365]  # <-\nclient_id = x\n",
+                         r"provider"),
+    "client_credentials_without_secret": (
+        HEAD + OA_SERVICE + OA_MICROSOFT.replace(
+            "[oauth2:m365]", "[oauth2:m365]  # <-") +
+        "flow = client_credentials\ntenant = contoso.onmicrosoft.com\n",
+        r"secret"),
+    "google_without_secret": (HEAD + OA_SERVICE + OA_GOOGLE.replace(
+        "[oauth2:m365]", "[oauth2:m365]  # <-"), r"secret"),
+    "client_credentials_common_tenant": (
+        HEAD + OA_SERVICE + OA_MICROSOFT + "client_secret_file = {secret}\n"
+        "flow = client_credentials  # <-\n", r"tenant"),
+    "unknown_provider": (HEAD + OA_SERVICE + "[oauth2:m365]\n"
+                         "provider = yahoo  # <-\nclient_id = x\n",
+                         r"provider|yahoo"),
+    "unknown_flow": (HEAD + OA_SERVICE + OA_MICROSOFT +
+                     "flow = telepathy  # <-\n", r"flow|telepathy"),
+    "missing_section": (HEAD + SERVICE + "oauth2 = nosuch  # <-\n",
+                        r"nosuch"),
+    "http_token_url": (HEAD + OA_SERVICE + OA_MICROSOFT +
+                       "token_url = http://idp.test/token  # <-\n",
+                       r"https"),
+    "http_device_url": (HEAD + OA_SERVICE + OA_MICROSOFT +
+                        "device_url = http://idp.test/device  # <-\n",
+                        r"https"),
+    "http_authorize_url": (HEAD + OA_SERVICE + OA_GOOGLE +
+                           "client_secret_file = {secret}\n"
+                           "authorize_url = http://idp.test/auth  # <-\n",
+                           r"https"),
+    "redirect_not_loopback": (HEAD + OA_SERVICE + OA_GOOGLE +
+                              "client_secret_file = {secret}\n"
+                              "redirect_listen = 0.0.0.0:8400  # <-\n",
+                              r"loopback"),
+    "kdf_memory_too_small": (HEAD + OA_SERVICE + OA_MICROSOFT +
+                             "kdf_memory = 4  # <-\n", r"kdf_memory"),
+    "kdf_memory_too_large": (HEAD + OA_SERVICE + OA_MICROSOFT +
+                             "kdf_memory = 2048  # <-\n", r"kdf_memory"),
+    "kdf_passes_zero": (HEAD + OA_SERVICE + OA_MICROSOFT +
+                        "kdf_passes = 0  # <-\n", r"kdf_passes"),
+    "kdf_passes_too_many": (HEAD + OA_SERVICE + OA_MICROSOFT +
+                            "kdf_passes = 11  # <-\n", r"kdf_passes"),
+    "generic_without_scope": (HEAD + OA_SERVICE +
+                              "[oauth2:m365]  # <-\nprovider = generic\n"
+                              "client_id = app\nflow = device\n"
+                              "device_url = https://idp.test/device\n"
+                              "token_url = https://idp.test/token\n",
+                              r"scope"),
+    "generic_without_flow": (HEAD + OA_SERVICE + OA_GENERIC.replace(
+        "[oauth2:m365]", "[oauth2:m365]  # <-").replace(
+        "flow = device\n", ""), r"flow"),
+    "generic_device_without_device_url": (
+        HEAD + OA_SERVICE + OA_GENERIC.replace(
+            "[oauth2:m365]", "[oauth2:m365]  # <-").replace(
+            "device_url = https://idp.test/device\n", ""), r"device_url"),
+    "bad_section_name": (HEAD + SERVICE + "[oauth2:bad name!]  # <-\n"
+                         "provider = microsoft\nclient_id = x\n",
+                         r"oauth2 section name"),
+    "secret_inline_and_file": (HEAD + OA_SERVICE + OA_MICROSOFT +
+                               "client_secret_file = {secret}\n"
+                               "client_secret = abc  # <-\n",
+                               r"client_secret"),
+}
+
+
+@case(params={k: {"name": k} for k in OAUTH2_GOOD})
+def test_oauth2_good_config(t, name):
+    path, _ = write(t, name, OAUTH2_GOOD[name], mode=0o600)
+    rc, out, err = check_config(t.binary, path)
+    check(rc == 0, "exit %s for a good config; stderr: %s", rc, err.strip())
+    check("configuration OK" in out + err, "no 'configuration OK' in %r",
+          out + err)
+
+
+@case(params={k: {"name": k} for k in OAUTH2_BAD})
+def test_oauth2_bad_config(t, name):
+    text, words = OAUTH2_BAD[name]
+    path, line = write(t, name, text, mode=0o600)
+    rc, out, err = check_config(t.binary, path)
+    check(rc == 1, "exit %s for a bad config (want 1); output: %s", rc,
+          (out + err).strip())
+    found = error_lines(path, err)
+    check(line in found, "error reported at line(s) %s, want %d: %r",
+          found, line, err)
+    msg = re.search(r"^%s:%d: (.*)$" % (re.escape(path), line), err, re.M)
+    check(re.search(words, msg.group(1), re.I) and
+          "unknown key" not in msg.group(1), "the error %r does not say "
+          "/%s/", msg.group(1), words)
+    check("configuration OK" not in out + err, "bad config called OK")
+
+
+@case(params={"0644": {"mode": 0o644}, "0640": {"mode": 0o640},
+              "0600": {"mode": 0o600}})
+def test_oauth2_inline_secret_file_mode(t, mode):
+    """An inline client_secret only in a file no other user can read."""
+    text = HEAD + OA_SERVICE + OA_MICROSOFT + \
+        "flow = client_credentials\ntenant = contoso.onmicrosoft.com\n" \
+        "client_secret = inline-app-secret  # <-\n"
+    path, line = write(t, "inline", text, mode=mode)
+    rc, out, err = check_config(t.binary, path)
+    if mode & 0o077 == 0:
+        check(rc == 0 and "configuration OK" in out + err,
+              "mode %04o refused: %s", mode, err.strip())
+        return
+    check(rc == 1, "inline secret in a mode %04o file accepted", mode)
+    msg = re.search(r"^%s:%d: (.*)$" % (re.escape(path), line), err, re.M)
+    check(msg and re.search(r"other users|mode|chmod|readable",
+                            msg.group(1), re.I),
+          "no error at line %d saying who can read it: %r", line, err)
+    check("inline-app-secret" not in out + err, "the secret was printed")
+
+
+@case()
+def test_oauth2_unused_section_warns(t):
+    """A section no service names is a warning, not an error."""
+    path, _ = write(t, "unused", HEAD + SERVICE + OA_MICROSOFT, mode=0o600)
+    rc, out, err = check_config(t.binary, path)
+    check(rc == 0, "exit %s; stderr: %s", rc, err.strip())
+    check(re.search(r"m365.*(no effect|not used|unused|no service)",
+                    out + err, re.I), "no warning about [oauth2:m365]: %r",
+          out + err)
