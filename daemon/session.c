@@ -930,6 +930,11 @@ session_pump_up(struct session *s)
 		if (session_server_send(s, in) != 0)
 			return -1;
 	} while (more && evbuffer_get_length(raw) < SESSION_BUF_MAX);
+	/* Nobody waits for an OAuth2 login's end: no token goes out. */
+	if (s->filter != NULL && session_client_drained(s) &&
+	    proto_filter_login(s->filter) != PROTO_LOGIN_NONE)
+		return session_close(s, LOG_LEVEL_INFO, "client ended the "
+		    "session during its login");
 	if (evbuffer_get_length(in) == 0 &&
 	    evbuffer_get_length(tls_stream_output(s->server.tls)) == 0 &&
 	    session_client_drained(s))
