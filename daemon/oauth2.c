@@ -1197,7 +1197,9 @@ oauth2_foreach_account(const struct oauth2 *o,
 			    acct->tokens.access_token[0] != '\0'));
 			st.flow_pending = acct->flow != NULL &&
 			    acct->flow->state == O2_FLOW_WAITING;
-			st.access_expires = acct->have_tokens ?
+			/* A dead grant's access token is wiped too. */
+			st.access_expires = acct->have_tokens &&
+			    acct->tokens.access_token[0] != '\0' ?
 			    acct->tokens.access_expires : 0;
 			st.last_refresh = acct->last_refresh;
 			st.last_error = acct->last_error[0] != '\0' ?

@@ -26,6 +26,9 @@ struct event_base;
 struct oauth2;
 struct oauth2_request;
 
+/* The longest text for a client or -s, NUL included (SMTP's 512). */
+#define OAUTH2_TEXT_MAX		400
+
 /* How a login ended. */
 enum oauth2_result {
 	OAUTH2_TOKEN,		/* token holds a usable access token */
@@ -100,7 +103,7 @@ struct oauth2_account_status {
 	const char	*user;
 	int		 authorised;	/* holds a refresh token or app grant */
 	int		 flow_pending;	/* waiting for a person */
-	time_t		 access_expires;	/* 0: unknown (still locked) */
+	time_t		 access_expires;	/* 0: no access token, or locked */
 	time_t		 last_refresh;		/* 0: none since start */
 	const char	*last_error;		/* NULL: none */
 };

@@ -43,7 +43,7 @@ struct http_request;
 #define O2_ACCOUNTS_MAX		4096		/* accounts in memory */
 #define O2_FLOWS_MAX		16		/* authorisations waiting */
 #define O2_USER_MAX		255		/* bytes of a user name */
-#define O2_TEXT_MAX		400		/* a client line: SMTP's 512 */
+#define O2_TEXT_MAX		OAUTH2_TEXT_MAX	/* a client line */
 #define O2_LOG_MAX		1024		/* a log text */
 #define O2_VERIFIER_BYTES	32		/* PKCE: 43 characters */
 #define O2_STATE_BYTES		16		/* state, link: 22 characters */

@@ -330,7 +330,8 @@ static void
 status_text_accounts(const struct status *st, struct evbuffer *out)
 {
 	const struct status_account	*a;
-	char				 when[40], left[32], text[256];
+	char				 when[40], left[32];
+	char				 text[OAUTH2_TEXT_MAX];
 	int				 i;
 
 	if (st->n_accounts == 0 && st->accounts_dropped == 0)

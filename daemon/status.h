@@ -15,10 +15,10 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "oauth2.h"
 #include "stats.h"
 
 struct evbuffer;
-struct oauth2_account_status;
 struct service_config;
 
 #define STATUS_ACCOUNTS_MAX	1024	/* OAuth2 accounts shown */
@@ -42,7 +42,7 @@ struct status_account {
 	int	flow_pending;
 	time_t	access_expires;		/* 0: unknown */
 	time_t	last_refresh;		/* 0: none since start */
-	char	last_error[STATS_TEXT_MAX];	/* "": none */
+	char	last_error[OAUTH2_TEXT_MAX];	/* "": none */
 };
 
 struct status {

@@ -24,18 +24,27 @@ user's choosing, which must never reach any server.
    failure, the daemon stays up; the key derivation does not stall other
    sessions.
 6. Nothing secret in the debug log; the client sees only plain mechanisms.
+7. What -s, -s -j and the metrics show of an account: nothing before a
+   login, a flow waiting for a person, authorised with the access token's
+   expiry the provider gave, the last error of a refresh in full; never a
+   password, token or code.
 """
 
 import base64
+import datetime
+import json
 import os
 import re
+import shutil
 import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from client import noop
+from daemon import assert_no_sanitizer_report
 from expectations import GREETING
 from harness import Service, case, check, connect_refused, wait_until
 from oauth2_mail import (ERROR_ANSWER, IMAP_SELECTED, MECHS,
@@ -45,6 +54,7 @@ from oauth2_server import (AADSTS50076, AADSTS65001, AADSTS70043,
                            AADSTS700016, AADSTS700082, DEVICE_GRANT,
                            GOOGLE_REVOKED, FakeIdP, s256)
 from test_relay import quarantine_env
+from test_status import fetch, iso_seconds, parse_metrics, run_status
 
 PROTOCOLS = ("imap", "pop3", "smtp")
 PER_PROTOCOL = {p: {"protocol": p} for p in PROTOCOLS}
@@ -1394,3 +1404,367 @@ def test_capabilities_offer_plain(t, protocol, tls):
     else:
         expect_plain_mechanisms("smtp", b"\r\n".join(m.ehlo_lines))
     check(not rig.idp.requests_of(), "the provider was asked")
+
+
+# ==================================== 7. -s, -s -j and the metrics
+
+# The access token lifetime the fake provider reports in the status tests:
+# not the daemon's default for an answer without expires_in (3600).
+STATUS_LIFETIME = 2345
+# Seconds between the provider's answer and the daemon taking its tokens.
+EXPIRY_SLACK = 3
+ACCOUNT_STATE = {"authorised": "authorised",
+                 "pending": "waiting for a person to authorise",
+                 "none": "not authorised"}
+
+
+def status_rig(t, make=Rig, **kw):
+    """A rig (Rig or browser_rig) whose daemon also serves /metrics."""
+    port = t.ports.take()
+    glob = dict(kw.pop("glob", None) or {})
+    glob["metrics_listen"] = "127.0.0.1:%d" % port
+    rig = make(t, glob=glob, **kw)
+    rig.idp.expires_in = STATUS_LIFETIME
+    rig.metrics_port = port
+    return rig
+
+
+def status_json_raw(t, d, timeout=20):
+    """The bytes of `mailtlsd -s -j` as printed (escapes and all)."""
+    p = subprocess.run([t.binary, "-s", "-j", "-c", d.conf_path],
+                       capture_output=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    out, err = (p.stdout.decode(errors="replace"),
+                p.stderr.decode(errors="replace"))
+    assert_no_sanitizer_report(out + err)
+    check(p.returncode == 0, "mailtlsd -s -j exited %s: %s", p.returncode,
+          err.strip())
+    return out
+
+
+def wall_time(monotonic):
+    """time.time() at an instant recorded with time.monotonic()."""
+    return time.time() - (time.monotonic() - monotonic)
+
+
+class StatusViews:
+    """One look at the daemon: the text of -s, the JSON of -s -j (parsed
+    and as printed) and the body of /metrics."""
+
+    ACCOUNT_LINE = r"^  \[%s\] %s: (.*)$"
+
+    def __init__(self, rig, what):
+        self.what = what
+        self.text = run_status(rig.t, rig.d)
+        self.json_raw = status_json_raw(rig.t, rig.d)
+        self.doc = json.loads(self.json_raw)
+        status, _, self.metrics = fetch(rig.metrics_port)
+        check(status == 200, "%s: GET /metrics answered %s", what, status)
+        self.samples = parse_metrics(self.metrics)
+
+    def everything(self):
+        return {"-s": self.text, "-s -j": self.json_raw,
+                "/metrics": self.metrics}
+
+    def line(self, user=USER):
+        """What -s says of the account after "[fake] USER: ", or None."""
+        _, sep, accounts = self.text.partition("\nOAuth2 accounts:\n")
+        if not sep:
+            return None
+        m = re.search(self.ACCOUNT_LINE % (re.escape(SECTION),
+                                           re.escape(user)), accounts, re.M)
+        return m.group(1) if m else None
+
+    def account(self, user=USER):
+        """The account's object in -s -j, or None."""
+        found = [a for a in self.doc.get("oauth2_accounts") or []
+                 if a.get("section") == SECTION and a.get("user") == user]
+        check(len(found) <= 1, "%s: %d entries for %s: %r", self.what,
+              len(found), user, found)
+        return found[0] if found else None
+
+    def sample(self, name, user=USER):
+        """A metric's value for the account, or None."""
+        key = (name, frozenset({("section", SECTION), ("user", user)}))
+        return self.samples.get(key)
+
+    def oauth2_samples(self):
+        return {k: v for k, v in self.samples.items()
+                if k[0].startswith("mailtlsd_oauth2_")}
+
+    def expect_no_account(self):
+        """No account shown anywhere (the section may be, with none)."""
+        check(self.line() is None and USER not in self.text,
+              "%s: -s shows an account:\n%s", self.what, self.text)
+        check(self.account() is None and
+              not self.doc.get("oauth2_accounts"), "%s: -s -j shows "
+              "accounts: %r", self.what, self.doc.get("oauth2_accounts"))
+        check(not self.oauth2_samples(), "%s: OAuth2 metrics: %r",
+              self.what, self.oauth2_samples())
+
+    def expect_account(self, state, expiry=None, last_error=None):
+        """The account in all three views, in state (ACCOUNT_STATE), with
+        no access token expiry (expiry None) or one; with last_error (the
+        exact text) or none.  Returns (JSON object, -s words)."""
+        words, acc = self.line(), self.account()
+        check(words is not None, "%s: -s shows no line for %s:\n%s",
+              self.what, USER, self.text)
+        check(acc is not None, "%s: -s -j shows no account %s: %r",
+              self.what, USER, self.doc.get("oauth2_accounts"))
+        check(words.startswith(ACCOUNT_STATE[state]), "%s: -s says %r, "
+              "want %r", self.what, words, ACCOUNT_STATE[state])
+        check(acc["authorised"] is (state == "authorised") and
+              acc["flow_pending"] is (state == "pending"),
+              "%s: -s -j says %r, want %s", self.what, acc, state)
+        authorised = self.sample("mailtlsd_oauth2_authorised")
+        check(authorised == (1 if state == "authorised" else 0),
+              "%s: mailtlsd_oauth2_authorised is %s, want %s (%r)",
+              self.what, authorised, state, self.oauth2_samples())
+        self.expect_expiry(acc, words, expiry)
+        if last_error is None:
+            check(acc["last_error"] is None and "last error" not in words,
+                  "%s: an error shown: %r / %r", self.what,
+                  acc["last_error"], words)
+        else:
+            check(acc["last_error"] == last_error, "%s: -s -j's last_error "
+                  "is %r, want %r", self.what, acc["last_error"],
+                  last_error)
+            check(words.endswith(", last error: " + last_error),
+                  "%s: -s says %r, want it to end with the last error %r",
+                  self.what, words, last_error)
+        return acc, words
+
+    def expect_expiry(self, acc, words, expiry):
+        """The access token's expiry (seconds since the epoch, or None
+        for none) in all three views."""
+        sample = self.sample("mailtlsd_oauth2_access_token_expiry_"
+                             "timestamp_seconds")
+        if expiry is None:
+            check(acc["access_token_expires"] is None and
+                  "access token" not in words and sample is None,
+                  "%s: an access token expiry is shown: %r / %r / %r",
+                  self.what, acc["access_token_expires"], words, sample)
+            return
+        check(acc["access_token_expires"] is not None, "%s: -s -j shows no "
+              "access token expiry: %r", self.what, acc)
+        got = iso_seconds(acc["access_token_expires"])
+        lo, hi = expiry
+        check(lo <= got <= hi, "%s: the access token expires at %d, the "
+              "provider's answer says %d..%d", self.what, got, lo, hi)
+        m = re.search(r"access token expires (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)"
+                      r" UTC \(in ", words)
+        check(m, "%s: -s shows no access token expiry: %r", self.what,
+              words)
+        shown = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
+        shown = int(shown.replace(tzinfo=datetime.timezone.utc).timestamp())
+        check(shown == got and sample == got, "%s: the expiry is %s in -s, "
+              "%s in -s -j, %s in the metrics", self.what, shown, got,
+              sample)
+
+    def expect_no_secret(self, secrets):
+        """None of {name: text} in any view."""
+        for view, body in self.everything().items():
+            leaked = [name for name, s in secrets.items() if s and s in body]
+            check(not leaked, "%s: %s shows %s", self.what, view,
+                  ", ".join(leaked))
+
+
+def issued_expiry(req):
+    """The bounds of the expiry a token answer gives: its lifetime from
+    the second of the answer (one before, for the two clocks) to a few
+    seconds after."""
+    at = int(wall_time(req.answered))
+    lifetime = req.answer["expires_in"]
+    return at + lifetime - 1, at + lifetime + EXPIRY_SLACK
+
+
+def told(line):
+    """The daemon's words to the client in a login's answer: "mailtlsd:
+    ..." up to the instructions when a new authorisation follows."""
+    text = line.rstrip(b"\r\n").decode()
+    at = text.find("mailtlsd: ")
+    check(at >= 0, "the client was not told why: %r", line)
+    text = text[at:]
+    cut = text.find("; to authorise ")
+    return text if cut < 0 else text[:cut]
+
+
+def all_secrets(rig, *passwords):
+    """{name: text} of everything secret this rig saw: passwords in every
+    form, the client secret, every token and code the provider issued,
+    PKCE verifiers, the SASL messages."""
+    out = {"client secret": CLIENT_SECRET}
+    for pw in passwords or (PASSWORD,):
+        for i, form in enumerate(password_forms(pw)):
+            out["password %r form %d" % (pw[:4], i)] = form.decode()
+    for i, tok in enumerate(rig.idp.issued()):
+        out["issued #%d %s" % (i, tok[:3])] = tok
+    for i, r in enumerate(rig.idp.requests_of("token",
+                                              "authorization_code")):
+        out["PKCE verifier #%d" % i] = r.form.get("code_verifier")
+    for i, blob in enumerate(sasl_blobs(rig.attempts())):
+        out["SASL message #%d" % i] = blob.decode()
+    return out
+
+
+@case(timeout=60)
+def test_status_device_flow_pending(t):
+    """-s, -s -j and the metrics: no account before a login; after a
+    login that starts the device flow, the account waits for a person and
+    is not authorised, and none of the password and codes is shown."""
+    rig = status_rig(t, secret=CLIENT_SECRET)
+    StatusViews(rig, "before any login").expect_no_account()
+    mark = rig.idp.mark()
+    m = rig.client()
+    ans = rig.expect_device_instructions(m.login("login-atom"), "imap",
+                                         m.tag, mark)
+    v = StatusViews(rig, "the device flow waiting")
+    v.expect_account("pending")
+    v.expect_no_secret(all_secrets(rig))
+    check(ans["device_code"] in rig.idp.issued(), "the device code is not "
+          "among the secrets checked")
+    check(not rig.attempts(), "the server saw a login")
+
+
+@case(timeout=60, valgrind=True)
+def test_status_authorised(t):
+    """After the approval and a login: authorised, the access token's
+    expiry the provider gave (its lifetime from its answer), the same in
+    -s, -s -j and the metrics; promtool finds nothing wrong."""
+    rig = status_rig(t)
+    rig.first_login()
+    rig.logged_in()
+    grants = rig.idp.requests_of("token", DEVICE_GRANT, status=200)
+    check(len(grants) == 1 and not rig.idp.refreshes(), "token requests: "
+          "%s", rig.idp.summary())
+    check(grants[0].answer["expires_in"] == STATUS_LIFETIME, "lifetime %r",
+          grants[0].answer)
+    v = StatusViews(rig, "authorised")
+    acc, _ = v.expect_account("authorised", issued_expiry(grants[0]))
+    at = wall_time(grants[0].answered)
+    check(acc["last_refresh"] is not None and
+          at - 1 <= iso_seconds(acc["last_refresh"]) <= at + EXPIRY_SLACK,
+          "last_refresh %r, the tokens came at %d", acc["last_refresh"],
+          at)
+    v.expect_no_secret(all_secrets(rig))
+    promtool = shutil.which("promtool")
+    if promtool is not None:            # scripts/install-deps --test
+        p = subprocess.run([promtool, "check", "metrics"],
+                           input=v.metrics.encode(), capture_output=True,
+                           timeout=30)
+        check(p.returncode == 0 and not p.stdout.strip() and
+              not p.stderr.strip(), "promtool check metrics: exit %s: %s "
+              "%s", p.returncode, p.stdout.decode(), p.stderr.decode())
+
+
+REFRESH_FAILURES = {
+    # A dead grant: the tokens are dropped, a new authorisation starts.
+    "aadsts70043": {"fault": AADSTS70043, "status": 400, "state": "pending",
+                    "kept": False, "words": r"\(AADSTS70043\)"},
+    # Refused until an administrator acts (a long text); the grant stays.
+    "aadsts65001": {"fault": AADSTS65001, "status": 400,
+                    "state": "authorised", "kept": True,
+                    "words": r"\(AADSTS65001\).*/adminconsent\?client_id="
+                             + CLIENT_ID + "$"},
+    # The provider down for a while: the grant stays.
+    "unavailable": {"fault": ("temporarily_unavailable", None),
+                    "status": 503, "state": "authorised", "kept": True,
+                    "words": r"HTTP 503"},
+}
+
+
+@case(timeout=60, params=REFRESH_FAILURES)
+def test_status_refresh_error(t, fault, status, state, kept, words):
+    """A refresh the provider refuses: -s and -s -j show the words the
+    client got, whole, as the account's last error, and the state the
+    error leaves (a dead grant shows no access token any more)."""
+    rig = status_rig(t, provider="microsoft")
+    rig.first_login()
+    rig.logged_in()
+    grant = rig.idp.requests_of("token", DEVICE_GRANT, status=200)[-1]
+    rig.idp.expire_access()             # the server rejects it: a refresh
+    error, description = fault
+    rig.idp.fail_next("token", error, description, status=status,
+                      grant="refresh_token")
+    mark = rig.idp.mark()
+    m = rig.client()
+    line = m.login("login-atom")
+    check(not line.startswith(m.tag + b" OK"), "login succeeded: %r", line)
+    refreshes = rig.idp.refreshes(mark)
+    check(len(refreshes) == 1 and refreshes[0].status == status,
+          "refreshes: %s", rig.idp.summary(mark))
+    last_error = told(line)
+    check(re.search(words, last_error), "the client was told %r, not /%s/",
+          last_error, words)
+    v = StatusViews(rig, "after the refresh failed (%s)" % error)
+    v.expect_account(state, issued_expiry(grant) if kept else None,
+                     last_error)
+    v.expect_no_secret(all_secrets(rig))
+
+
+@case(timeout=90, params={"device": {"flow": "device"},
+                          "browser": {"flow": "browser"}})
+def test_status_shows_no_secret(t, flow):
+    """Through a whole life -- the flow waiting, authorised, a rejected
+    token refreshed (rotated), a wrong password, the grant revoked and a
+    new flow waiting -- -s, -s -j and the metrics show the account each
+    time, and never a password, a token, a code, a PKCE verifier or the
+    client secret."""
+    if flow == "device":
+        rig = status_rig(t, secret=CLIENT_SECRET)
+        grant_type = DEVICE_GRANT
+    else:
+        rig = status_rig(t, make=browser_rig)
+        grant_type = "authorization_code"
+    rig.idp.rotate = True
+    views = []
+
+    m = rig.client()
+    line = m.login("login-atom")
+    if flow == "device":
+        ans = rig.expect_device_instructions(line, "imap", m.tag)
+    else:
+        expect_browser_instructions(rig, m, line)
+    views.append(StatusViews(rig, "the flow waiting"))
+    views[-1].expect_account("pending")
+    if flow == "device":
+        rig.authorise(ans)
+    else:
+        browser_authorise(rig, m, line)
+    rig.logged_in()
+    grant = rig.idp.requests_of("token", grant_type, status=200)[-1]
+    views.append(StatusViews(rig, "authorised"))
+    views[-1].expect_account("authorised", issued_expiry(grant))
+
+    rig.idp.expire_access()             # rejected: a refresh and a retry
+    mark = rig.idp.mark()
+    rig.logged_in()
+    refresh = rig.idp.refreshes(mark)
+    check(len(refresh) == 1 and refresh[0].status == 200 and
+          refresh[0].answer.get("refresh_token"), "refreshes: %s",
+          rig.idp.summary(mark))
+    views.append(StatusViews(rig, "refreshed"))
+    views[-1].expect_account("authorised", issued_expiry(refresh[0]))
+
+    m = rig.client()
+    m.expect_prefix(m.login("login-atom", USER, OTHER_PASSWORD),
+                    REFUSED_PREFIX, "wrong password")
+    views.append(StatusViews(rig, "after a wrong password"))
+    views[-1].expect_account("authorised", issued_expiry(refresh[0]))
+
+    rig.idp.expire_access()
+    rig.idp.revoke_refresh()
+    m = rig.client()
+    line = m.login("login-atom")
+    check(b"; to authorise " + USER.encode() in line, "no new "
+          "authorisation after the grant was revoked: %r", line)
+    views.append(StatusViews(rig, "the grant revoked"))
+    views[-1].expect_account("pending", last_error=told(line))
+
+    secrets = all_secrets(rig, PASSWORD, OTHER_PASSWORD)
+    kinds = {tok[:3] for tok in rig.idp.issued()}
+    check({"at-", "rt-", "dc-" if flow == "device" else "ac-"} <= kinds and
+          len(rig.idp.issued()) >= 5, "the provider issued only %s",
+          rig.idp.issued())
+    for v in views:
+        v.expect_no_secret(secrets)
