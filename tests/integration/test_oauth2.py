@@ -1269,6 +1269,34 @@ def test_refresh_timeout_keeps_tokens(t):
     rig.logged_in("smtp")
 
 
+@case(timeout=40)
+def test_client_gone_during_login(t):
+    """A client that ends its session while its login waits for the
+    provider: mailtlsd ends the session, and no token reaches the server
+    for nobody once the provider answers."""
+    rig = Rig(t, provider="microsoft", flow="client_credentials",
+              secret=CLIENT_SECRET)
+    rig.start()
+    srv = rig.servers["imap"]
+    release = rig.idp.hold_next("token", grant="client_credentials")
+    dmark = rig.d.mark()
+    m = rig.client()
+    m.send(m.next_tag() + b" LOGIN " + USER.encode() + b" " +
+           PASSWORD.encode() + b"\r\n")
+    wait_until(lambda: rig.idp.requests_of("token", "client_credentials"),
+               10, "the login's request to the provider")
+    m.c.half_close()
+    expect_log(rig.d, r"client ended the session during its login",
+               since=dmark)
+    check(m.c.read_to_eof(timeout=5) == b"", "the client got an answer "
+          "to a login it no longer waited for")
+    release.set()
+    expect_log(rig.d, r"new access token|access token for", since=dmark,
+               timeout=10)
+    check(not srv.all_attempts(), "a token reached the server after the "
+          "client had gone: %r" % srv.all_attempts())
+
+
 @case(timeout=90, heavy=True)
 def test_kdf_does_not_block_sessions(t):
     """While a login derives its key (Argon2id, 256 MiB here), a plain
