@@ -186,6 +186,28 @@ check_user(const struct config *cfg)
 	return -1;
 }
 
+/* -t: every [oauth2:NAME] section can start (its client secret reads). */
+static int
+check_oauth2(const struct config *cfg)
+{
+	struct event_base	*base;
+	struct oauth2		*o;
+	char			 err[512];
+
+	if (cfg->n_oauth2 == 0)
+		return 0;
+	if ((base = event_base_new()) == NULL) {
+		log_errorx("out of memory");
+		return -1;
+	}
+	o = oauth2_new(base, cfg, err, sizeof(err));
+	if (o == NULL)
+		log_errorx("%s: %s", cfg->path, err);
+	oauth2_free(o);
+	event_base_free(base);
+	return o != NULL ? 0 : -1;
+}
+
 /* -t: also load every CA bundle, certificate and key. */
 static int
 check_services(const struct config *cfg)
@@ -492,8 +514,8 @@ main(int argc, char **argv)
 		return status;
 	}
 	if (opts.test_only) {
-		status = check_services(cfg) == 0 && check_user(cfg) == 0 ?
-		    0 : 1;
+		status = check_services(cfg) == 0 && check_user(cfg) == 0 &&
+		    check_oauth2(cfg) == 0 ? 0 : 1;
 		if (status == 0)
 			printf("configuration OK\n");
 		config_free(cfg);

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -927,8 +928,20 @@ o2_read_secret(const struct oauth2_config *cfg, char **secret, size_t *size,
 	size_t		 len = 0, start = 0, end, i;
 	char		 why[256];
 	const char	*text = cfg->client_secret;
+	struct stat	 st;
 
 	if (cfg->client_secret_file[0] != '\0') {
+		/* The daemon's user reads it at a reload: others never. */
+		if (stat(cfg->client_secret_file, &st) == 0 &&
+		    (st.st_mode & S_IRWXO) != 0) {
+			snprintf(err, errlen, "[oauth2:%s] client_secret_file "
+			    "%s can be read by every user (mode %04o): chmod "
+			    "o= it (0600 owned by the user mailtlsd runs as, "
+			    "or 0640 with that user's group)", cfg->name,
+			    cfg->client_secret_file,
+			    (unsigned)(st.st_mode & 07777));
+			return -1;
+		}
 		if (safefile_read(cfg->client_secret_file, O2_SECRET_FILE_MAX,
 		    &buf, &len, why, sizeof(why)) != 0) {
 			snprintf(err, errlen, "[oauth2:%s] client_secret_file "

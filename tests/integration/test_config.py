@@ -334,6 +334,33 @@ def test_oauth2_inline_secret_file_mode(t, mode):
     check("inline-app-secret" not in out + err, "the secret was printed")
 
 
+@case(params={"missing": {"mode": None}, "0644": {"mode": 0o644},
+              "0640": {"mode": 0o640}, "0600": {"mode": 0o600}})
+def test_oauth2_secret_file(t, mode):
+    """-t reads client_secret_file as the daemon will: a file that is
+    missing or that every user can read is an error, naming the file."""
+    secret = os.path.join(t.tmp, "checked.secret")
+    if mode is not None:
+        with open(secret, "w") as f:
+            f.write("file-app-secret\n")
+        os.chmod(secret, mode)
+    text = HEAD + OA_SERVICE + OA_MICROSOFT + \
+        "flow = client_credentials\ntenant = contoso.onmicrosoft.com\n" \
+        "client_secret_file = %s\n" % secret
+    path, _ = write(t, "secretfile", text, mode=0o600)
+    rc, out, err = check_config(t.binary, path)
+    if mode is not None and mode & 0o007 == 0:
+        check(rc == 0 and "configuration OK" in out + err,
+              "mode %04o refused: %s", mode, err.strip())
+        return
+    check(rc == 1, "a %s secret file accepted: %r",
+          "missing" if mode is None else "mode %04o" % mode, out + err)
+    check(secret in err and re.search(
+        r"No such file|every user", err), "the error does not say what is "
+        "wrong with %s: %r", secret, err)
+    check("file-app-secret" not in out + err, "the secret was printed")
+
+
 @case()
 def test_oauth2_unused_section_warns(t):
     """A section no service names is a warning, not an error."""

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
@@ -1121,6 +1122,7 @@ write_secret(const char *name, const char *text)
 	ck_assert_ptr_nonnull(f);
 	fputs(text, f);
 	fclose(f);
+	ck_assert_int_eq(chmod(path, 0600), 0);
 	return path;
 }
 
@@ -1142,6 +1144,7 @@ START_TEST(test_secret_file)
 	struct config	*c;
 	struct oauth2	*other;
 	struct login	 l;
+	const char	*path;
 	char		 err[512];
 
 	provider_control(&prov, base, client,
@@ -1163,6 +1166,19 @@ START_TEST(test_secret_file)
 	    sizeof(err));
 	ck_assert_ptr_null(other);
 	ck_assert_ptr_nonnull(strstr(err, "more than one line"));
+	free_config(c);
+	/* Group may read it (root:mailtlsd 0640), every user may not. */
+	path = write_secret("open", "x\n");
+	ck_assert_int_eq(chmod(path, 0640), 0);
+	other = new_with_secret_file(path, &c, err, sizeof(err));
+	ck_assert_msg(other != NULL, "%s", err);
+	oauth2_free(other);
+	free_config(c);
+	ck_assert_int_eq(chmod(path, 0644), 0);
+	other = new_with_secret_file(path, &c, err, sizeof(err));
+	ck_assert_ptr_null(other);
+	ck_assert_msg(strstr(err, "can be read by every user (mode 0644)") !=
+	    NULL, "%s", err);
 	free_config(c);
 	other = new_with_secret_file("/nonexistent/secret", &c, err,
 	    sizeof(err));
