@@ -533,10 +533,10 @@ oauth2_explain_server_error(const char *server_text)
 		return "mailtlsd: Microsoft 365 no longer takes passwords for "
 		    "SMTP (5.7.30): give the service oauth2 = NAME with an "
 		    "[oauth2:NAME] section (provider = microsoft)";
-	if (strstr(server_text, "5.7.9") != NULL &&
-	    strstr(server_text, "Application-specific password") != NULL)
-		return "mailtlsd: Gmail wants OAuth2 or an app password "
-		    "(534 5.7.9): give the service oauth2 = NAME with an "
+	/* Gmail's SMTP says 534 5.7.9; its IMAP and POP3 only the words. */
+	if (strstr(server_text, "Application-specific password") != NULL)
+		return "mailtlsd: Gmail wants OAuth2 or an app password for "
+		    "this account: give the service oauth2 = NAME with an "
 		    "[oauth2:NAME] section (provider = google), or log in with "
 		    "an app password";
 	return NULL;

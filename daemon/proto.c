@@ -875,6 +875,83 @@ proto_safe_text(char *dst, size_t dstlen, const char *src, size_t len)
 		memcpy(dst + n, "...", 4);
 }
 
+/*
+ * Append text to the NUL-terminated line in dst (dstlen bytes), after a
+ * space when dst holds some, as far as it fits: every control or
+ * non-ASCII byte becomes '?'.  How a peer's words reach the log.
+ */
+void
+proto_text_append(char *dst, size_t dstlen, const char *text, size_t len)
+{
+	size_t	n = strlen(dst), i;
+
+	if (n > 0 && n + 1 < dstlen)
+		dst[n++] = ' ';
+	for (i = 0; i < len && n + 1 < dstlen; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		dst[n++] = c < ' ' || c >= 0x7f ? '?' : (char)c;
+	}
+	dst[n] = '\0';
+}
+
+/*
+ * Copy text as one safe line for a client: control bytes become spaces,
+ * other bytes outside printable ASCII '?', at most PROTO_REFUSAL_MAX bytes
+ * (and what fits in dstlen).
+ */
+void
+proto_one_line(char *dst, size_t dstlen, const char *text)
+{
+	size_t	i, n = 0;
+
+	for (i = 0; text[i] != '\0' && n < PROTO_REFUSAL_MAX &&
+	    n + 1 < dstlen; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		dst[n++] = c < ' ' || c == 0x7f ? ' ' : c > 0x7f ? '?' :
+		    (char)c;
+	}
+	dst[n] = '\0';
+}
+
+/* Report the refusals of logins that pass through to fn. */
+void
+proto_filter_on_refusal(struct proto_filter *f, proto_refusal_fn *fn,
+    void *arg)
+{
+	f->on_refusal = fn;
+	f->refusal_arg = arg;
+}
+
+/* A line of the server's refusal of a login that passes through. */
+void
+proto_refusal_add(struct proto_filter *f, int first, const char *text,
+    size_t len)
+{
+	if (first)
+		f->refusal[0] = '\0';
+	proto_text_append(f->refusal, sizeof(f->refusal), text, len);
+}
+
+/*
+ * The refusal is complete: tell the callback, and return the words it
+ * adds as one safe line in words, or NULL.
+ */
+const char *
+proto_refusal_report(struct proto_filter *f, char *words, size_t wordslen)
+{
+	const char	*add = NULL;
+
+	if (f->on_refusal != NULL)
+		add = f->on_refusal(f->refusal, f->refusal_arg);
+	f->refusal[0] = '\0';
+	if (add == NULL || add[0] == '\0' || wordslen == 0)
+		return NULL;
+	proto_one_line(words, wordslen, add);
+	return words;
+}
+
 /* Queue an expected response; -1 when too many are outstanding. */
 int
 proto_fifo_push(struct proto_fifo *q, int type)

@@ -14,7 +14,9 @@
  *    it hides STARTTLS, STLS and LOGINDISABLED from capability lists,
  *    answers a client's own STARTTLS/STLS itself, honours IMAP literals,
  *    SMTP DATA/BDAT and SASL exchanges so that no payload is parsed as a
- *    command or response, and steps aside after successful authentication.
+ *    command or response, reports a server's refusal of the client's
+ *    login with room for mailtlsd's words, and steps aside after
+ *    successful authentication.
  */
 #ifndef MAILTLSD_PROTO_H
 #define MAILTLSD_PROTO_H
@@ -257,6 +259,37 @@ int		 proto_filter_login_refuse(struct proto_filter *, int temporary,
  * otherwise.
  */
 const char	*proto_filter_login_error(const struct proto_filter *);
+
+/*
+ * A login that passes through (a service without oauth2 = NAME) was
+ * refused by the server.  server_text is the refusal in one line for the
+ * log, codes kept, every control or non-ASCII byte '?', at most 255 bytes:
+ * an SMTP reply's first line whole, then the texts of its other lines
+ * ("534-5.7.9 Application-specific password required. ..."); an IMAP
+ * tagged NO without its tag ("NO [ALERT] ..."); a POP3 "-ERR ..." line.
+ * Returns what mailtlsd adds for the user ("mailtlsd: ..."), or NULL for
+ * nothing.  Called once per refusal, from inside proto_filter_server();
+ * it must not use the filter.
+ */
+typedef const char *proto_refusal_fn(const char *server_text, void *arg);
+
+/*
+ * Report the refusals of logins that pass through to fn (NULL: to
+ * nobody).  A refusal is: SMTP, the final reply to AUTH, after any 334
+ * challenges, when its code is 4xx or 5xx but 421 (closing) and 500-504
+ * (syntax, sequence, an unknown mechanism: not a verdict on the login);
+ * IMAP, the tagged NO to LOGIN or AUTHENTICATE; POP3, the -ERR to PASS or
+ * APOP, or ending AUTH.  What fn adds (one line of at most 400 bytes of
+ * printable ASCII) reaches the client with the refusal: in SMTP as one
+ * more line of the same reply, with its reply code and the enhanced
+ * status code of its last line ("534 5.7.9 mailtlsd: ..."); in IMAP as an
+ * untagged "* NO [ALERT] mailtlsd: ..." just before the tagged NO, unless
+ * that is an [ALERT] itself; in POP3 not at all, since its one -ERR line
+ * has no room for it.  Logins the filter takes itself
+ * (proto_filter_use_oauth2()) are never reported here.
+ */
+void		 proto_filter_on_refusal(struct proto_filter *,
+		    proto_refusal_fn *fn, void *arg);
 
 /* Whether the client has logged in: from now on the relay is a plain copy. */
 int		 proto_filter_done(const struct proto_filter *);

@@ -9,7 +9,9 @@
  * by the rest of the same logical line.  It hides STARTTLS and
  * LOGINDISABLED from untagged CAPABILITY responses and from [CAPABILITY]
  * response codes, refuses a client's own STARTTLS, remembers the tags of
- * LOGIN and AUTHENTICATE, and is done after the tagged OK to one of them.
+ * LOGIN and AUTHENTICATE, reports a tagged NO to one of them (with
+ * mailtlsd's words as an untagged [ALERT] before it), and is done after
+ * the tagged OK to one of them.
  *
  * With OAuth2 (proto_oauth2.c) the filter takes LOGIN (atoms, quoted
  * strings, literals: it answers "+" to a synchronizing one itself) and
@@ -92,6 +94,7 @@ struct imap_filter {
 	uint64_t		 srv_literal;	/* literal bytes still due */
 	int			 srv_continue;	/* response goes on after one */
 	int			 srv_done;	/* login OK: done at its end */
+	int			 srv_refused;	/* a login's NO */
 
 	enum imap_client_state	 cli;
 	uint64_t		 cli_literal;	/* bytes due or announced */
@@ -365,8 +368,11 @@ imap_sent_find(const struct imap_filter *im, uint64_t hash)
 	return -1;
 }
 
-/* The server answered a tagged command: follow what it means. */
-static void
+/*
+ * The server answered a tagged command: follow what it means.  1 when it
+ * answered a LOGIN or AUTHENTICATE of the client.
+ */
+static int
 imap_server_tagged(struct imap_filter *im, const char *tag, size_t len,
     int ok)
 {
@@ -390,8 +396,9 @@ imap_server_tagged(struct imap_filter *im, const char *tag, size_t len,
 		im->n_auth--;
 		if (ok)
 			im->srv_done = 1;
-		return;
+		return 1;
 	}
+	return 0;
 }
 
 /* The server asked for more ("+"): the client's next bytes are due. */
@@ -416,6 +423,7 @@ imap_server_classify(struct imap_filter *im, const char *p, size_t len,
 
 	*n = 0;
 	*caps = 0;
+	im->srv_refused = 0;
 	if (len >= 1 && p[0] == '+') {
 		imap_server_continuation(im);
 		return IMAP_RESP_CONTINUATION;
@@ -437,8 +445,10 @@ imap_server_classify(struct imap_filter *im, const char *p, size_t len,
 		if (tag == 0 || tag == len ||
 		    (w = imap_status_word(p + tag + 1, len - tag - 1, 0)) == 0)
 			return IMAP_RESP_OTHER;
-		imap_server_tagged(im, p, tag,
-		    proto_skip_word(p + tag + 1, len - tag - 1, "OK") != 0);
+		if (imap_server_tagged(im, p, tag, proto_skip_word(p + tag + 1,
+		    len - tag - 1, "OK") != 0))
+			im->srv_refused = proto_skip_word(p + tag + 1,
+			    len - tag - 1, "NO") != 0;
 		w += tag + 1;
 	}
 	if ((*caps = imap_capability_code(p + w, len - w, code, n)))
@@ -584,6 +594,39 @@ imap_oauth2_server(struct proto_filter *f, struct imap_filter *im,
 	return r == 0 ? 1 : -1;
 }
 
+/* Whether a status response's text (from its keyword on) is an [ALERT]. */
+static int
+imap_alert(const char *p, size_t len)
+{
+	size_t	w = proto_word_len(p, len);
+
+	return len >= w + 8 && memcmp(p + w, " [", 2) == 0 &&
+	    proto_word_is(p + w + 2, 5, "ALERT") && p[w + 7] == ']' &&
+	    (len == w + 8 || p[w + 8] == ' ');
+}
+
+/*
+ * The server's tagged NO to the client's LOGIN or AUTHENTICATE (line p):
+ * reported; the words mailtlsd adds go before it as an untagged "* NO
+ * [ALERT]" (RFC 9051 7.1), which a client shows its user, unless the
+ * server's line is an alert of its own.  0 or -1 (no memory).
+ */
+static int
+imap_server_refused(struct proto_filter *f, struct evbuffer *out,
+    const char *p, size_t len)
+{
+	char		 words[PROTO_REFUSAL_MAX + 1];
+	const char	*add;
+	size_t		 tag = proto_word_len(p, len) + 1;
+
+	proto_refusal_add(f, 1, p + tag, len - tag);
+	if ((add = proto_refusal_report(f, words, sizeof(words))) == NULL ||
+	    imap_alert(p + tag, len - tag))
+		return 0;
+	return evbuffer_add_printf(out, "* NO [ALERT] %s\r\n", add) < 0 ? -1 :
+	    0;
+}
+
 /* One line (or the part of one up to a literal) from the server. */
 static int
 imap_server_segment(struct proto_filter *f, struct imap_filter *im,
@@ -602,6 +645,9 @@ imap_server_segment(struct proto_filter *f, struct imap_filter *im,
 		kind = imap_server_classify(im, p, len, &code, &n, &caps);
 		if (caps)
 			proto_oauth2_caps(f, imap_mechs(p + code, n));
+		if (im->srv_refused && imap_server_refused(f, out, p,
+		    len) != 0)
+			return proto_filter_fail(f, "out of memory");
 	}
 	/* Status, capability and continuation lines carry no literal. */
 	if (kind == IMAP_RESP_OTHER &&

@@ -100,6 +100,9 @@ struct proto_filter {
 	int			 drop_greeting;	/* local STARTTLS greeted */
 	int			 mail_taken;	/* SMTP: 354 without AUTH */
 	unsigned		 refused;	/* client STARTTLS refused */
+	proto_refusal_fn	*on_refusal;	/* told of refused logins */
+	void			*refusal_arg;
+	char			 refusal[PROTO_REASON_MAX]; /* its text */
 	char			 reason[PROTO_REASON_MAX];
 };
 
@@ -184,6 +187,21 @@ int		 proto_parse_number(const char *p, size_t len, uint64_t max,
 		    uint64_t *out);
 void		 proto_safe_text(char *dst, size_t dstlen, const char *src,
 		    size_t len);
+void		 proto_text_append(char *dst, size_t dstlen,
+		    const char *text, size_t len);
+void		 proto_one_line(char *dst, size_t dstlen, const char *text);
+
+/*
+ * A refusal of a login that passes through (proto_filter_on_refusal()):
+ * its text comes a line at a time (first: the refusal's first line), then
+ * the report, which returns the words to add as one safe line in words
+ * (PROTO_REFUSAL_MAX + 1 bytes), or NULL; with wordslen 0 it only
+ * reports.
+ */
+void		 proto_refusal_add(struct proto_filter *, int first,
+		    const char *text, size_t len);
+const char	*proto_refusal_report(struct proto_filter *, char *words,
+		    size_t wordslen);
 
 /*
  * OAuth2 logins (proto_oauth2.c), for the protocol files: taking the

@@ -571,17 +571,8 @@ void
 proto_oauth2_error_text(struct proto_filter *f, const char *text,
     size_t len)
 {
-	struct proto_oauth2	*o = f->oauth2;
-	size_t			 n = strlen(o->error), i;
-
-	if (n > 0 && n + 1 < sizeof(o->error))
-		o->error[n++] = ' ';
-	for (i = 0; i < len && n + 1 < sizeof(o->error); i++) {
-		unsigned char c = (unsigned char)text[i];
-
-		o->error[n++] = c < ' ' || c >= 0x7f ? '?' : (char)c;
-	}
-	o->error[n] = '\0';
+	proto_text_append(f->oauth2->error, sizeof(f->oauth2->error), text,
+	    len);
 }
 
 /* The server refused the token: the session retries or refuses. */
@@ -718,27 +709,6 @@ proto_filter_login_token(struct proto_filter *f, const char *token,
 	return proto_oauth2_proceed(f);
 }
 
-/*
- * The text of a refusal as one safe line: control bytes become spaces,
- * other bytes outside printable ASCII '?', at most PROTO_REFUSAL_MAX bytes.
- */
-static void
-oauth2_refusal_text(char *dst, size_t dstlen, const char *text)
-{
-	size_t	i, n = 0;
-
-	if (text == NULL || text[0] == '\0')
-		text = OAUTH2_REFUSAL_DEFAULT;
-	for (i = 0; text[i] != '\0' && n < PROTO_REFUSAL_MAX &&
-	    n + 1 < dstlen; i++) {
-		unsigned char c = (unsigned char)text[i];
-
-		dst[n++] = c < ' ' || c == 0x7f ? ' ' : c > 0x7f ? '?' :
-		    (char)c;
-	}
-	dst[n] = '\0';
-}
-
 /* End the login under way without success. */
 int
 proto_filter_login_refuse(struct proto_filter *f, int temporary, int alert,
@@ -750,7 +720,8 @@ proto_filter_login_refuse(struct proto_filter *f, int temporary, int alert,
 	if (o == NULL || f->reason[0] != '\0' || f->done ||
 	    (o->phase != OA_WANTED && o->phase != OA_REJECTED))
 		return -1;
-	oauth2_refusal_text(safe, sizeof(safe), text);
+	proto_one_line(safe, sizeof(safe), text == NULL || text[0] == '\0' ?
+	    OAUTH2_REFUSAL_DEFAULT : text);
 	oauth2_wipe_secrets(o);
 	return f->ops->oauth2_refuse(f, temporary, alert, safe, to_client);
 }

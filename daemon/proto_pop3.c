@@ -8,7 +8,8 @@
  * when +OK (CAPA, AUTH without a mechanism, LIST, UIDL, RETR, TOP), an AUTH
  * exchange ("+ " challenges, then +OK or -ERR).  It drops the STLS line
  * from the CAPA response, answers a client's own STLS itself in its place
- * in the FIFO, and is done after +OK to PASS, APOP or AUTH.
+ * in the FIFO, reports a -ERR to PASS, APOP or AUTH
+ * (proto_filter_on_refusal()), and is done after +OK to one of them.
  *
  * With OAuth2 (proto_oauth2.c) the filter answers USER itself, takes PASS
  * (the rest of the line, spaces and all) or AUTH PLAIN, and logs in with
@@ -228,7 +229,7 @@ static int
 pop3_server_status(struct proto_filter *f, struct pop3_filter *pf,
     const char *line, size_t len)
 {
-	int	ok = pop3_status(line, len, "+OK");
+	int	ok = pop3_status(line, len, "+OK"), refused = 0;
 
 	if (proto_fifo_head(&pf->fifo) >= 0 && !ok &&
 	    !pop3_status(line, len, "-ERR") && !pop3_challenge(line, len))
@@ -246,6 +247,7 @@ pop3_server_status(struct proto_filter *f, struct pop3_filter *pf,
 		break;
 	case POP3_EXP_LOGIN:
 		pf->authed = ok;
+		refused = !ok;
 		break;
 	case POP3_EXP_SASL:
 		if (pop3_challenge(line, len)) {
@@ -254,12 +256,18 @@ pop3_server_status(struct proto_filter *f, struct pop3_filter *pf,
 			return 0;	/* the exchange goes on */
 		}
 		pf->authed = ok;
+		refused = !ok;
 		pf->cli = POP3_CLI_COMMAND;
 		break;
 	default:
 		return 0;	/* unsolicited: nothing was asked */
 	}
 	proto_fifo_pop(&pf->fifo);
+	/* Its one line has no room for mailtlsd's words: only reported. */
+	if (refused) {
+		proto_refusal_add(f, 1, line, len);
+		proto_refusal_report(f, NULL, 0);
+	}
 	return 0;
 }
 

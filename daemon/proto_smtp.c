@@ -10,7 +10,9 @@
  * every other reply streams line by line.  AUTH (RFC 4954) is a lock-step
  * exchange of 334 challenges and client lines; after a 354 to DATA the
  * client's bytes are the message up to CRLF.CRLF; after BDAT n, n raw
- * bytes (RFC 3030).  The filter is done after 235.
+ * bytes (RFC 3030).  The filter is done after 235.  A refusal of AUTH is
+ * reported (proto_filter_on_refusal()), and mailtlsd's words become one
+ * more line of it.
  *
  * With OAuth2 (proto_oauth2.c) the filter takes AUTH PLAIN and AUTH LOGIN
  * itself, answering their 334 challenges, and logs in with AUTH XOAUTH2
@@ -485,6 +487,73 @@ smtp_oauth2_line(struct proto_filter *f, struct smtp_filter *sf,
 	return r;
 }
 
+/*
+ * Whether a final reply to AUTH with this code refuses the login: 4xx and
+ * 5xx but 421 (the server closes) and 500-504 (syntax, sequence, an
+ * unknown mechanism, a cancelled exchange), which judge no credentials.
+ */
+static int
+smtp_refusal_code(int code)
+{
+	return code >= 400 && code < 600 && code != 421 &&
+	    !(code >= 500 && code <= 504);
+}
+
+/*
+ * The enhanced status code (RFC 3463: class.subject.detail, its class the
+ * reply's) at the start of text: its length, or 0.
+ */
+static size_t
+smtp_enhanced_code(const char *text, size_t len, int code)
+{
+	size_t	i = 2, part, digits;
+
+	if (len < 5 || text[0] != '0' + code / 100 || text[1] != '.')
+		return 0;
+	for (part = 0; part < 2; part++) {
+		for (digits = 0; i < len && digits < 3 && text[i] >= '0' &&
+		    text[i] <= '9'; i++)
+			digits++;
+		if (digits == 0)
+			return 0;
+		if (part == 0 && (i == len || text[i++] != '.'))
+			return 0;
+	}
+	return i == len || text[i] == ' ' ? i : 0;
+}
+
+/*
+ * A line of the server's refusal of the client's AUTH: its text is kept
+ * and, with the last line, reported.  The words mailtlsd adds end the
+ * same reply as one more line: the server's last line becomes "ddd-..."
+ * and "ddd X.Y.Z words" follows, with its codes (RFC 5321 4.2.1).
+ */
+static int
+smtp_refusal_line(struct proto_filter *f, struct smtp_filter *sf,
+    struct evbuffer *in, struct evbuffer *out, const char *line, size_t len,
+    size_t eol, int code, int more)
+{
+	char		 words[PROTO_REFUSAL_MAX + 1];
+	const char	*add, *text = line + (len > 4 ? 4 : len);
+	size_t		 n = len > 4 ? len - 4 : 0, enhanced;
+
+	if (sf->srv_code == 0)
+		proto_refusal_add(f, 1, line, len);
+	else
+		proto_refusal_add(f, 0, text, n);
+	if (more || (add = proto_refusal_report(f, words,
+	    sizeof(words))) == NULL)
+		return proto_move(in, out, len + eol);
+	enhanced = smtp_enhanced_code(text, n, code);
+	if (evbuffer_add(out, line, 3) != 0 || evbuffer_add(out, "-", 1) != 0 ||
+	    evbuffer_add(out, text, n) != 0 ||
+	    evbuffer_add(out, line + len, eol) != 0 ||
+	    evbuffer_add_printf(out, "%d %.*s%s%s\r\n", code, (int)enhanced,
+	    text, enhanced > 0 ? " " : "", add) < 0)
+		return -1;
+	return evbuffer_drain(in, len + eol);
+}
+
 /* One reply line from the server. */
 static int
 smtp_server_line(struct proto_filter *f, struct evbuffer *in,
@@ -518,6 +587,11 @@ smtp_server_line(struct proto_filter *f, struct evbuffer *in,
 	if (proto_fifo_head(&sf->fifo) == SMTP_EXP_EHLO && code == 250) {
 		if (smtp_ehlo_line(f, sf, in, out, line, len, eol, more) != 0)
 			return -1;
+	} else if (proto_fifo_head(&sf->fifo) == SMTP_EXP_AUTH &&
+	    smtp_refusal_code(code)) {
+		if (smtp_refusal_line(f, sf, in, out, line, len, eol, code,
+		    more) != 0)
+			return proto_filter_fail(f, "out of memory");
 	} else if (proto_move(in, out, len + eol) != 0)
 		return proto_filter_fail(f, "out of memory");
 	sf->srv_code = more ? code : 0;

@@ -706,6 +706,29 @@ session_login_step(struct session *s)
 	}
 }
 
+/*
+ * The server refused a login that passed through the filter (a service
+ * without oauth2): the log says so, with what to change when mailtlsd
+ * knows, and the filter adds the same words to the client's answer where
+ * the protocol has room.  A wrong password is the client's everyday
+ * business (info); a server that wants another kind of login needs its
+ * user or administrator (warning).
+ */
+static const char *
+session_login_refused(const char *server_text, void *arg)
+{
+	struct session	*s = arg;
+	const char	*explained = oauth2_explain_server_error(server_text);
+
+	if (explained != NULL)
+		session_log(s, LOG_LEVEL_WARN, "login refused by the server: "
+		    "%s; %s", server_text, explained);
+	else
+		session_log(s, LOG_LEVEL_INFO, "login refused by the server: "
+		    "%s", server_text);
+	return explained;
+}
+
 /* The client has logged in: the relay becomes a plain copy. */
 static void
 session_filter_done(struct session *s)
@@ -1047,6 +1070,8 @@ session_start_relay(struct session *s)
 	if (sc->oauth2[0] != '\0' && proto_filter_use_oauth2(s->filter) != 0)
 		return session_fail(s, STATS_REASON_OTHER, LOG_LEVEL_ERROR,
 		    "out of memory");
+	if (sc->oauth2[0] == '\0')
+		proto_filter_on_refusal(s->filter, session_login_refused, s);
 	/* After the local STARTTLS the client has had its greeting. */
 	if (sc->tls == TLS_MODE_IMPLICIT && s->client.bev != NULL &&
 	    sc->local_tls == LOCAL_TLS_STARTTLS)

@@ -276,12 +276,21 @@ run_pump_server(struct run *r)
 		run_pump_client(r);
 }
 
+/* The session's words for a refused login: some, for a text with a dot. */
+static const char *
+run_refusal(const char *server_text, void *arg)
+{
+	(void)arg;
+	return strchr(server_text, '.') != NULL ? "mailtlsd: w" : NULL;
+}
+
 /* Start the filter (after the go-ahead, or at once). */
 static int
 run_start_filter(struct run *r, int flags)
 {
 	if ((r->f = proto_filter_new(r->protocol)) == NULL)
 		return run_bad(r, "proto_filter_new failed");
+	proto_filter_on_refusal(r->f, run_refusal, NULL);
 	if (flags & FUZZ_DROP_GREETING)
 		proto_filter_drop_greeting(r->f);
 	else if (flags & FUZZ_IMPLICIT)

@@ -37,7 +37,8 @@
  * range; a failed filter, dialogue or opening has a printable reason and
  * stays failed; no partial line over the limit waits in an input; the
  * client gets no more than the server's bytes plus the filter's own
- * refusals (at most 16 bytes per client byte); the server gets only the
+ * refusals and the words it adds to a server's refusal of a login (at
+ * most 16 bytes per client byte); the server gets only the
  * client's bytes, in their order; the dialogue sends at most one command
  * per line.
  */

@@ -4,9 +4,10 @@ ThreadedServer is the common accept/thread/record machinery of the test
 servers (this TestServer, starttls_server.StarttlsServer and
 faults.ScriptServer).  A TestServer runs, per connection, a transport
 step (TLS with a selectable profile, or plaintext) and then a behaviour
-(echo, source, sink, close-first, silent).  TLS runs over memory BIOs so every
-raw byte received is recorded, and so a later STARTTLS variant only needs a
-plaintext dialogue (the pre_tls hook) before Stream.start_tls().
+(echo, refuse, source, sink, close-first, silent).  TLS runs over memory
+BIOs so every raw byte received is recorded, and so a later STARTTLS
+variant only needs a plaintext dialogue (the pre_tls hook) before
+Stream.start_tls().
 
 Each connection gets a ConnRecord; tests wait on its events instead of
 sleeping.
@@ -333,6 +334,27 @@ def _login_reply(protocol, words):
     return b"503 5.5.1 expected EHLO/AUTH\r\n", False
 
 
+def behave_refuse(srv, st, rec):
+    """Greet, then answer every login (IMAP LOGIN, POP3 PASS, SMTP AUTH)
+    with srv.refusal -- in IMAP after the command's tag -- and other
+    commands as serve_login does, until EOF; rec.result["refused"] counts
+    the logins refused."""
+    st.sendall(srv.greeting)
+    while True:
+        line = st.readline()
+        if not line:
+            break
+        words = line.split()
+        reply, login = _login_reply(srv.protocol, words)
+        if login:
+            reply = srv.refusal
+            if srv.protocol == "imap":
+                reply = (words[0] if words else b"*") + b" " + reply
+            rec.result["refused"] = rec.result.get("refused", 0) + 1
+        st.sendall(reply)
+    st.close()
+
+
 def random_chunks(total, seed):
     """Yield total pseudo-random bytes in 64 KiB pieces."""
     rng = random.Random(seed)
@@ -409,6 +431,7 @@ UNTERMINATED_LAST = b"* BYE going away without a line end"
 
 BEHAVIOURS = {
     "echo": behave_echo,
+    "refuse": behave_refuse,
     "unterminated": behave_unterminated,
     "source": behave_source,
     "sink": behave_sink,
@@ -594,7 +617,9 @@ class TestServer(ThreadedServer):
 
     tls: an SSLContext, or None for plaintext.  pre_tls: optional
     function(server, stream, rec) run in plaintext before the handshake;
-    starttls=True uses starttls_dialogue() for the protocol.
+    starttls=True uses starttls_dialogue() for the protocol.  refusal: the
+    answer of behaviour "refuse" to a login (bytes, whole lines, without
+    the IMAP tag).
     """
 
     __test__ = False            # not a pytest test class
@@ -603,10 +628,11 @@ class TestServer(ThreadedServer):
 
     def __init__(self, behaviour="echo", tls=None, protocol="imap",
                  greeting=None, size=0, host="127.0.0.1", pre_tls=None,
-                 starttls=False):
+                 starttls=False, refusal=None):
         self.behaviour = BEHAVIOURS[behaviour]
         self.tls = tls
         self.protocol = protocol
+        self.refusal = refusal
         if greeting is None:            # after STARTTLS nobody greets again
             greeting = b"" if starttls else GREETING[protocol]
         self.greeting = greeting

@@ -613,6 +613,19 @@ START_TEST(test_server_errors)
 	t = oauth2_explain_server_error("534-5.7.9 Application-specific "
 	    "password required.");
 	ck_assert_ptr_nonnull(strstr(t, "provider = google"));
+	/* Gmail's IMAP and POP3 refusals carry no SMTP codes. */
+	t = oauth2_explain_server_error("NO [ALERT] Application-specific "
+	    "password required: https://support.google.com/accounts/answer/"
+	    "185833 (Failure)");
+	ck_assert_ptr_nonnull(t);
+	ck_assert_ptr_nonnull(strstr(t, "app password"));
+	t = oauth2_explain_server_error("-ERR [AUTH] Application-specific "
+	    "password required: https://support.google.com/accounts/answer/"
+	    "185833");
+	ck_assert_ptr_nonnull(t);
+	ck_assert_ptr_nonnull(strstr(t, "provider = google"));
+	ck_assert_ptr_null(oauth2_explain_server_error("NO "
+	    "[AUTHENTICATIONFAILED] Invalid credentials (Failure)"));
 	ck_assert_ptr_null(oauth2_explain_server_error("535 5.7.8 "
 	    "Username and Password not accepted."));
 	ck_assert_ptr_null(oauth2_explain_server_error(NULL));

@@ -264,9 +264,25 @@ END_TEST
 struct result {
 	struct evbuffer	*to_client;
 	struct evbuffer	*to_server;
+	struct evbuffer	*refused;	/* the texts reported */
 	int		 done;
 	char		 fail[256];
 };
+
+/* The session's part in a refusal: keep its text, add some words. */
+static const char *
+unit_refusal(const char *server_text, void *arg)
+{
+	struct result	*r = arg;
+
+	evbuffer_add_printf(r->refused, "%s\n", server_text);
+	if (strstr(server_text, "5.7.139") != NULL ||
+	    strstr(server_text, "5.7.30") != NULL)
+		return UNIT_WORDS_OAUTH2;
+	if (strstr(server_text, "Application-specific password") != NULL)
+		return UNIT_WORDS_APP_PW;
+	return NULL;
+}
 
 /* The buffers a session would hold. */
 struct harness {
@@ -395,9 +411,11 @@ run_transcript(const struct transcript *t, int oauth2, enum feed_mode mode,
 	memset(r, 0, sizeof(*r));
 	r->to_client = evbuffer_new();
 	r->to_server = evbuffer_new();
+	r->refused = evbuffer_new();
 	h.r = r;
 	h.f = proto_filter_new(t->protocol);
 	ck_assert_ptr_nonnull(h.f);
+	proto_filter_on_refusal(h.f, unit_refusal, r);
 	if (t->greeting)
 		proto_filter_expect_greeting(h.f);
 	h.from_server = evbuffer_new();
@@ -443,11 +461,12 @@ transcript_len(const struct transcript *t)
 
 /* Check one run against what the transcript expects. */
 static void
-check_result(const struct transcript *t, struct result *r, const char *how,
-    size_t cut)
+check_result(const struct transcript *t, const char *want_refused,
+    struct result *r, const char *how, size_t cut)
 {
 	char	*to_client = unit_drain_string(r->to_client);
 	char	*to_server = unit_drain_string(r->to_server);
+	char	*refused = unit_drain_string(r->refused);
 
 	if (t->fail != NULL) {
 		ck_assert_msg(strncmp(r->fail, t->fail, strlen(t->fail)) == 0,
@@ -464,42 +483,58 @@ check_result(const struct transcript *t, struct result *r, const char *how,
 		    to_server, t->to_server);
 		ck_assert_msg(r->done == t->done, "%s (%s %zu): done %d",
 		    t->name, how, cut, r->done);
+		ck_assert_msg(want_refused == NULL || strcmp(refused,
+		    want_refused) == 0, "%s (%s %zu): refusals reported\n%s\n"
+		    "not\n%s", t->name, how, cut, refused, want_refused);
 	}
 	free(to_client);
 	free(to_server);
+	free(refused);
 	evbuffer_free(r->to_client);
 	evbuffer_free(r->to_server);
+	evbuffer_free(r->refused);
 }
 
-/* Run a transcript whole, cut at every byte, and a byte at a time. */
+/*
+ * Run a transcript whole, cut at every byte, and a byte at a time; the
+ * refusals reported must be want_refused (NULL: not checked).
+ */
 static void
-check_transcript_runs(const struct transcript *t, int oauth2)
+check_transcript_runs(const struct transcript *t, int oauth2,
+    const char *want_refused)
 {
 	struct result		 r;
 	size_t			 cut, total = transcript_len(t);
 
 	run_transcript(t, oauth2, FEED_WHOLE, 0, &r);
-	check_result(t, &r, "whole", 0);
+	check_result(t, want_refused, &r, "whole", 0);
 	for (cut = 1; cut < total; cut++) {
 		run_transcript(t, oauth2, FEED_CUT, cut, &r);
-		check_result(t, &r, "cut at", cut);
+		check_result(t, want_refused, &r, "cut at", cut);
 	}
 	run_transcript(t, oauth2, FEED_BYTES, 0, &r);
-	check_result(t, &r, "bytes", 0);
+	check_result(t, want_refused, &r, "bytes", 0);
 }
 
 /* One transcript: whole, cut at every byte, and a byte at a time. */
 void
 check_transcript(const struct transcript *t)
 {
-	check_transcript_runs(t, 0);
+	check_transcript_runs(t, 0, NULL);
 }
 
-/* The same with a filter that logs in with OAuth2. */
+/* The same with a filter that logs in with OAuth2: nothing reported. */
 void
 check_transcript_oauth2(const struct transcript *t)
 {
-	check_transcript_runs(t, 1);
+	check_transcript_runs(t, 1, "");
+}
+
+/* A transcript with refusals, and the texts reported. */
+void
+check_refusal_transcript(const struct refusal_transcript *rt)
+{
+	check_transcript_runs(&rt->t, 0, rt->refused);
 }
 
 /* Bytes after the line that completes the login stay for the session. */
@@ -925,6 +960,82 @@ START_TEST(test_filter_past_login)
 }
 END_TEST
 
+/* What a refusal callback saw. */
+struct refusal_seen {
+	int	calls;
+	size_t	text_len;
+};
+
+/* Words over 400 bytes with line ends, controls and non-ASCII bytes. */
+static const char *
+unruly_words(const char *server_text, void *arg)
+{
+	static char		 words[600];
+	struct refusal_seen	*seen = arg;
+	static const char	 start[] = "mailtlsd: a\r\n535 5.7.8 "
+				    "b\x01\xc3\xa9";
+
+	seen->calls++;
+	seen->text_len = strlen(server_text);
+	memset(words, 'x', sizeof(words) - 1);
+	words[sizeof(words) - 1] = '\0';
+	memcpy(words, start, sizeof(start) - 1);
+	return words;
+}
+
+/*
+ * The words added to a refusal are one line of at most 400 bytes of
+ * printable ASCII, whatever the callback returns; the server's text it
+ * gets is at most 255 bytes; without a callback nothing is added.
+ */
+START_TEST(test_refusal_words_one_line)
+{
+	struct proto_filter	*f = proto_filter_new(MAIL_PROTO_SMTP);
+	struct evbuffer		*in = evbuffer_new();
+	struct evbuffer		*out = evbuffer_new();
+	struct refusal_seen	 seen = { 0, 0 };
+	char			 want[600], *got;
+	size_t			 n;
+
+	proto_filter_on_refusal(f, unruly_words, &seen);
+	evbuffer_add_printf(in, "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n");
+	ck_assert_int_eq(proto_filter_client(f, in, out, out), 0);
+	evbuffer_drain(out, evbuffer_get_length(out));
+	evbuffer_add_printf(in, "535 5.7.8 ");
+	for (n = 0; n < 1000; n++)
+		evbuffer_add(in, "y", 1);
+	evbuffer_add_printf(in, "\r\n");
+	ck_assert_int_eq(proto_filter_server(f, in, out), 0);
+	ck_assert_int_eq(seen.calls, 1);
+	ck_assert_uint_eq(seen.text_len, 255);
+	got = unit_drain_string(out);
+	n = snprintf(want, sizeof(want), "535 5.7.8 mailtlsd: a  535 5.7.8 b "
+	    "??");
+	/* "535 5.7.8 " and 400 bytes of words. */
+	memset(want + n, 'x', 410 - n);
+	memcpy(want + 410, "\r\n", 3);
+	ck_assert_uint_eq(strlen(got), 1012 + 412);
+	ck_assert(strncmp(got, "535-5.7.8 yyy", 13) == 0);
+	ck_assert_str_eq(got + 1012, want);
+	free(got);
+
+	/* Without a callback the refusal passes as it is. */
+	proto_filter_on_refusal(f, NULL, NULL);
+	evbuffer_add_printf(in, "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n");
+	ck_assert_int_eq(proto_filter_client(f, in, out, out), 0);
+	evbuffer_drain(out, evbuffer_get_length(out));
+	evbuffer_add_printf(in, "535 5.7.139 no\r\n");
+	ck_assert_int_eq(proto_filter_server(f, in, out), 0);
+	got = unit_drain_string(out);
+	ck_assert_str_eq(got, "535 5.7.139 no\r\n");
+	ck_assert_int_eq(seen.calls, 1);
+	free(got);
+	proto_filter_free(f);
+	evbuffer_free(in);
+	evbuffer_free(out);
+}
+END_TEST
+
 /* The cases common to the protocols. */
 Suite *
 proto_suite(void)
@@ -953,6 +1064,7 @@ proto_suite(void)
 	tcase_add_test(tc, test_filter_payload_streams);
 	tcase_add_test(tc, test_filter_bounds);
 	tcase_add_test(tc, test_filter_client_backlog);
+	tcase_add_test(tc, test_refusal_words_one_line);
 	tcase_add_test(tc, test_filter_past_login);
 	tcase_add_test(tc, test_http_lines);
 	suite_add_tcase(s, tc);

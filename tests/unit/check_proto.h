@@ -64,6 +64,23 @@ struct transcript {
 	const char		*fail;		/* start of the reason */
 };
 
+/*
+ * A transcript with refusals of logins that pass through: refused is each
+ * server text the refusal callback (proto_filter_on_refusal()) was told,
+ * followed by "\n".  The callback of every transcript run adds these
+ * words for the texts that oauth2_explain_server_error() explains (SMTP
+ * 5.7.139, 5.7.30, Gmail's application-specific password).  A filter
+ * that logs in with OAuth2 must never call it.
+ */
+struct refusal_transcript {
+	struct transcript	 t;
+	const char		*refused;
+};
+
+#define UNIT_WORDS_OAUTH2	"mailtlsd: use oauth2 = NAME"
+#define UNIT_WORDS_APP_PW	"mailtlsd: use an app password"
+
+
 #define IMAP_REFUSAL(tag) tag " BAD STARTTLS is not available: " \
 			    "mailtlsd already uses TLS to the server\r\n"
 #define POP3_REFUSAL	"-ERR STLS not available: mailtlsd already uses " \
@@ -84,5 +101,7 @@ void	 check_greeting_case(const struct greeting_case *, int);
 void	 check_transcript(const struct transcript *);
 /* The same with a filter that logs in with OAuth2. */
 void	 check_transcript_oauth2(const struct transcript *);
+/* A transcript with refusals, run as check_transcript() does. */
+void	 check_refusal_transcript(const struct refusal_transcript *);
 
 #endif /* MAILTLSD_CHECK_PROTO_H */

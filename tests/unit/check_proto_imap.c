@@ -364,9 +364,84 @@ static const struct transcript transcripts[] = {
 };
 
 /* One transcript: whole, cut at every byte, and a byte at a time. */
+/* Gmail's refusal of a password where it wants an app password. */
+#define GMAIL_ALERT	"NO [ALERT] Application-specific password " \
+			"required: https://support.google.com/accounts/" \
+			"answer/185833 (Failure)"
+
+/*
+ * Refusals of the client's LOGIN or AUTHENTICATE: reported once each, the
+ * words added as an untagged [ALERT] before the tagged NO unless that is
+ * an alert itself.
+ */
+static const struct refusal_transcript refusals[] = {
+	{ { "imap gmail alert: reported, unchanged", MAIL_PROTO_IMAP, 1, {
+	    { 'S', "* OK Gimap ready for requests from 192.0.2.1\r\n" },
+	    { 'C', "a1 LOGIN bob@gmail.com secret\r\n" },
+	    { 'S', "a1 " GMAIL_ALERT "\r\n" },
+	    { 'C', "a2 LOGOUT\r\n" },
+	    { 'S', "* BYE LOGOUT Requested\r\na2 OK 73 good day\r\n" } },
+	    "* OK Gimap ready for requests from 192.0.2.1\r\n"
+	    "a1 " GMAIL_ALERT "\r\n"
+	    "* BYE LOGOUT Requested\r\na2 OK 73 good day\r\n",
+	    "a1 LOGIN bob@gmail.com secret\r\na2 LOGOUT\r\n", 0, NULL },
+	    GMAIL_ALERT "\n" },
+	{ { "imap words as an untagged alert, then a login", MAIL_PROTO_IMAP,
+	    0, {
+	    { 'C', "a1 AUTHENTICATE PLAIN\r\n" },
+	    { 'S', "+ \r\n" },
+	    { 'C', "AGJvYgBzZWNyZXQ=\r\n" },
+	    { 'S', "a1 NO [AUTHENTICATIONFAILED] Application-specific "
+		"password required\r\n" },
+	    { 'C', "a2 LOGIN bob secret\r\n" },
+	    { 'S', "a2 OK [CAPABILITY IMAP4rev1] Logged in\r\n" } },
+	    "+ \r\n* NO [ALERT] " UNIT_WORDS_APP_PW "\r\n"
+	    "a1 NO [AUTHENTICATIONFAILED] Application-specific password "
+	    "required\r\na2 OK [CAPABILITY IMAP4rev1] Logged in\r\n",
+	    "a1 AUTHENTICATE PLAIN\r\nAGJvYgBzZWNyZXQ=\r\n"
+	    "a2 LOGIN bob secret\r\n", 1, NULL },
+	    "NO [AUTHENTICATIONFAILED] Application-specific password "
+	    "required\n" },
+	{ { "imap pipelined logins, literals, any case", MAIL_PROTO_IMAP, 0, {
+	    { 'C', "a1 LOGIN {3+}\r\nbob {6+}\r\nsecret\r\n"
+		"a2 login bob x\r\na3 Login bob y\r\n" },
+	    { 'S', "a1 no [alert] Application-specific password required\r\n"
+		"a2 No Application-specific password required\r\n"
+		"a3 NO [ALERTS] Application-specific password required\r\n" } },
+	    "a1 no [alert] Application-specific password required\r\n"
+	    "* NO [ALERT] " UNIT_WORDS_APP_PW "\r\n"
+	    "a2 No Application-specific password required\r\n"
+	    "* NO [ALERT] " UNIT_WORDS_APP_PW "\r\n"
+	    "a3 NO [ALERTS] Application-specific password required\r\n",
+	    "a1 LOGIN {3+}\r\nbob {6+}\r\nsecret\r\na2 login bob x\r\n"
+	    "a3 Login bob y\r\n", 0, NULL },
+	    "no [alert] Application-specific password required\n"
+	    "No Application-specific password required\n"
+	    "NO [ALERTS] Application-specific password required\n" },
+	{ { "imap only a login's NO is a refusal", MAIL_PROTO_IMAP, 0, {
+	    { 'C', "a1 LOGIN bob wrong\r\na2 SELECT INBOX\r\na3 LOGIN\r\n" },
+	    { 'S', "* NO [ALERT] 5.7.139 untagged\r\n"
+		"a1 NO [AUTHENTICATIONFAILED] Invalid credentials "
+		"(Failure)\r\n"
+		"a2 NO 5.7.139 not a login\r\n"
+		"a3 BAD 5.7.139 syntax\r\n" } },
+	    "* NO [ALERT] 5.7.139 untagged\r\n"
+	    "a1 NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)\r\n"
+	    "a2 NO 5.7.139 not a login\r\na3 BAD 5.7.139 syntax\r\n",
+	    "a1 LOGIN bob wrong\r\na2 SELECT INBOX\r\na3 LOGIN\r\n", 0, NULL },
+	    "NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)\n" },
+};
+
 START_TEST(test_filter_transcript)
 {
 	check_transcript(&transcripts[_i]);
+}
+END_TEST
+
+/* A refusal: whole, cut at every byte, and a byte at a time. */
+START_TEST(test_filter_refusal)
+{
+	check_refusal_transcript(&refusals[_i]);
 }
 END_TEST
 
@@ -393,6 +468,12 @@ proto_imap_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_filter_transcript, 0,
 	    sizeof(transcripts) / sizeof(transcripts[0]));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("refusals");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, test_filter_refusal, 0,
+	    sizeof(refusals) / sizeof(refusals[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }

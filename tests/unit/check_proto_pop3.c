@@ -169,9 +169,55 @@ static const struct transcript transcripts[] = {
 };
 
 /* One transcript: whole, cut at every byte, and a byte at a time. */
+/* Gmail's refusal of a password where it wants an app password. */
+#define GMAIL_ERR	"-ERR [AUTH] Application-specific password " \
+			"required: https://support.google.com/accounts/" \
+			"answer/185833"
+
+/* Refusals of PASS, APOP and AUTH: reported once each, lines unchanged. */
+static const struct refusal_transcript refusals[] = {
+	{ { "pop3 gmail: reported, unchanged", MAIL_PROTO_POP3, 1, {
+	    { 'S', "+OK Gpop ready for requests from 192.0.2.1\r\n" },
+	    { 'C', "USER bob@gmail.com\r\n" },
+	    { 'S', "+OK send PASS\r\n" },
+	    { 'C', "PASS secret\r\n" },
+	    { 'S', GMAIL_ERR "\r\n" },
+	    { 'C', "QUIT\r\n" },
+	    { 'S', "+OK Farewell.\r\n" } },
+	    "+OK Gpop ready for requests from 192.0.2.1\r\n+OK send PASS\r\n"
+	    GMAIL_ERR "\r\n+OK Farewell.\r\n",
+	    "USER bob@gmail.com\r\nPASS secret\r\nQUIT\r\n", 0, NULL },
+	    GMAIL_ERR "\n" },
+	{ { "pop3 auth and apop refused, user not, then a login",
+	    MAIL_PROTO_POP3, 0, {
+	    { 'C', "USER nobody\r\n" },
+	    { 'S', "-ERR no such user\r\n" },
+	    { 'C', "AUTH PLAIN\r\n" },
+	    { 'S', "+ \r\n" },
+	    { 'C', "AGJvYgBzZWNyZXQ=\r\n" },
+	    { 'S', "-ERR [AUTH] Authentication failed.\r\n" },
+	    { 'C', "APOP bob c4c9334bac560ecc979e58001b3e22fb\r\n" },
+	    { 'S', "-ERR [AUTH] bad digest\r\n" },
+	    { 'C', "USER bob\r\nPASS secret\r\n" },
+	    { 'S', "+OK\r\n+OK Logged in.\r\n" } },
+	    "-ERR no such user\r\n+ \r\n-ERR [AUTH] Authentication failed."
+	    "\r\n-ERR [AUTH] bad digest\r\n+OK\r\n+OK Logged in.\r\n",
+	    "USER nobody\r\nAUTH PLAIN\r\nAGJvYgBzZWNyZXQ=\r\n"
+	    "APOP bob c4c9334bac560ecc979e58001b3e22fb\r\n"
+	    "USER bob\r\nPASS secret\r\n", 1, NULL },
+	    "-ERR [AUTH] Authentication failed.\n-ERR [AUTH] bad digest\n" },
+};
+
 START_TEST(test_filter_transcript)
 {
 	check_transcript(&transcripts[_i]);
+}
+END_TEST
+
+/* A refusal: whole, cut at every byte, and a byte at a time. */
+START_TEST(test_filter_refusal)
+{
+	check_refusal_transcript(&refusals[_i]);
 }
 END_TEST
 
@@ -196,6 +242,12 @@ proto_pop3_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_filter_transcript, 0,
 	    sizeof(transcripts) / sizeof(transcripts[0]));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("refusals");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, test_filter_refusal, 0,
+	    sizeof(refusals) / sizeof(refusals[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }

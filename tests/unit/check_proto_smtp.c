@@ -298,10 +298,141 @@ static const struct transcript transcripts[] = {
 	    ".\r\n", 0, NULL },
 };
 
+/* Gmail's refusal of a password where it wants an app password. */
+#define GMAIL_534_1	"534-5.7.9 Application-specific password " \
+			"required. Learn more at\r\n"
+#define GMAIL_534_2	"5.7.9  https://support.google.com/mail/" \
+			"?p=InvalidSecondFactor a1-20020a gsmtp"
+#define MS_535		"535 5.7.139 Authentication unsuccessful, " \
+			"SmtpClientAuthentication is disabled for the Tenant."
+#define MS_550		"550 5.7.30 Basic authentication is not " \
+			"supported for Client Submission."
+
+/*
+ * Refusals of the client's AUTH: reported once each, and the words added
+ * as the last line of the same reply, with its codes.
+ */
+static const struct refusal_transcript refusals[] = {
+	{ { "smtp gmail 534 multi-line, words added", MAIL_PROTO_SMTP, 1, {
+	    { 'S', "220 smtp.gmail.com ESMTP\r\n" },
+	    { 'C', "EHLO x\r\n" },
+	    { 'S', "250-smtp.gmail.com\r\n250 AUTH LOGIN PLAIN\r\n" },
+	    { 'C', "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n" },
+	    { 'S', GMAIL_534_1 "534 " GMAIL_534_2 "\r\n" },
+	    { 'C', "QUIT\r\n" },
+	    { 'S', "221 2.0.0 closing connection\r\n" } },
+	    "220 smtp.gmail.com ESMTP\r\n"
+	    "250-smtp.gmail.com\r\n250 AUTH LOGIN PLAIN\r\n"
+	    GMAIL_534_1 "534-" GMAIL_534_2 "\r\n"
+	    "534 5.7.9 " UNIT_WORDS_APP_PW "\r\n"
+	    "221 2.0.0 closing connection\r\n",
+	    "EHLO x\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\nQUIT\r\n", 0, NULL },
+	    "534-5.7.9 Application-specific password required. Learn more "
+	    "at " GMAIL_534_2 "\n" },
+	{ { "smtp microsoft 535 after auth login, then a login",
+	    MAIL_PROTO_SMTP, 0, {
+	    { 'C', "AUTH LOGIN\r\n" },
+	    { 'S', "334 VXNlcm5hbWU6\r\n" },
+	    { 'C', "Ym9i\r\n" },
+	    { 'S', "334 UGFzc3dvcmQ6\r\n" },
+	    { 'C', "c2VjcmV0\r\n" },
+	    { 'S', MS_535 "\r\n" },
+	    { 'C', "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n" },
+	    { 'S', "235 2.7.0 Authentication successful\r\n" } },
+	    "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n"
+	    "535-5.7.139 Authentication unsuccessful, SmtpClientAuthentication "
+	    "is disabled for the Tenant.\r\n"
+	    "535 5.7.139 " UNIT_WORDS_OAUTH2 "\r\n"
+	    "235 2.7.0 Authentication successful\r\n",
+	    "AUTH LOGIN\r\nYm9i\r\nc2VjcmV0\r\n"
+	    "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n", 1, NULL }, MS_535 "\n" },
+	{ { "smtp microsoft 550, bare LF kept, pipelined after",
+	    MAIL_PROTO_SMTP, 0, {
+	    { 'C', "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n" },
+	    { 'S', MS_550 "\n" },
+	    { 'C', "NOOP\r\nRSET\r\n" },
+	    { 'S', "250 2.0.0 OK\r\n250 2.0.0 Reset\r\n" } },
+	    "550-5.7.30 Basic authentication is not supported for Client "
+	    "Submission.\n550 5.7.30 " UNIT_WORDS_OAUTH2 "\r\n"
+	    "250 2.0.0 OK\r\n250 2.0.0 Reset\r\n",
+	    "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\nNOOP\r\nRSET\r\n", 0, NULL },
+	    MS_550 "\n" },
+	{ { "smtp wrong password: reported, unchanged", MAIL_PROTO_SMTP, 0, {
+	    { 'C', "AUTH PLAIN AGJvYgB3cm9uZw==\r\n" },
+	    { 'S', "535-5.7.8 Username and Password not accepted.\r\n"
+		"535 5.7.8 Learn more\r\n" },
+	    { 'C', "QUIT\r\n" },
+	    { 'S', "221 bye\r\n" } },
+	    "535-5.7.8 Username and Password not accepted.\r\n"
+	    "535 5.7.8 Learn more\r\n221 bye\r\n",
+	    "AUTH PLAIN AGJvYgB3cm9uZw==\r\nQUIT\r\n", 0, NULL },
+	    "535-5.7.8 Username and Password not accepted. 5.7.8 Learn "
+	    "more\n" },
+	{ { "smtp words without enhanced codes", MAIL_PROTO_SMTP, 0, {
+	    { 'C', "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n" },
+	    { 'S', "534 Application-specific password required\r\n" },
+	    { 'C', "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n" },
+	    { 'S', "534 4.7.9 Application-specific password required\r\n" },
+	    { 'C', "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n" },
+	    { 'S', "534 5.7.1234 Application-specific password required\r\n" },
+	    { 'C', "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n" },
+	    { 'S', "534 5.7.139\r\n" } },
+	    "534-Application-specific password required\r\n"
+	    "534 " UNIT_WORDS_APP_PW "\r\n"
+	    "534-4.7.9 Application-specific password required\r\n"
+	    "534 " UNIT_WORDS_APP_PW "\r\n"
+	    "534-5.7.1234 Application-specific password required\r\n"
+	    "534 " UNIT_WORDS_APP_PW "\r\n"
+	    "534-5.7.139\r\n534 5.7.139 " UNIT_WORDS_OAUTH2 "\r\n",
+	    "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\n"
+	    "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\n", 0,
+	    NULL },
+	    "534 Application-specific password required\n"
+	    "534 4.7.9 Application-specific password required\n"
+	    "534 5.7.1234 Application-specific password required\n"
+	    "534 5.7.139\n" },
+	{ { "smtp not refusals: mechanism, syntax, closing, other commands",
+	    MAIL_PROTO_SMTP, 0, {
+	    { 'C', "AUTH CRAM-MD5\r\n" },
+	    { 'S', "504 5.5.4 Unrecognized authentication type 5.7.139\r\n" },
+	    { 'C', "AUTH LOGIN\r\n" },
+	    { 'S', "334 VXNlcm5hbWU6\r\n" },
+	    { 'C', "*\r\n" },
+	    { 'S', "501 5.7.0 Authentication cancelled\r\n" },
+	    { 'C', "MAIL FROM:<a@b>\r\n" },
+	    { 'S', "550 5.7.30 not an AUTH\r\n" },
+	    { 'C', "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n" },
+	    { 'S', "421 4.7.0 5.7.139 closing\r\n" } },
+	    "504 5.5.4 Unrecognized authentication type 5.7.139\r\n"
+	    "334 VXNlcm5hbWU6\r\n501 5.7.0 Authentication cancelled\r\n"
+	    "550 5.7.30 not an AUTH\r\n421 4.7.0 5.7.139 closing\r\n",
+	    "AUTH CRAM-MD5\r\nAUTH LOGIN\r\n*\r\nMAIL FROM:<a@b>\r\n"
+	    "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n", 0, NULL }, "" },
+	{ { "smtp temporary failure: reported", MAIL_PROTO_SMTP, 0, {
+	    { 'C', "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n" },
+	    { 'S', "454 4.7.0 Temporary authentication failure\r\n" } },
+	    "454 4.7.0 Temporary authentication failure\r\n",
+	    "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n", 0, NULL },
+	    "454 4.7.0 Temporary authentication failure\n" },
+	{ { "smtp control bytes in a refusal", MAIL_PROTO_SMTP, 0, {
+	    { 'C', "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n" },
+	    { 'S', "535 5.7.8 bad\tpass\x80word\r\n" } },
+	    "535 5.7.8 bad\tpass\x80word\r\n",
+	    "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n", 0, NULL },
+	    "535 5.7.8 bad?pass?word\n" },
+};
+
 /* One transcript: whole, cut at every byte, and a byte at a time. */
 START_TEST(test_filter_transcript)
 {
 	check_transcript(&transcripts[_i]);
+}
+END_TEST
+
+/* A refusal: whole, cut at every byte, and a byte at a time. */
+START_TEST(test_filter_refusal)
+{
+	check_refusal_transcript(&refusals[_i]);
 }
 END_TEST
 
@@ -327,6 +458,12 @@ proto_smtp_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_filter_transcript, 0,
 	    sizeof(transcripts) / sizeof(transcripts[0]));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("refusals");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, test_filter_refusal, 0,
+	    sizeof(refusals) / sizeof(refusals[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }
