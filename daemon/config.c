@@ -621,23 +621,32 @@ set_control_socket(const struct key_def *k, struct kv *kv, void *field)
 	return 0;
 }
 
-/* metrics_listen = ADDR:PORT | none, into struct config. */
+/* One ADDR:PORT, into a struct listen_addr field (redirect_listen, metrics_listen). */
 static int
-set_metrics_listen(const struct key_def *k, struct kv *kv, void *field)
+set_address(const struct key_def *k, struct kv *kv, void *field)
 {
 	struct listen_addr	*la = field;
 	char			 err[256];
 
 	(void)k;
+	if (config_parse_listen(kv->val, la, err, sizeof(err)) == -1)
+		return kv_error(kv, "invalid %s '%s': %s", kv->key, kv->val,
+		    err);
+	la->line = kv->line;
+	return 0;
+}
+
+/* metrics_listen = ADDR:PORT | none, into struct config. */
+static int
+set_metrics_listen(const struct key_def *k, struct kv *kv, void *field)
+{
+	struct listen_addr	*la = field;
+
 	if (strcmp(kv->val, "none") == 0) {
 		memset(la, 0, sizeof(*la));
 		return 0;
 	}
-	if (config_parse_listen(kv->val, la, err, sizeof(err)) == -1)
-		return kv_error(kv, "invalid metrics_listen '%s': %s", kv->val,
-		    err);
-	la->line = kv->line;
-	return 0;
+	return set_address(k, kv, field);
 }
 
 /* Whether s is printable ASCII; spaces only where allowed. */
@@ -700,21 +709,6 @@ set_mib_as_kib(const struct key_def *k, struct kv *kv, void *field)
 		return -1;
 	v *= 1024;
 	memcpy(field, &v, sizeof(v));
-	return 0;
-}
-
-/* One ADDR:PORT, into a struct listen_addr field (redirect_listen). */
-static int
-set_address(const struct key_def *k, struct kv *kv, void *field)
-{
-	struct listen_addr	*la = field;
-	char			 err[256];
-
-	(void)k;
-	if (config_parse_listen(kv->val, la, err, sizeof(err)) == -1)
-		return kv_error(kv, "invalid %s '%s': %s", kv->key, kv->val,
-		    err);
-	la->line = kv->line;
 	return 0;
 }
 

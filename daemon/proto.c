@@ -791,21 +791,33 @@ proto_token_hidden(const char *p, size_t len)
 int
 proto_tokens_have(const char *p, size_t len, const char *word)
 {
+	const char	*w;
+	size_t		 n;
+
+	while ((n = proto_next_word(&p, &len, &w)) > 0)
+		if (proto_word_is(w, n, word))
+			return 1;
+	return 0;
+}
+
+/*
+ * The next word of a space-separated list at *p (*len bytes) in *word:
+ * its length, 0 at the end; *p and *len move past it.
+ */
+size_t
+proto_next_word(const char **p, size_t *len, const char **word)
+{
 	size_t	n;
 
-	while (len > 0) {
-		if (*p == ' ') {
-			p++;
-			len--;
-			continue;
-		}
-		n = proto_word_len(p, len);
-		if (proto_word_is(p, n, word))
-			return 1;
-		p += n;
-		len -= n;
+	while (*len > 0 && **p == ' ') {
+		(*p)++;
+		(*len)--;
 	}
-	return 0;
+	*word = *p;
+	n = proto_word_len(*p, *len);
+	*p += n;
+	*len -= n;
+	return n;
 }
 
 /*

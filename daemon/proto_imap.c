@@ -468,22 +468,15 @@ imap_auth_token(const char *p, size_t len, const char *mech)
 static unsigned
 imap_mechs(const char *p, size_t len)
 {
-	unsigned	mechs = 0;
-	size_t		n;
+	unsigned	 mechs = 0;
+	const char	*w;
+	size_t		 n;
 
-	while (len > 0) {
-		if (*p == ' ') {
-			p++;
-			len--;
-			continue;
-		}
-		n = proto_word_len(p, len);
-		if (imap_auth_token(p, n, NULL))
-			mechs |= proto_oauth2_mech(p + 5, n - 5);
-		else if (proto_word_is(p, n, "SASL-IR"))
+	while ((n = proto_next_word(&p, &len, &w)) > 0) {
+		if (imap_auth_token(w, n, NULL))
+			mechs |= proto_oauth2_mech(w + 5, n - 5);
+		else if (proto_word_is(w, n, "SASL-IR"))
 			mechs |= PROTO_MECH_SASL_IR;
-		p += n;
-		len -= n;
 	}
 	return mechs;
 }

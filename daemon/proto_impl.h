@@ -178,6 +178,8 @@ int		 proto_move_payload(struct evbuffer *from, struct evbuffer *to,
 /* Words, tokens and numbers. */
 int		 proto_word_is(const char *p, size_t len, const char *word);
 size_t		 proto_word_len(const char *p, size_t len);
+size_t		 proto_next_word(const char **p, size_t *len,
+		    const char **word);
 size_t		 proto_skip_word(const char *p, size_t len, const char *word);
 int		 proto_token_hidden(const char *p, size_t len);
 int		 proto_tokens_have(const char *p, size_t len, const char *word);

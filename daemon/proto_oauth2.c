@@ -351,20 +351,12 @@ proto_oauth2_mech(const char *p, size_t len)
 unsigned
 proto_oauth2_mechs(const char *p, size_t len)
 {
-	unsigned	mechs = 0;
-	size_t		n;
+	unsigned	 mechs = 0;
+	const char	*w;
+	size_t		 n;
 
-	while (len > 0) {
-		if (*p == ' ') {
-			p++;
-			len--;
-			continue;
-		}
-		n = proto_word_len(p, len);
-		mechs |= proto_oauth2_mech(p, n);
-		p += n;
-		len -= n;
-	}
+	while ((n = proto_next_word(&p, &len, &w)) > 0)
+		mechs |= proto_oauth2_mech(w, n);
 	return mechs;
 }
 
