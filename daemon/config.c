@@ -524,22 +524,32 @@ set_host(const struct key_def *k, struct kv *kv, void *field)
 	return 0;
 }
 
+/* One ADDR:PORT into a struct listen_addr (listen, redirect_listen, ...). */
+static int
+set_address(const struct key_def *k, struct kv *kv, void *field)
+{
+	struct listen_addr	*la = field;
+	char			 err[256];
+
+	(void)k;
+	if (config_parse_listen(kv->val, la, err, sizeof(err)) == -1)
+		return kv_error(kv, "invalid %s '%s': %s", kv->key, kv->val,
+		    err);
+	la->line = kv->line;
+	return 0;
+}
+
 /* listen = ADDR:PORT (repeatable), into the service. */
 static int
 set_listen(const struct key_def *k, struct kv *kv, void *field)
 {
 	struct service_config	*svc = field;
-	struct listen_addr	*la;
-	char			 err[256];
 
-	(void)k;
 	if (svc->n_listen == CONFIG_MAX_LISTEN)
 		return kv_error(kv, "too many listen lines (at most %d)",
 		    CONFIG_MAX_LISTEN);
-	la = &svc->listen[svc->n_listen];
-	if (config_parse_listen(kv->val, la, err, sizeof(err)) == -1)
-		return kv_error(kv, "invalid listen '%s': %s", kv->val, err);
-	la->line = kv->line;
+	if (set_address(k, kv, &svc->listen[svc->n_listen]) == -1)
+		return -1;
 	svc->n_listen++;
 	return 0;
 }
@@ -618,21 +628,6 @@ set_control_socket(const struct key_def *k, struct kv *kv, void *field)
 		return kv_error(kv, "control_socket is too long for a socket "
 		    "(at most %zu characters)", sizeof(cfg->control_socket) - 1);
 	memcpy(cfg->control_socket, kv->val, strlen(kv->val) + 1);
-	return 0;
-}
-
-/* One ADDR:PORT, into a struct listen_addr field (redirect_listen, metrics_listen). */
-static int
-set_address(const struct key_def *k, struct kv *kv, void *field)
-{
-	struct listen_addr	*la = field;
-	char			 err[256];
-
-	(void)k;
-	if (config_parse_listen(kv->val, la, err, sizeof(err)) == -1)
-		return kv_error(kv, "invalid %s '%s': %s", kv->key, kv->val,
-		    err);
-	la->line = kv->line;
 	return 0;
 }
 
