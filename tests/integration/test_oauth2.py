@@ -1272,6 +1272,22 @@ def test_refresh_timeout_keeps_tokens(t):
 
 
 @case(timeout=40)
+def test_state_dir_made_at_start(t):
+    """A state_dir that does not exist yet is made (0700) when a section
+    needs it, and the first login stores its tokens there."""
+    fresh = os.path.join(t.tmp, "fresh-state")
+    rig = Rig(t, provider="microsoft", flow="client_credentials",
+              secret=CLIENT_SECRET, glob={"state_dir": fresh})
+    expect_log(rig.d, r"created state_dir " + re.escape(fresh))
+    mode = os.stat(fresh).st_mode & 0o777
+    check(mode == 0o700, "state_dir made with mode %04o", mode)
+    rig.logged_in()
+    wait_until(lambda: os.path.isdir(os.path.join(fresh, "oauth2")) and
+               os.listdir(os.path.join(fresh, "oauth2")), 10,
+               "the token file under the new state_dir")
+
+
+@case(timeout=40)
 def test_client_gone_during_login(t):
     """A client that ends its session while its login waits for the
     provider: mailtlsd ends the session, and no token reaches the server
